@@ -1,0 +1,180 @@
+"""The deepzen layer: a plain ``nn.Module`` that learns its input shape on the first call.
+
+A deepzen layer creates its parameters in ``build(input_shape)`` the first time it sees data (or at
+construction when ``input_shape``/``input_dim`` is given), like a Keras layer. The build runs from a
+forward pre-hook that removes itself afterwards, so a built layer's call is bare ``forward``: no
+shape checks or bookkeeping on the hot path.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from deepzen._registry import Registry
+
+LAYERS: Registry[type] = Registry("layer", overwrite=True)
+
+
+def snake_case(name: str) -> str:
+    """``"BatchNormalization"`` -> ``"batch_normalization"`` (Keras's default layer names)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def shape_str(shape) -> str:
+    """Shapes are shown Keras-style, with ``None`` for the batch dimension: ``(None, 28, 28)``."""
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+
+
+class Layer(nn.Module):
+    """Base class of deepzen layers.
+
+    Subclasses create parameters in :meth:`build` from the full input shape (batch dimension
+    included) and compute in ``forward``. Constructor arguments are recorded automatically, so
+    :meth:`get_config` / :meth:`from_config` round-trip any layer whose arguments are plain values.
+
+    Args:
+        name: the layer's name in summaries and state dicts (default: snake_case of the class).
+        input_shape: per-sample input shape (no batch dimension); lets a model build before data.
+        input_dim: shorthand for ``input_shape=(input_dim,)``.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        LAYERS.register(cls.__name__, cls)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw):
+            # The outermost __init__ records the arguments; super().__init__ calls leave them alone.
+            if "_init_arguments" not in self.__dict__:
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                arguments = dict(bound.arguments)
+                arguments.pop("self")
+                for key, param in signature.parameters.items():
+                    if param.kind is inspect.Parameter.VAR_KEYWORD:
+                        arguments.update(arguments.pop(key, {}))
+                    elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+                        arguments.pop(key, None)
+                self.__dict__["_init_arguments"] = arguments
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init
+
+    def __init__(self, *, name: str | None = None, input_shape=None, input_dim: int | None = None):
+        super().__init__()
+        if input_dim is not None:
+            if input_shape is not None:
+                raise ValueError(f"{type(self).__name__}: give input_shape or input_dim, not both. "
+                                 f"Received: input_shape={input_shape}, input_dim={input_dim}")
+            input_shape = (input_dim,)
+        self.name = name
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.built = False
+        self.activity_loss: torch.Tensor | None = None
+        self._build_hook = self.register_forward_pre_hook(Layer._build_on_first_call)
+
+    # -- building -----------------------------------------------------------------------------------
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        """Creates the parameters for inputs of ``input_shape`` (batch dimension first)."""
+
+    def _build_on_first_call(self, args):
+        if not args or not isinstance(args[0], torch.Tensor):
+            raise TypeError(f"Layer '{self.display_name}' expects a tensor as its first input. "
+                            f"Received: {type(args[0]).__name__ if args else 'no input'}")
+        self.build_for(args[0])
+
+    def build_for(self, x: torch.Tensor) -> None:
+        """Builds the layer for the example input ``x`` (its device and dtype are used)."""
+        if self.built:
+            return
+        received = tuple(x.shape[1:])
+        if self.input_shape is not None and len(received) == len(self.input_shape):
+            mismatched = [e is not None and e != r for e, r in zip(self.input_shape, received)]
+            if any(mismatched):
+                raise ValueError(f"Layer '{self.display_name}' expected input shape "
+                                 f"{shape_str((None, *self.input_shape))}, received {shape_str((None, *received))}")
+        self._device, self._dtype = x.device, (x.dtype if x.is_floating_point() else torch.get_default_dtype())
+        self.build(tuple(x.shape))
+        self.built = True
+        self._build_hook.remove()
+
+    def new_parameter(self, shape, initializer: Any = "zeros") -> nn.Parameter:
+        """A parameter on the build input's device, filled by ``initializer`` (name or callable).
+
+        Weights use PyTorch's layout, ``(out, in, *kernel)``, so fans match ``initializers.fans``.
+        """
+        from deepzen import initializers
+
+        tensor = torch.empty(shape, device=self._device, dtype=self._dtype)
+        initializers.get(initializer)(tensor)
+        return nn.Parameter(tensor)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or snake_case(type(self).__name__)
+
+    # -- regularization -----------------------------------------------------------------------------
+    def regularization_terms(self) -> list[tuple[torch.Tensor, Callable]]:
+        """(parameter, penalty) pairs this layer adds to the training loss; see ``regularizers``."""
+        return []
+
+    def record_activity(self, output: torch.Tensor, regularizer: Callable | None) -> torch.Tensor:
+        """Stores the activity penalty of ``output`` for the training loss (when a regularizer is set)."""
+        if regularizer is not None:
+            self.activity_loss = regularizer(output)
+        return output
+
+    # -- configuration ------------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-ready (objects with ``get_config`` are nested)."""
+        return {key: _to_config(value, f"{type(self).__name__}.{key}")
+                for key, value in self.__dict__.get("_init_arguments", {}).items()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Layer":
+        return cls(**{key: _from_config(value) for key, value in config.items()})
+
+    def extra_repr(self) -> str:
+        shown = {k: v for k, v in self.__dict__.get("_init_arguments", {}).items()
+                 if v is not None and k not in ("name",)}
+        return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+def _to_config(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_to_config(v, where) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_config(v, where) for k, v in value.items()}
+    if hasattr(value, "get_config"):
+        return {"class": type(value).__name__, "module": type(value).__module__, "config": value.get_config()}
+    raise TypeError(f"{where}={value!r} cannot be saved in a model config: pass it by its string name, "
+                    f"or give its class get_config()/from_config()")
+
+
+def _from_config(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"class", "module", "config"}:
+        import importlib
+
+        module = importlib.import_module(value["module"])
+        if not module.__name__.startswith("deepzen"):
+            raise ValueError(f"Refusing to import {value['module']!r} from a model config: only deepzen "
+                             f"classes are rebuilt from files")
+        return getattr(module, value["class"]).from_config(value["config"])
+    if isinstance(value, dict):
+        return {k: _from_config(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_config(v) for v in value]
+    return value
