@@ -106,6 +106,7 @@ class Layer(nn.Module):
                                  f"{shape_str((None, *self.input_shape))}, received {shape_str((None, *received))}")
         self._device, self._dtype = x.device, (x.dtype if x.is_floating_point() else torch.get_default_dtype())
         self.build(tuple(x.shape))
+        self.built_input_shape = tuple(x.shape)
         self.built = True
         self._build_hook.remove()
 

@@ -1,0 +1,8 @@
+"""Keras's import path for callbacks: ``from deepzen.callbacks import EarlyStopping``."""
+
+from deepzen.training.callbacks import (Callback, CallbackError, CSVLogger, EarlyStopping, GradientMonitor, History,
+                                        LearningRateScheduler, ModelCheckpoint, ProgressBar, ReduceLROnPlateau,
+                                        TerminateOnNaN)
+
+__all__ = ["Callback", "CallbackError", "CSVLogger", "EarlyStopping", "GradientMonitor", "History",
+           "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN"]

@@ -1,0 +1,1 @@
+"""Data: in-memory array batching, readers for the real datasets, text vocabularies."""

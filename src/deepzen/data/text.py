@@ -1,0 +1,244 @@
+"""Text to integer tensors: tokenizers, a vocabulary, padding and length bucketing.
+
+Example:
+    >>> tokenize = WordTokenizer()
+    >>> tokenize("Don't panic, it's fine!")
+    ["don't", 'panic', ',', "it's", 'fine', '!']
+    >>> vocab = Vocab.build([tokenize("a b b c c c")], min_freq=2)
+    >>> vocab.tokens
+    ['<pad>', '<unk>', '<bos>', '<eos>', 'c', 'b']
+    >>> vocab.encode(["c", "a"], add_eos=True)
+    [4, 1, 3]
+    >>> pad_sequences([[4, 5], [6]])
+    tensor([[4, 5],
+            [6, 0]])
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from deepzen.data.paths import PathLike
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+DEFAULT_SPECIALS = (PAD, UNK, BOS, EOS)
+
+
+class CharTokenizer:
+    """Splits text into characters: ``"hi!"`` -> ``["h", "i", "!"]``.
+
+    Args:
+        lower: lower-case the text first.
+    """
+
+    def __init__(self, lower: bool = False):
+        self.lower = lower
+
+    def __call__(self, text: str) -> list[str]:
+        return list(text.lower() if self.lower else text)
+
+
+class WordTokenizer:
+    """Splits text into words, by default also splitting punctuation off the words.
+
+    With ``split_punctuation=True`` a token is a run of letters/digits (apostrophes inside a word
+    such as "don't" are kept) or a single punctuation character; otherwise tokens are the
+    whitespace-separated pieces.
+
+    Args:
+        lower: lower-case the text first.
+        split_punctuation: make punctuation characters tokens of their own.
+    """
+
+    _pattern = re.compile(r"\w+(?:['\u2019]\w+)*|[^\w\s]")
+
+    def __init__(self, lower: bool = True, split_punctuation: bool = True):
+        self.lower = lower
+        self.split_punctuation = split_punctuation
+
+    def __call__(self, text: str) -> list[str]:
+        text = text.lower() if self.lower else text
+        return self._pattern.findall(text) if self.split_punctuation else text.split()
+
+
+class Vocab:
+    """A token <-> index table; special tokens come first (by default ``<pad>`` = 0).
+
+    Args:
+        tokens: every token, in index order (specials included).
+        unk_token: the token unknown tokens map to; ``None`` makes unknown tokens an error.
+        specials: which of ``tokens`` are special (skipped by ``decode(..., skip_specials=True)``).
+
+    Attributes:
+        tokens: index -> token (a list).
+        index: token -> index (a dict).
+    """
+
+    def __init__(self, tokens: Sequence[str], *, unk_token: str | None = UNK, specials: Sequence[str] = ()):
+        self.tokens = list(tokens)
+        self.index = {token: i for i, token in enumerate(self.tokens)}
+        if len(self.index) != len(self.tokens):
+            duplicates = sorted(t for t, n in Counter(self.tokens).items() if n > 1)
+            raise ValueError(f"Expected distinct tokens. Received duplicates: {duplicates[:10]}")
+        missing = [t for t in (*specials, *([unk_token] if unk_token is not None else [])) if t not in self.index]
+        if missing:
+            raise ValueError(f"Expected the special tokens {missing} among the tokens.")
+        self.unk_token = unk_token
+        self.specials = tuple(specials)
+
+    @classmethod
+    def build(cls, token_lists: Iterable[Iterable[str]], *, min_freq: int = 1, max_size: int | None = None,
+              specials: Sequence[str] = DEFAULT_SPECIALS, unk_token: str | None = UNK) -> "Vocab":
+        """Counts tokens and keeps the frequent ones, most frequent first (ties alphabetical).
+
+        Args:
+            token_lists: tokenized texts, e.g. ``[tokenize(t) for t in texts]``.
+            min_freq: drop tokens seen fewer times.
+            max_size: largest vocabulary size, specials included.
+            specials: tokens placed first, in this order (default ``<pad>``, ``<unk>``, ``<bos>``, ``<eos>``).
+            unk_token: the special token unknown tokens map to (``None``: unknown tokens raise).
+        """
+        if min_freq < 1:
+            raise ValueError(f"Expected min_freq >= 1. Received: min_freq={min_freq}")
+        if max_size is not None and max_size < len(specials):
+            raise ValueError(f"Expected max_size >= the {len(specials)} special tokens. Received: max_size={max_size}")
+        counts = Counter(token for tokens in token_lists for token in tokens)
+        kept = sorted((t for t, n in counts.items() if n >= min_freq and t not in specials),
+                      key=lambda t: (-counts[t], t))
+        if max_size is not None:
+            kept = kept[:max_size - len(specials)]
+        return cls([*specials, *kept], unk_token=unk_token, specials=specials)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.index
+
+    def __getitem__(self, token: str) -> int:
+        """The token's index; an unknown token gives the ``unk_token``'s index."""
+        found = self.index.get(token)
+        if found is not None:
+            return found
+        if self.unk_token is None:
+            raise KeyError(f"Token {token!r} is not in the vocabulary and it has no unk_token.")
+        return self.index[self.unk_token]
+
+    def special_index(self, token: str) -> int:
+        """Index of a special token such as ``"<pad>"``; raises if the vocabulary lacks it."""
+        if token not in self.index:
+            raise KeyError(f"This vocabulary has no {token!r} token. Its specials: {list(self.specials)}")
+        return self.index[token]
+
+    @property
+    def pad_index(self) -> int:
+        return self.special_index(PAD)
+
+    @property
+    def unk_index(self) -> int:
+        return self.special_index(self.unk_token if self.unk_token is not None else UNK)
+
+    @property
+    def bos_index(self) -> int:
+        return self.special_index(BOS)
+
+    @property
+    def eos_index(self) -> int:
+        return self.special_index(EOS)
+
+    def encode(self, tokens: Iterable[str], *, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        """Tokens -> indices, optionally wrapped in ``<bos>`` ... ``<eos>``."""
+        ids = [self[token] for token in tokens]
+        return ([self.bos_index] if add_bos else []) + ids + ([self.eos_index] if add_eos else [])
+
+    def decode(self, ids: Iterable[int], *, skip_specials: bool = False) -> list[str]:
+        """Indices (ints or a 1-d tensor) -> tokens."""
+        tokens = [self.tokens[int(i)] for i in ids]
+        return [t for t in tokens if t not in self.specials] if skip_specials else tokens
+
+    def get_config(self) -> dict:
+        return {"tokens": self.tokens, "unk_token": self.unk_token, "specials": list(self.specials)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Vocab":
+        return cls(config["tokens"], unk_token=config["unk_token"], specials=config["specials"])
+
+    def save(self, path: PathLike) -> None:
+        """Writes the vocabulary as JSON (UTF-8)."""
+        Path(path).write_text(json.dumps(self.get_config(), ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: PathLike) -> "Vocab":
+        """Reads a vocabulary written by :meth:`save`."""
+        return cls.from_config(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def __repr__(self) -> str:
+        return f"Vocab(size={len(self)}, specials={list(self.specials)})"
+
+
+def pad_sequences(sequences: Sequence[Sequence[int]], maxlen: int | None = None, *, padding: str = "post",
+                  truncating: str = "post", value: int = 0) -> torch.Tensor:
+    """Pads (and truncates) integer sequences into one LongTensor.
+
+    Args:
+        sequences: N sequences of ints (lists, arrays or 1-d tensors).
+        maxlen: output length; default the longest sequence.
+        padding: ``"post"`` pads at the end, ``"pre"`` at the start.
+        truncating: ``"post"`` drops the end of longer sequences, ``"pre"`` the start.
+        value: the padding index.
+
+    Returns:
+        LongTensor ``(N, maxlen)``.
+    """
+    for name, arg in (("padding", padding), ("truncating", truncating)):
+        if arg not in ("pre", "post"):
+            raise ValueError(f"Expected {name}='pre' or 'post'. Received: {name}={arg!r}")
+    lengths = [len(s) for s in sequences]
+    maxlen = max(lengths, default=0) if maxlen is None else maxlen
+    out = torch.full((len(sequences), maxlen), value, dtype=torch.long)
+    for row, (sequence, length) in enumerate(zip(sequences, lengths)):
+        kept = min(length, maxlen)
+        if kept == 0:
+            continue
+        start = length - kept if truncating == "pre" else 0
+        piece = torch.as_tensor(sequence[start:start + kept], dtype=torch.long)
+        if padding == "post":
+            out[row, :kept] = piece
+        else:
+            out[row, maxlen - kept:] = piece
+    return out
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int, *, shuffle: bool = True,
+                   seed: int | None = None) -> list[np.ndarray]:
+    """Batches of indices whose sequences have similar lengths (less padding per batch).
+
+    Indices are sorted by length (ties in random order when shuffling) and cut into batches of
+    ``batch_size`` (the last may be smaller); with ``shuffle`` the batch order is random too.
+
+    Args:
+        lengths: length of each of the N sequences.
+        batch_size: indices per batch.
+        shuffle: randomize ties and batch order (draw a new order every epoch with a new ``seed``).
+        seed: seed of the random order.
+
+    Returns:
+        list of int64 arrays, together a permutation of ``range(N)``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size}")
+    lengths = np.asarray(lengths)
+    rng = np.random.default_rng(seed)
+    tie_break = rng.random(len(lengths)) if shuffle else np.arange(len(lengths))
+    order = np.lexsort((tie_break, lengths))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches

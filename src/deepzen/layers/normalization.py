@@ -1,0 +1,84 @@
+"""Batch normalization (Ioffe & Szegedy 2015) and layer normalization (Ba et al. 2016)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from deepzen.layers.base import Layer
+
+
+class BatchNormalization(Layer):
+    """Normalizes each feature over the batch (and spatial axes) while training; uses moving
+    statistics at evaluation.
+
+    Works for dense features (N, C), sequences and conv feature maps (N, C, ...) with the feature
+    axis 1, PyTorch's channels-first layout. For channels-last data (e.g. (N, T, C)) pass ``axis=-1``.
+
+    Args:
+        axis: the feature axis (1 by default, channels-first).
+        momentum: Keras semantics: ``moving = momentum * moving + (1 - momentum) * batch``.
+        epsilon: added to the variance.
+        center / scale: learn the offset beta / the scale gamma.
+    """
+
+    def __init__(self, axis: int = 1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer: Any = "zeros", gamma_initializer: Any = "ones",
+                 moving_mean_initializer: Any = "zeros", moving_variance_initializer: Any = "ones", **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"BatchNormalization expects momentum in [0, 1). Received: momentum={momentum}")
+        self.axis, self.momentum, self.epsilon = axis, momentum, epsilon
+        self.center, self.scale = center, scale
+        self.initializers = (beta_initializer, gamma_initializer, moving_mean_initializer, moving_variance_initializer)
+
+    def build(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(f"Layer '{self.display_name}' (BatchNormalization) expects inputs with a batch and "
+                             f"a feature axis. Received shape: {tuple(input_shape)}")
+        self.feature_axis = self.axis % len(input_shape)
+        if self.feature_axis == 0:
+            raise ValueError(f"Layer '{self.display_name}' cannot normalize over the batch axis. Received: axis={self.axis}")
+        features = input_shape[self.feature_axis]
+        beta, gamma, mean, variance = self.initializers
+        self.bias = self.new_parameter((features,), beta) if self.center else None
+        self.weight = self.new_parameter((features,), gamma) if self.scale else None
+        self.register_buffer("running_mean", self.new_parameter((features,), mean).data)
+        self.register_buffer("running_var", self.new_parameter((features,), variance).data)
+
+    def forward(self, x):
+        channels_first = self.feature_axis == 1
+        if not channels_first:
+            x = x.movedim(self.feature_axis, 1)
+        out = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                           self.training, 1.0 - self.momentum, self.epsilon)
+        return out if channels_first else out.movedim(1, self.feature_axis)
+
+
+class LayerNormalization(Layer):
+    """Normalizes each sample over its last axes (default: the last one), then scales and shifts.
+
+    Args:
+        axis: an int or tuple of trailing axes to normalize over (negative or positive indices).
+        epsilon: added to the variance.
+    """
+
+    def __init__(self, axis: Any = -1, epsilon: float = 1e-3, center: bool = True, scale: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+        self.epsilon, self.center, self.scale = epsilon, center, scale
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        axes = sorted(a % rank for a in self.axis)
+        if axes != list(range(rank - len(axes), rank)) or 0 in axes:
+            raise ValueError(f"Layer '{self.display_name}' (LayerNormalization) normalizes over trailing, non-batch "
+                             f"axes. Received: axis={self.axis} for inputs of rank {rank}")
+        self.normalized_shape = tuple(input_shape[a] for a in axes)
+        self.weight = self.new_parameter(self.normalized_shape, "ones") if self.scale else None
+        self.bias = self.new_parameter(self.normalized_shape, "zeros") if self.center else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.epsilon)

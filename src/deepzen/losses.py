@@ -1,0 +1,484 @@
+"""Loss functions by their Keras names, as ``nn.Module``s computed by PyTorch's fused kernels.
+
+A loss is called as ``loss(y_pred, y_true)`` (PyTorch's order). The class axis is the LAST axis of
+the predictions: ``y_pred`` is ``(N, C)`` or ``(N, T, C)``, with one-hot or soft targets of the
+same shape, or class ids of shape ``(N,)`` / ``(N, T)`` for :class:`SparseCategoricalCrossentropy`.
+
+Every loss has one value per *position*: per element for the regression and binary losses, per
+sample (or per time step) for the losses over a class axis. ``reduction`` then gives
+
+- ``"mean"``: the mean over all positions (the value Keras reports; PyTorch's ``"mean"`` too);
+- ``"sum"``: the sum over all positions (PyTorch's ``"sum"``);
+- ``"none"``: one value per sample, shape ``(N,)``, the mean over that sample's positions, so the
+  training engine can weight samples.
+
+``forward`` does no checks. The engine calls two methods once, on the full target tensor, before
+training: :meth:`Loss.prepare_targets` (dtype conversion) and :meth:`Loss.check_targets` (raises
+``ValueError`` for targets that do not fit the predictions, e.g. one-hot targets given to the
+sparse loss or class ids out of range).
+
+Example:
+    >>> import torch
+    >>> loss = get("sparse_categorical_crossentropy", from_logits=True)
+    >>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])   # (N, C) = (2, 3)
+    >>> round(float(loss(logits, torch.tensor([0, 2]))), 4)        # mean of -log softmax(logits)[y]
+    0.6691
+    >>> get("mse", reduction="none")(torch.zeros(2, 3), torch.ones(2, 3))
+    tensor([1., 1.])
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepzen._registry import Registry, resolve
+
+LOSSES: Registry[type] = Registry("loss")
+
+REDUCTIONS = ("mean", "sum", "none")
+
+EPSILON = 1e-7
+"""Probabilities are clipped to at least this before their log (Keras's ``epsilon()``)."""
+
+
+def _register(name: str, *aliases: str) -> Callable[[type], type]:
+    """Registers a loss class under its Keras function name, its class name and short aliases."""
+
+    def add(cls: type) -> type:
+        return LOSSES.register(name, cls, cls.__name__, *aliases)
+
+    return add
+
+
+class Loss(nn.Module):
+    """Base class of deepzen losses.
+
+    Subclasses implement :meth:`compute` with PyTorch's reduction semantics; the base turns
+    ``reduction="none"`` into one value per sample. Subclasses store every constructor argument
+    under its own name, which is what :meth:`get_config` returns.
+
+    Args:
+        reduction: "mean", "sum" or "none" (see the module docstring).
+
+    Call arguments:
+        y_pred: the model's output, ``(N, ...)``.
+        y_true: the targets, ``(N, ...)`` (the shape each loss expects is in its docstring).
+
+    Returns:
+        A scalar for "mean" and "sum", a tensor of shape ``(N,)`` for "none".
+    """
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{type(self).__name__} expects reduction 'mean', 'sum' or 'none'. "
+                             f"Received: reduction={reduction!r}")
+        self.reduction = reduction
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        if self.reduction == "none":
+            return self.per_sample(self.compute(y_pred, y_true, "none"), y_true)
+        return self.compute(y_pred, y_true, self.reduction)
+
+    def compute(self, y_pred: torch.Tensor, y_true: torch.Tensor, reduction: str) -> torch.Tensor:
+        """The loss with PyTorch's ``reduction``: "none" gives one value per position, ``(N, ...)``."""
+        raise NotImplementedError
+
+    def per_sample(self, losses: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """Per-position losses ``(N, ...)`` -> per-sample means ``(N,)``."""
+        return losses if losses.dim() == 1 else losses.flatten(1).mean(1)
+
+    # -- called once, before training ---------------------------------------------------------------
+    def prepare_targets(self, y_true: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The targets as a tensor of ``dtype`` (the predictions' dtype; default: torch's default)."""
+        return torch.as_tensor(y_true).to(dtype or torch.get_default_dtype())
+
+    def check_targets(self, y_pred_example: torch.Tensor, y_true: torch.Tensor) -> None:
+        """Raises ``ValueError`` if ``y_true`` (all targets) does not fit the model's predictions.
+
+        Reads target values on the host: call it once, never in the training step.
+
+        Args:
+            y_pred_example: the model's output on a few samples; its shape past the batch axis
+                (the number of classes, the sequence length) is what the targets must fit.
+            y_true: all the targets, batch axis first.
+        """
+        _check_finite(self, y_true)
+        _check_same_shape(self, y_pred_example, y_true)
+
+    # -- configuration ------------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, so that ``type(loss)(**loss.get_config())`` rebuilds the loss."""
+        parameters = inspect.signature(type(self).__init__).parameters.values()
+        return {p.name: getattr(self, p.name) for p in parameters
+                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Loss":
+        return cls(**config)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+
+
+def _aligned(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+    """``y_true`` in ``y_pred``'s shape: drops or adds a trailing axis of size 1, never broadcasts."""
+    return y_true if y_true.shape == y_pred.shape else y_true.reshape(y_pred.shape)
+
+
+def _reduce(losses: torch.Tensor, reduction: str) -> torch.Tensor:
+    """PyTorch's reductions for a loss computed position by position."""
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses
+
+
+# -- regression ---------------------------------------------------------------------------------------
+@_register("mean_squared_error", "mse")
+class MeanSquaredError(Loss):
+    """``(y_pred - y_true)^2`` per element.
+
+    ``y_true`` has the shape of ``y_pred``; a missing or extra trailing axis of size 1 is allowed
+    (``(N,)`` targets for ``(N, 1)`` predictions), it never broadcasts to ``(N, N)``.
+    """
+
+    def compute(self, y_pred, y_true, reduction):
+        return F.mse_loss(y_pred, _aligned(y_true, y_pred), reduction=reduction)
+
+
+@_register("mean_absolute_error", "mae")
+class MeanAbsoluteError(Loss):
+    """``|y_pred - y_true|`` per element; targets shaped as for :class:`MeanSquaredError`."""
+
+    def compute(self, y_pred, y_true, reduction):
+        return F.l1_loss(y_pred, _aligned(y_true, y_pred), reduction=reduction)
+
+
+@_register("huber", "huber_loss")
+class Huber(Loss):
+    """``0.5 e^2`` for ``|e| <= delta``, else ``delta (|e| - 0.5 delta)``, with ``e = y_pred - y_true``.
+
+    Quadratic near zero, linear for outliers (Huber 1964). Targets shaped as for
+    :class:`MeanSquaredError`.
+
+    Args:
+        delta: where the loss turns from quadratic to linear (> 0).
+        reduction: see :class:`Loss`.
+    """
+
+    def __init__(self, delta: float = 1.0, reduction: str = "mean"):
+        super().__init__(reduction)
+        if not delta > 0:
+            raise ValueError(f"Huber expects delta > 0. Received: delta={delta}")
+        self.delta = float(delta)
+
+    def compute(self, y_pred, y_true, reduction):
+        return F.huber_loss(y_pred, _aligned(y_true, y_pred), reduction=reduction, delta=self.delta)
+
+
+# -- classification -------------------------------------------------------------------------------------
+@_register("hinge")
+class Hinge(Loss):
+    """``max(0, 1 - y_true * y_pred)`` per element, for scores ``y_pred`` of a max-margin classifier.
+
+    Targets are -1/1; 0/1 targets are read as -1/1, as Keras does. Shaped as for
+    :class:`MeanSquaredError`.
+    """
+
+    def compute(self, y_pred, y_true, reduction):
+        y_true = _aligned(y_true, y_pred)
+        y_true = torch.where(y_true == 0, -1.0, y_true)  # 0/1 labels -> -1/1, without reading values
+        return _reduce(F.relu(1.0 - y_true * y_pred), reduction)
+
+    def check_targets(self, y_pred_example, y_true):
+        super().check_targets(y_pred_example, y_true)
+        values = set(torch.unique(y_true).tolist())  # host sync: once, before training
+        if not (values <= {-1, 1} or values <= {0, 1}):
+            raise ValueError(f"Hinge expects targets in {{-1, 1}} (or {{0, 1}}). "
+                             f"Received: values {sorted(values)[:10]}")
+
+
+@_register("binary_crossentropy", "bce")
+class BinaryCrossentropy(Loss):
+    """``-(y log p + (1 - y) log(1 - p))`` per element, for one or several yes/no labels per sample.
+
+    Args:
+        from_logits: ``y_pred`` holds logits (any real number), not probabilities. Logits are the
+            more stable choice: the loss is computed by ``binary_cross_entropy_with_logits``.
+            Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` first, as in Keras.
+        label_smoothing: in [0, 1]; targets become ``y (1 - label_smoothing) + 0.5 label_smoothing``.
+        reduction: see :class:`Loss`.
+
+    Call arguments:
+        y_pred: probabilities or logits, ``(N, ...)``.
+        y_true: 0/1 labels (or probabilities) of the same shape; a missing or extra trailing
+            axis of size 1 is allowed.
+    """
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, reduction: str = "mean"):
+        super().__init__(reduction)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _check_label_smoothing(self, label_smoothing)
+
+    def compute(self, y_pred, y_true, reduction):
+        y_true = _aligned(y_true, y_pred)
+        if self.label_smoothing:
+            y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        if not self.from_logits:
+            # The logit of p clipped to [EPSILON, 1 - EPSILON] (one fused op) feeds the stable kernel
+            # below. Half precision cannot hold 1 - EPSILON, so those probabilities go to float32.
+            y_pred = torch.logit(y_pred if y_pred.element_size() >= 4 else y_pred.float(), eps=EPSILON)
+        return F.binary_cross_entropy_with_logits(y_pred, y_true, reduction=reduction)
+
+    def check_targets(self, y_pred_example, y_true):
+        super().check_targets(y_pred_example, y_true)
+        _check_unit_interval(self, y_true, ": 0/1 labels or probabilities")
+        _check_probabilities(self, y_pred_example, "sigmoid")
+
+
+def _class_last_cross_entropy(y_pred: torch.Tensor, target: torch.Tensor, from_logits: bool, reduction: str,
+                              **options: Any) -> torch.Tensor:
+    """``F.cross_entropy`` with the class axis last; ``target`` is flat: ``(N*T,)`` ids or ``(N*T, C)``."""
+    # log p is a logit of p: log_softmax(log p) = log(p / sum p), the normalisation Keras applies.
+    logits = y_pred if from_logits else torch.log(y_pred.clamp_min(EPSILON))
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, target, reduction=reduction, **options)
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target, reduction=reduction, **options)  # (N*T,)
+    return losses.reshape(y_pred.shape[:-1]) if reduction == "none" else losses
+
+
+@_register("categorical_crossentropy")
+class CategoricalCrossentropy(Loss):
+    """``-sum_c y_c log p_c`` over the class axis (last), for one-hot or soft targets.
+
+    Args:
+        from_logits: ``y_pred`` holds logits; they go through ``log_softmax`` (stable for any
+            value). Otherwise ``y_pred`` holds probabilities; they are clipped to at least
+            ``EPSILON`` and normalised to sum to 1, as in Keras.
+        label_smoothing: in [0, 1]; targets become ``y (1 - label_smoothing) + label_smoothing / C``.
+        reduction: see :class:`Loss`.
+
+    Call arguments:
+        y_pred: probabilities or logits, ``(N, C)`` or ``(N, T, C)``.
+        y_true: one-hot rows or distributions of the same shape (all-zero rows add no loss).
+    """
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, reduction: str = "mean"):
+        super().__init__(reduction)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _check_label_smoothing(self, label_smoothing)
+
+    def compute(self, y_pred, y_true, reduction):
+        target = y_true if y_true.dim() == 2 else y_true.reshape(-1, y_pred.shape[-1])  # (N*T, C)
+        return _class_last_cross_entropy(y_pred, target, self.from_logits, reduction,
+                                         label_smoothing=self.label_smoothing)
+
+    def check_targets(self, y_pred_example, y_true):
+        _check_finite(self, y_true)
+        classes, positions = y_pred_example.shape[-1], tuple(y_pred_example.shape[1:-1])
+        if tuple(y_true.shape[1:]) != tuple(y_pred_example.shape[1:]):
+            if classes > 1 and tuple(y_true.shape[1:]) in (positions, positions + (1,)):
+                raise ValueError(f"CategoricalCrossentropy expects one-hot targets of shape "
+                                 f"{_shape(y_pred_example.shape[1:])}. Received: y_true.shape="
+                                 f"{_shape(y_true.shape[1:])}, which looks like class ids: "
+                                 f"use sparse_categorical_crossentropy")
+            _check_same_shape(self, y_pred_example, y_true, allow_trailing_one=False)
+        _check_unit_interval(self, y_true, ": one-hot rows or class distributions")
+        sums = y_true.reshape(-1, classes).sum(-1)
+        bad = ((sums - 1).abs() > 1e-2) & (sums.abs() > 1e-2)  # all-zero rows are allowed (masked positions)
+        if bad.any():  # host sync: once, before training
+            raise ValueError(f"CategoricalCrossentropy expects target rows that sum to 1 (one-hot or a "
+                             f"distribution) or 0 (masked). Received: a row summing to {float(sums[bad][0]):g}"
+                             f"; for several labels per sample use binary_crossentropy")
+        _check_probabilities(self, y_pred_example, "softmax")
+
+
+@_register("sparse_categorical_crossentropy")
+class SparseCategoricalCrossentropy(Loss):
+    """``-log p_y`` for integer class ids ``y``: categorical cross-entropy without one-hot targets.
+
+    Args:
+        from_logits: as for :class:`CategoricalCrossentropy`.
+        ignore_index: targets equal to this id (padding) add no loss and do not count in the means.
+        label_smoothing: in [0, 1]; as for :class:`CategoricalCrossentropy`.
+        reduction: see :class:`Loss`; with "none", a sample's value is the mean over its counted positions.
+
+    Call arguments:
+        y_pred: probabilities or logits, ``(N, C)`` or ``(N, T, C)``.
+        y_true: int64 class ids in ``[0, C)`` (or ``ignore_index``), ``(N,)`` or ``(N, T)``; a
+            trailing axis of size 1 is allowed.
+    """
+
+    def __init__(self, from_logits: bool = False, ignore_index: int = -100, label_smoothing: float = 0.0,
+                 reduction: str = "mean"):
+        super().__init__(reduction)
+        self.from_logits = bool(from_logits)
+        self.ignore_index = int(ignore_index)
+        self.label_smoothing = _check_label_smoothing(self, label_smoothing)
+
+    def compute(self, y_pred, y_true, reduction):
+        target = y_true if y_true.dim() == 1 else y_true.reshape(-1)  # (N*T,)
+        return _class_last_cross_entropy(y_pred, target, self.from_logits, reduction,
+                                         ignore_index=self.ignore_index, label_smoothing=self.label_smoothing)
+
+    def per_sample(self, losses, y_true):
+        if losses.dim() == 1:
+            return losses  # one position per sample: an ignored one already counts 0
+        counted = (y_true.reshape(losses.shape) != self.ignore_index).flatten(1).sum(1)  # (N,)
+        return losses.flatten(1).sum(1) / counted.clamp_min(1)
+
+    def prepare_targets(self, y_true, dtype=None):
+        """The class ids as int64; float targets must hold whole numbers (raises ``ValueError``)."""
+        y_true = torch.as_tensor(y_true)
+        if y_true.is_floating_point():
+            _check_whole_numbers(self, y_true)
+        return y_true.long()
+
+    def check_targets(self, y_pred_example, y_true):
+        classes, positions = y_pred_example.shape[-1], tuple(y_pred_example.shape[1:-1])
+        expected = _shape(positions)
+        received = tuple(y_true.shape[1:])
+        if received == tuple(y_pred_example.shape[1:]) and classes > 1:
+            raise ValueError(f"SparseCategoricalCrossentropy expects class ids of shape {expected} for "
+                             f"predictions of shape {_shape(y_pred_example.shape[1:])}. Received: "
+                             f"y_true.shape={_shape(received)}, which looks one-hot: use "
+                             f"categorical_crossentropy, or pass class ids (y.argmax(-1))")
+        if received not in (positions, positions + (1,)):
+            raise ValueError(f"SparseCategoricalCrossentropy expects class ids of shape {expected} for "
+                             f"predictions of shape {_shape(y_pred_example.shape[1:])}. "
+                             f"Received: y_true.shape={_shape(received)}")
+        if y_true.is_floating_point():
+            _check_finite(self, y_true)
+            _check_whole_numbers(self, y_true)
+        ids = y_true[y_true != self.ignore_index]
+        if ids.numel():
+            low, high = int(ids.min()), int(ids.max())  # host sync: once, before training
+            if low < 0 or high >= classes:
+                offending = high if high >= classes else low
+                raise ValueError(f"SparseCategoricalCrossentropy expects class ids in [0, {classes}) (the "
+                                 f"predictions have C={classes} classes on their last axis) or "
+                                 f"ignore_index={self.ignore_index}. Received: class id {offending}")
+        _check_probabilities(self, y_pred_example, "softmax")
+
+
+@_register("kl_divergence", "kld", "kullback_leibler_divergence")
+class KLDivergence(Loss):
+    """``sum_c y_c log(y_c / p_c)`` over the class axis (last): the divergence of ``p`` from ``y``.
+
+    Both distributions are clipped to ``[EPSILON, 1]`` first, as in Keras.
+
+    Args:
+        from_logits: ``y_pred`` holds logits, turned into log-probabilities by ``log_softmax``.
+        reduction: see :class:`Loss`.
+
+    Call arguments:
+        y_pred: probabilities or logits, ``(N, C)`` or ``(N, T, C)``.
+        y_true: distributions of the same shape.
+    """
+
+    def __init__(self, from_logits: bool = False, reduction: str = "mean"):
+        super().__init__(reduction)
+        self.from_logits = bool(from_logits)
+
+    def compute(self, y_pred, y_true, reduction):
+        log_p = F.log_softmax(y_pred, dim=-1) if self.from_logits else torch.log(y_pred.clamp(EPSILON, 1.0))
+        losses = F.kl_div(log_p, y_true.clamp(EPSILON, 1.0), reduction="none").sum(-1)  # (N,) or (N, T)
+        return _reduce(losses, reduction)
+
+    def check_targets(self, y_pred_example, y_true):
+        _check_finite(self, y_true)
+        _check_same_shape(self, y_pred_example, y_true, allow_trailing_one=False)
+        _check_unit_interval(self, y_true, ": class distributions")
+        _check_probabilities(self, y_pred_example, "softmax")
+
+
+# -- checks, run once before training -----------------------------------------------------------------
+def _shape(per_sample_shape) -> str:
+    """A target or prediction shape as layers show it, with ``None`` for the batch axis: ``(None, 10)``."""
+    from deepzen.layers.base import shape_str  # late: loading losses must not load every layer
+
+    return shape_str((None, *per_sample_shape))
+
+
+def _check_label_smoothing(loss: Loss, label_smoothing: float) -> float:
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{type(loss).__name__} expects label_smoothing in [0, 1]. "
+                         f"Received: label_smoothing={label_smoothing}")
+    return float(label_smoothing)
+
+
+def _check_finite(loss: Loss, y_true: torch.Tensor) -> None:
+    if y_true.is_floating_point() and not bool(torch.isfinite(y_true).all()):  # host sync: once
+        raise ValueError(f"{type(loss).__name__} expects finite targets. Received: y_true contains "
+                         f"{int((~torch.isfinite(y_true)).sum())} NaN or infinite values")
+
+
+def _check_same_shape(loss: Loss, y_pred: torch.Tensor, y_true: torch.Tensor, allow_trailing_one: bool = True) -> None:
+    """Targets match the predictions past the batch axis (up to a trailing axis of size 1 if allowed)."""
+    pred, true = tuple(y_pred.shape[1:]), tuple(y_true.shape[1:])
+    if pred == true or (allow_trailing_one and (pred == true + (1,) or true == pred + (1,))):
+        return
+    raise ValueError(f"{type(loss).__name__} expects targets shaped like the predictions, "
+                     f"{_shape(pred)}. Received: y_true.shape={_shape(true)} "
+                     f"for y_pred.shape={_shape(pred)}")
+
+
+def _check_unit_interval(loss: Loss, values: torch.Tensor, hint: str) -> None:
+    """Targets lie in [0, 1]; ``hint`` says what they should be."""
+    if values.numel() == 0:
+        return
+    low, high = float(values.min()), float(values.max())  # host sync: once, before training
+    if low < 0 or high > 1:
+        raise ValueError(f"{type(loss).__name__} expects targets in [0, 1]{hint}. "
+                         f"Received: values from {low:g} to {high:g}")
+
+
+def _check_probabilities(loss: Loss, y_pred_example: torch.Tensor, output_activation: str) -> None:
+    """With ``from_logits=False`` the model must output probabilities; logits there are a common slip."""
+    if loss.from_logits or y_pred_example.numel() == 0:
+        return
+    low, high = float(y_pred_example.min()), float(y_pred_example.max())  # host sync: once
+    if low < 0 or high > 1:
+        raise ValueError(f"{type(loss).__name__}(from_logits=False) expects the model to output probabilities "
+                         f"in [0, 1]. Received: predictions from {low:g} to {high:g}; pass from_logits=True "
+                         f"if the model outputs logits, or end it with a {output_activation}")
+
+
+def _check_whole_numbers(loss: Loss, y_true: torch.Tensor) -> None:
+    fractional = y_true[y_true != y_true.round()]
+    if fractional.numel():  # host sync: once, before training
+        raise ValueError(f"{type(loss).__name__} expects integer class ids. "
+                         f"Received: the value {float(fractional[0]):g}")
+
+
+def get(identifier: Any, **kwargs: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A loss from a name, a class, a module or a callable.
+
+    Args:
+        identifier: a registered name ("mse", "binary_crossentropy", "SparseCategoricalCrossentropy",
+            ...; case and "-"/"_" do not matter) or a loss class, instantiated with ``kwargs``; a
+            :class:`Loss` or any ``nn.Module`` or callable ``f(y_pred, y_true)``, returned as it is.
+        **kwargs: constructor arguments for a named loss, e.g. ``get("bce", from_logits=True)``.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the valid ones).
+        TypeError: for anything else, or keyword arguments given with an object.
+    """
+    if isinstance(identifier, str):
+        return resolve(LOSSES, identifier, **kwargs)
+    if isinstance(identifier, type) and issubclass(identifier, nn.Module):
+        return identifier(**kwargs)
+    if kwargs:
+        raise TypeError(f"Keyword arguments apply only to a loss given by name or class. "
+                        f"Received: identifier={identifier!r} with {sorted(kwargs)}")
+    if callable(identifier):
+        return identifier
+    raise TypeError(f"A loss must be a name ({', '.join(LOSSES.names())}), a Loss or a callable "
+                    f"f(y_pred, y_true). Received: {identifier!r} of type {type(identifier).__name__}")

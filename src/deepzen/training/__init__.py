@@ -1,0 +1,1 @@
+"""Training: Model and Sequential, the step engine, callbacks, summaries and model files."""

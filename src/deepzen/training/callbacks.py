@@ -1,0 +1,420 @@
+"""Callbacks: History, progress output, EarlyStopping, ModelCheckpoint, learning-rate schedules,
+CSVLogger and GradientMonitor.
+
+A callback overrides the events it needs. ``fit`` resolves once which callbacks implement each
+event, so an event nobody listens to costs nothing. Per-step events receive the step index and a
+:class:`RunningLogs`; reading it is a host sync, so a callback reads it only when it has to.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+EVENTS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
+          "on_train_batch_end", "on_after_backward", "on_test_begin", "on_test_end")
+
+
+class Callback:
+    """Base class. ``self.model`` is set by ``fit`` before ``on_train_begin``."""
+
+    model: Any = None
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs: dict | None = None): ...
+
+    def on_train_end(self, logs: dict | None = None): ...
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None): ...
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None): ...
+
+    def on_train_batch_begin(self, step: int, logs: "RunningLogs" = None): ...
+
+    def on_train_batch_end(self, step: int, logs: "RunningLogs" = None): ...
+
+    def on_after_backward(self, step: int):
+        """Called after ``loss.backward()`` and before the optimizer step (gradients are populated)."""
+
+    def on_test_begin(self, logs: dict | None = None): ...
+
+    def on_test_end(self, logs: dict | None = None): ...
+
+
+class CallbackError(RuntimeError):
+    """An exception raised inside a callback, re-raised with the callback and the event named."""
+
+
+class CallbackList:
+    """The callbacks of one ``fit``, with per-event handler tables resolved once."""
+
+    def __init__(self, callbacks: list[Callback], model):
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks must be deepzen Callback instances. Received: {callback!r}")
+            callback.set_model(model)
+        # A callback listens to an event when it (or its instance) overrides the base method.
+        self.handlers = {event: [getattr(cb, event) for cb in self.callbacks
+                                 if getattr(getattr(cb, event), "__func__", None) is not getattr(Callback, event)]
+                         for event in EVENTS}
+
+    def listens(self, event: str) -> bool:
+        return bool(self.handlers[event])
+
+    def fire(self, event: str, *args) -> None:
+        for handler in self.handlers[event]:
+            self.fire_handler(handler, event, *args)
+
+    @staticmethod
+    def fire_handler(handler: Callable, event: str, *args) -> None:
+        try:
+            handler(*args)
+        except (CallbackError, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            raise CallbackError(f"{type(handler.__self__).__name__}.{event} failed: "
+                                f"{type(error).__name__}: {error}") from error
+
+
+class RunningLogs:
+    """The running training logs of the current epoch, read from the device on demand.
+
+    ``read()`` is a host sync: the engine keeps losses and metric states on the device and only
+    this call brings them to the host.
+    """
+
+    def __init__(self, reader: Callable[[int], dict[str, float]]):
+        self._reader = reader
+        self.step = 0
+
+    def read(self) -> dict[str, float]:
+        return self._reader(self.step)
+
+
+class History(Callback):
+    """Records the epoch logs: ``history.history["loss"]`` is a list with one value per epoch."""
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+
+def format_logs(logs: dict[str, float]) -> str:
+    return " - ".join(f"{key}: {value:.4g}" for key, value in logs.items())
+
+
+class ProgressBar(Callback):
+    """Keras-style progress: a per-step bar with rate and ETA on a terminal, one line per epoch otherwise.
+
+    Args:
+        verbose: 1 = step bar on a terminal (falls back to per-epoch lines when output is not a
+            terminal), 2 = one line per epoch.
+        interval: seconds between bar updates (each update is a host sync).
+        stream: where to write (default ``sys.stdout``).
+    """
+
+    def __init__(self, verbose: int = 1, interval: float = 0.25, stream=None):
+        self.stream = stream or sys.stdout
+        self.interval = interval
+        interactive = verbose == 1 and hasattr(self.stream, "isatty") and self.stream.isatty()
+        if interactive:  # only a terminal bar listens to the step event
+            self.on_train_batch_end = self._update_bar
+        self.interactive = interactive
+
+    def on_train_begin(self, logs=None):
+        self.epochs = self.model.fit_state["epochs"]
+        self.steps = self.model.fit_state["steps"]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = self.last_update = time.monotonic()
+        if self.interactive:
+            self.stream.write(f"Epoch {epoch + 1}/{self.epochs}\n")
+
+    def _update_bar(self, step, logs=None):
+        now = time.monotonic()
+        if now - self.last_update < self.interval and step + 1 < self.steps:
+            return
+        self.last_update = now
+        done = step + 1
+        rate = done / max(now - self.epoch_start, 1e-9)
+        eta = (self.steps - done) / rate if self.steps else 0.0
+        width = 24
+        filled = int(width * done / max(self.steps, 1))
+        bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + "." * (width - filled)
+        self.stream.write(f"\r{done}/{self.steps} [{bar}] {rate:.1f} steps/s - ETA {eta:.0f}s - "
+                          f"{format_logs(logs.read())}\x1b[K")
+        self.stream.flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.monotonic() - self.epoch_start
+        if self.interactive:
+            self.stream.write(f"\r{self.steps}/{self.steps} - {seconds:.1f}s - {format_logs(logs or {})}\x1b[K\n")
+        else:
+            self.stream.write(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - {format_logs(logs or {})}\n")
+        self.stream.flush()
+
+
+class EarlyStopping(Callback):
+    """Stops training when ``monitor`` stops improving for ``patience`` epochs.
+
+    Args:
+        monitor: a key of the epoch logs ("val_loss", "val_accuracy", ...).
+        min_delta: smallest change that counts as an improvement.
+        patience: epochs without improvement before stopping.
+        mode: "min", "max" or "auto" (max for accuracy-like names).
+        restore_best_weights: load the weights of the best epoch when stopping.
+    """
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
+                 restore_best_weights: bool = False, baseline: float | None = None):
+        self.monitor, self.min_delta, self.patience = monitor, abs(min_delta), patience
+        self.mode = _resolve_mode(mode, monitor)
+        self.restore_best_weights, self.baseline = restore_best_weights, baseline
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.stopped_epoch, self.best_epoch = 0, None, None
+        self.best = self.baseline if self.baseline is not None else (math.inf if self.mode == "min" else -math.inf)
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = _monitored(logs, self.monitor, type(self).__name__)
+        if _improved(value, self.best, self.mode, self.min_delta):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.best_weights is not None:
+                self.model.load_state_dict(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model (safetensors + JSON config) after each epoch, or only when ``monitor`` improves.
+
+    Args:
+        filepath: may contain ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.dz"``.
+        save_best_only: keep only files from improving epochs ("best"); otherwise every epoch ("last").
+        save_weights_only: kept for Keras compatibility; deepzen files always hold weights + config.
+    """
+
+    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto", save_weights_only: bool = False):
+        self.filepath, self.monitor, self.save_best_only = str(filepath), monitor, save_best_only
+        self.mode = _resolve_mode(mode, monitor)
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            value = _monitored(logs, self.monitor, type(self).__name__)
+            if not _improved(value, self.best, self.mode, 0.0):
+                return
+            self.best = value
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.model.save(path)
+
+
+class LearningRateScheduler(Callback):
+    """Sets the learning rate at the start of each epoch to ``schedule(epoch, lr)``."""
+
+    def __init__(self, schedule: Callable[[int, float], float], verbose: int = 0):
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.schedule(epoch, get_learning_rate(self.model.optimizer)))
+        if not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"The schedule returned an invalid learning rate for epoch {epoch}: {lr}")
+        set_learning_rate(self.model.optimizer, lr)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: learning rate set to {lr:.6g}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = get_learning_rate(self.model.optimizer)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiplies the learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, mode: str = "auto",
+                 min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0, verbose: int = 0):
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau expects 0 < factor < 1. Received: factor={factor}")
+        self.monitor, self.factor, self.patience = monitor, factor, patience
+        self.mode = _resolve_mode(mode, monitor)
+        self.min_delta, self.cooldown, self.min_lr, self.verbose = min_delta, cooldown, min_lr, verbose
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.cooldown_left = 0, 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = _monitored(logs, self.monitor, type(self).__name__)
+        logs["learning_rate"] = get_learning_rate(self.model.optimizer)
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if _improved(value, self.best, self.mode, self.min_delta):
+            self.best, self.wait = value, 0
+        elif self.cooldown_left == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                lr = max(get_learning_rate(self.model.optimizer) * self.factor, self.min_lr)
+                set_learning_rate(self.model.optimizer, lr)
+                if self.verbose:
+                    print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {lr:.6g}")
+                self.cooldown_left, self.wait = self.cooldown, 0
+
+
+class CSVLogger(Callback):
+    """Writes the epoch logs to a CSV file (one row per epoch, flushed each epoch)."""
+
+    def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
+        self.filename, self.separator, self.append = Path(filename), separator, append
+
+    def on_train_begin(self, logs=None):
+        self.filename.parent.mkdir(parents=True, exist_ok=True)
+        existing = self.append and self.filename.exists() and self.filename.stat().st_size > 0
+        self.file = open(self.filename, "a" if self.append else "w", newline="")
+        self.writer, self.keys = None, None
+        if existing:
+            with open(self.filename, newline="") as previous:
+                self.keys = next(csv.reader(previous, delimiter=self.separator))[1:]
+            self.writer = csv.writer(self.file, delimiter=self.separator)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.writer is None:
+            self.keys = list(logs)
+            self.writer = csv.writer(self.file, delimiter=self.separator)
+            self.writer.writerow(["epoch", *self.keys])
+        self.writer.writerow([epoch, *(logs.get(key, "") for key in self.keys)])
+        self.file.flush()
+
+    def on_train_end(self, logs=None):
+        self.file.close()
+
+
+class GradientMonitor(Callback):
+    """Records per-layer gradient norms during training and warns when they vanish or explode.
+
+    Every ``every`` steps the L2 norm of each parameter's gradient is stacked into one device tensor
+    (no host sync); the host reads them at the end of each epoch. ``history[name]`` is a list of
+    per-epoch mean norms per parameter; ``steps`` keeps every recorded value for plotting.
+
+    Args:
+        every: record every N steps.
+        vanishing: warn when a layer's mean gradient norm falls below this.
+        exploding: warn when it rises above this.
+        weights_only: record only weight matrices/kernels (dim > 1), not biases and norms.
+    """
+
+    def __init__(self, every: int = 10, vanishing: float = 1e-7, exploding: float = 1e3, weights_only: bool = True,
+                 warn: bool = True):
+        self.every, self.vanishing, self.exploding = every, vanishing, exploding
+        self.weights_only, self.warn = weights_only, warn
+        self.history: dict[str, list[float]] = {}
+        self.steps: dict[str, list[float]] = {}
+
+    def on_train_begin(self, logs=None):
+        self.named = [(name, p) for name, p in self.model.named_parameters()
+                      if p.requires_grad and (p.dim() > 1 or not self.weights_only)]
+        for name, _ in self.named:
+            self.history.setdefault(name, [])
+            self.steps.setdefault(name, [])
+        self.pending: list[torch.Tensor] = []
+
+    def on_after_backward(self, step):
+        if step % self.every:
+            return
+        grads = [p.grad for _, p in self.named]
+        if any(g is None for g in grads):
+            grads = [torch.zeros((), device=p.device) if p.grad is None else p.grad for _, p in self.named]
+        self.pending.append(torch.stack(torch._foreach_norm(grads)).float())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.pending:
+            return
+        norms = torch.stack(self.pending).cpu()  # host sync: once per epoch
+        self.pending = []
+        for column, (name, _) in enumerate(self.named):
+            values = norms[:, column].tolist()
+            self.steps[name].extend(values)
+            self.history[name].append(sum(values) / len(values))
+        if self.warn:
+            self._warn(epoch)
+
+    def _warn(self, epoch):
+        means = {name: values[-1] for name, values in self.history.items() if values}
+        vanished = [n for n, v in means.items() if v < self.vanishing]
+        exploded = [n for n, v in means.items() if v > self.exploding or not math.isfinite(v)]
+        if vanished:
+            warnings.warn(f"Epoch {epoch + 1}: vanishing gradients (mean norm < {self.vanishing:g}) in: "
+                          f"{', '.join(vanished)}", RuntimeWarning, stacklevel=2)
+        if exploded:
+            warnings.warn(f"Epoch {epoch + 1}: exploding gradients (mean norm > {self.exploding:g}) in: "
+                          f"{', '.join(exploded)}", RuntimeWarning, stacklevel=2)
+
+
+class TerminateOnNaN(Callback):
+    """Stops at the first non-finite loss, checked every step (one host sync per step: debugging only)."""
+
+    def on_train_batch_end(self, step, logs=None):
+        loss = logs.read()["loss"]
+        if not math.isfinite(loss):
+            self.model.stop_training = True
+            raise FloatingPointError(f"Loss became {loss} at step {step + 1}")
+
+
+def get_learning_rate(optimizer) -> float:
+    lr = optimizer.param_groups[0]["lr"]
+    return float(lr)
+
+
+def set_learning_rate(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+def _resolve_mode(mode: str, monitor: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max'. Received: mode={mode!r}")
+    if mode != "auto":
+        return mode
+    maximized = ("acc", "accuracy", "auc", "precision", "recall", "f1", "bleu", "return", "hit", "ndcg")
+    return "max" if any(word in monitor for word in maximized) else "min"
+
+
+def _monitored(logs: dict | None, monitor: str, who: str) -> float:
+    if not logs or monitor not in logs:
+        available = ", ".join(logs or {}) or "none"
+        raise KeyError(f"{who} monitors {monitor!r}, which is not in the epoch logs (available: {available}). "
+                       f"Validation keys need validation_data or validation_split.")
+    return logs[monitor]
+
+
+def _improved(value: float, best: float, mode: str, min_delta: float) -> bool:
+    return value < best - min_delta if mode == "min" else value > best + min_delta

@@ -1,0 +1,364 @@
+"""The training step and the epoch loops behind ``fit``, ``evaluate`` and ``predict``.
+
+Where speed is won: data lives on the device and is batched by index (``data/arrays.py``); the
+optimizer is torch's fused/foreach implementation; per-step losses go into a preallocated device
+buffer and metrics accumulate on the device, so the host reads them only at sync points (about once
+a second and at the end of an epoch); the callback table is resolved once per ``fit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from deepzen.data.arrays import ArrayData, map_structure
+from deepzen.optimizers import clip_gradients
+from deepzen.training.callbacks import CallbackList, RunningLogs
+from deepzen.training.diagnostics import named_layer_errors
+
+PRECISIONS = {"float32": None, "32": None, "mixed_bfloat16": torch.bfloat16, "bf16-mixed": torch.bfloat16,
+              "mixed_float16": torch.float16, "16-mixed": torch.float16}
+
+SYNC_SECONDS = 1.0  # the host reads the running loss (and checks it is finite) about this often
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch and step."""
+
+
+def call_model(model: nn.Module, x: Any) -> Any:
+    """Tensor -> model(x); tuple/list -> model(*x); dict -> model(**x) (multi-input models)."""
+    if isinstance(x, (tuple, list)):
+        return model(*x)
+    if isinstance(x, dict):
+        return model(**x)
+    return model(x)
+
+
+def _outputs_by_key(outputs: Any) -> dict[Any, torch.Tensor]:
+    if isinstance(outputs, dict):
+        return outputs
+    if isinstance(outputs, (tuple, list)):
+        return dict(enumerate(outputs))
+    return {0: outputs}
+
+
+def _per_output(spec: Any, keys: list, what: str) -> dict[Any, Any]:
+    """Spreads a loss/metric/weight spec over the model's outputs (one spec for all, a list, or a dict)."""
+    if isinstance(spec, dict):
+        unknown = set(spec) - set(keys)
+        if unknown:
+            raise ValueError(f"{what} names outputs {sorted(map(str, unknown))}, but the model's outputs are "
+                             f"{[str(k) for k in keys]}")
+        return spec
+    if isinstance(spec, (list, tuple)) and len(keys) > 1:
+        if len(spec) != len(keys):
+            raise ValueError(f"{what} has {len(spec)} entries for a model with {len(keys)} outputs")
+        return dict(zip(keys, spec))
+    return {key: spec for key in keys}
+
+
+@dataclass
+class LossTerm:
+    key: Any
+    loss: Any
+    weight: float
+    weighted_loss: Any = None  # the same loss with reduction="none", for sample/class weights
+
+
+@dataclass
+class Engine:
+    """Everything ``compile`` fixed: optimizer spec, losses, metrics, precision, jit.
+
+    Created by ``Model.compile``; ``setup`` finishes it once the model is built and its outputs known.
+    """
+
+    model: nn.Module
+    optimizer_spec: Any
+    loss_spec: Any
+    metric_spec: Any
+    loss_weights: Any = None
+    jit: bool = False
+    precision: str = "float32"
+    optimizer: torch.optim.Optimizer | None = None
+    terms: list[LossTerm] = field(default_factory=list)
+    metrics: dict[Any, list] = field(default_factory=dict)
+    ready: bool = False
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {self.precision!r}. Expected one of: {', '.join(PRECISIONS)}")
+        self.autocast_dtype = PRECISIONS[self.precision]
+        self.forward = torch.compile(self.model) if self.jit else self.model
+        self.scaler = None
+
+    # -- setup, once the model is built --------------------------------------------------------------
+    def setup(self, example_output: Any) -> None:
+        from deepzen import losses, metrics, optimizers
+
+        outputs = _outputs_by_key(example_output)
+        keys = list(outputs)
+        if self.loss_spec is None:
+            raise ValueError("compile() needs a loss, e.g. compile(loss='sparse_categorical_crossentropy')")
+        loss_by_key = _per_output(self.loss_spec, keys, "loss")
+        weights = _per_output(self.loss_weights if self.loss_weights is not None else 1.0, keys, "loss_weights")
+        self.terms = [LossTerm(key, losses.get(spec), float(weights.get(key, 1.0)))
+                      for key, spec in loss_by_key.items() if spec is not None]
+        metric_by_key = _per_output(self.metric_spec or [], keys[:1] if not isinstance(self.metric_spec, dict)
+                                    else keys, "metrics")
+        self.metrics = {}
+        term_by_key = {term.key: term.loss for term in self.terms}
+        for key, specs in metric_by_key.items():
+            specs = specs if isinstance(specs, (list, tuple)) else [specs]
+            self.metrics[key] = [metrics.get(spec, loss=term_by_key.get(key)) for spec in specs]
+        self.multi_output = len(keys) > 1
+        device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+        if self.autocast_dtype is torch.float16 and device.type == "cuda":
+            self.scaler = torch.amp.GradScaler("cuda")
+        if self.optimizer is None:
+            self.build_optimizer()
+        self.ready = True
+
+    def build_optimizer(self) -> None:
+        from deepzen import optimizers
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if isinstance(self.optimizer_spec, torch.optim.Optimizer):
+            self.optimizer = self.optimizer_spec
+            self.clipping = None
+            return
+        spec = optimizers.get(self.optimizer_spec)
+        self.optimizer = spec.build(params)
+        clipping = (spec.clipnorm, spec.clipvalue, spec.global_clipnorm)
+        self.clipping = clipping if any(c is not None for c in clipping) else None
+
+    def metric_names(self) -> list[str]:
+        return [f"{key}_{m.name}" if self.multi_output else m.name
+                for key, metrics in self.metrics.items() for m in metrics]
+
+    def validation_metrics(self) -> dict[Any, list]:
+        fresh = {key: [copy.deepcopy(m) for m in metrics] for key, metrics in self.metrics.items()}
+        for metrics in fresh.values():
+            for metric in metrics:
+                metric.reset()
+        return fresh
+
+    # -- targets, checked once -------------------------------------------------------------------------
+    def prepare_targets(self, y: Any, example_output: Any) -> Any:
+        """Converts target dtypes once and checks that targets fit the losses (before training)."""
+        outputs = _outputs_by_key(example_output)
+        targets = _outputs_by_key(y)
+        if set(targets) != set(outputs) and len(self.terms) > 0:
+            if len(targets) != len(outputs):
+                raise ValueError(f"The model has {len(outputs)} output(s) but y has {len(targets)} target(s)")
+        prepared = dict(targets)
+        for term in self.terms:
+            target = targets[term.key]
+            if hasattr(term.loss, "prepare_targets"):
+                target = term.loss.prepare_targets(target)
+            if hasattr(term.loss, "check_targets"):
+                term.loss.check_targets(outputs[term.key], target)
+            prepared[term.key] = target
+        if isinstance(y, dict):
+            return prepared
+        if isinstance(y, (tuple, list)):
+            return type(y)(prepared[i] for i in range(len(y)))
+        return prepared[0]
+
+    def enable_sample_weights(self) -> None:
+        for term in self.terms:
+            if term.weighted_loss is None:
+                if not hasattr(term.loss, "reduction"):
+                    raise ValueError(f"sample_weight/class_weight need a loss with a 'reduction' attribute; "
+                                     f"{term.loss!r} has none")
+                term.weighted_loss = copy.copy(term.loss)
+                term.weighted_loss.reduction = "none"
+
+    # -- the step ---------------------------------------------------------------------------------------
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        device = next(self.model.parameters()).device.type
+        return torch.autocast(device, dtype=self.autocast_dtype)
+
+    def compute_loss(self, outputs: Any, y: Any, sample_weight: torch.Tensor | None) -> torch.Tensor:
+        if not self.multi_output and len(self.terms) == 1:
+            term = self.terms[0]
+            if sample_weight is None:
+                total = term.loss(outputs, y)
+            else:
+                total = (term.weighted_loss(outputs, y) * sample_weight).mean()
+            total = total * term.weight if term.weight != 1.0 else total
+        else:
+            outs, targets = _outputs_by_key(outputs), _outputs_by_key(y)
+            total = 0.0
+            for term in self.terms:
+                if sample_weight is None:
+                    value = term.loss(outs[term.key], targets[term.key])
+                else:
+                    value = (term.weighted_loss(outs[term.key], targets[term.key]) * sample_weight).mean()
+                total = total + term.weight * value
+        return total + self.model.regularization_loss() if self.model.has_regularization else total
+
+    def update_metrics(self, metrics: dict[Any, list], outputs: Any, y: Any) -> None:
+        if not metrics:
+            return
+        if not self.multi_output:
+            for metric in metrics.get(0, ()):
+                metric.update(outputs, y)
+            return
+        outs, targets = _outputs_by_key(outputs), _outputs_by_key(y)
+        for key, group in metrics.items():
+            for metric in group:
+                metric.update(outs[key], targets[key])
+
+    def train_step(self, x: Any, y: Any, sample_weight: torch.Tensor | None, step: int,
+                   after_backward: list) -> tuple[torch.Tensor, Any]:
+        with self.autocast():
+            outputs = call_model(self.forward, x)
+            loss = self.compute_loss(outputs, y, sample_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        for handler in after_backward:
+            handler(step)
+        if self.clipping is not None:
+            clip_gradients(self.model.parameters(), *self.clipping)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return loss.detach(), outputs
+
+    # -- loops ---------------------------------------------------------------------------------------
+    def train_epoch(self, batches: Iterable, steps: int | None, callbacks: CallbackList, epoch: int) -> dict:
+        model = self.model
+        model.train()
+        for group in self.metrics.values():
+            for metric in group:
+                metric.reset()
+        device = next(model.parameters()).device
+        step_losses = torch.zeros(steps if steps else 1024, device=device)  # per-step losses, read at syncs
+        sizes: list[int] = []
+        running = RunningLogs(lambda step: self._read_running(step_losses, sizes, step, epoch))
+        batch_begin = callbacks.handlers["on_train_batch_begin"]
+        batch_end = callbacks.handlers["on_train_batch_end"]
+        after_backward = callbacks.handlers["on_after_backward"]
+        first = True
+        last_sync = time.monotonic()
+        step = -1
+        for step, (x, y, weight) in enumerate(batches):
+            if step >= step_losses.numel():  # an iterable of unknown length: grow the buffer
+                step_losses = torch.cat([step_losses, torch.zeros_like(step_losses)])
+            running.step = step
+            for handler in batch_begin:
+                callbacks.fire_handler(handler, "on_train_batch_begin", step, running)
+            if first:  # the first step of a fit names the failing layer on errors
+                with named_layer_errors(model):
+                    loss, outputs = self.train_step(x, y, weight, step, after_backward)
+                first = False
+            else:
+                loss, outputs = self.train_step(x, y, weight, step, after_backward)
+            step_losses[step] = loss
+            sizes.append(_batch_size(y))
+            self.update_metrics(self.metrics, outputs.detach() if isinstance(outputs, torch.Tensor) else outputs, y)
+            for handler in batch_end:
+                callbacks.fire_handler(handler, "on_train_batch_end", step, running)
+            now = time.monotonic()
+            if now - last_sync > SYNC_SECONDS:
+                last_sync = now
+                self._check_finite(step_losses, step, epoch)  # host sync, about once a second
+            if model.stop_training:
+                break
+        if step < 0:
+            raise ValueError("fit received no batches: the training data is empty")
+        return self._read_running(step_losses, sizes, step, epoch, check=True)
+
+    def _check_finite(self, step_losses: torch.Tensor, step: int, epoch: int) -> None:
+        finite = torch.isfinite(step_losses[:step + 1])
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0, 0])
+            self.model.stop_training = True
+            raise NonFiniteLossError(f"The training loss became {float(step_losses[bad])} at epoch {epoch + 1}, "
+                                     f"step {bad + 1}. Lower the learning rate, check the inputs for NaN/inf, or "
+                                     f"add clipnorm to the optimizer.")
+
+    def _read_running(self, step_losses, sizes, step, epoch, check=False) -> dict[str, float]:
+        if check:
+            self._check_finite(step_losses, step, epoch)
+        count = step + 1
+        weights = torch.tensor(sizes[:count], dtype=step_losses.dtype, device=step_losses.device)
+        loss = (step_losses[:count] * weights).sum() / weights.sum()
+        values = [loss] + [m.result().float() for group in self.metrics.values() for m in group]
+        numbers = torch.stack([v.reshape(()) for v in values]).tolist()  # host sync
+        return dict(zip(["loss", *self.metric_names()], numbers))
+
+    @torch.no_grad()
+    def evaluate(self, data: ArrayData | Iterable, batch_size: int) -> dict[str, float]:
+        model = self.model
+        model.eval()
+        metrics = self.validation_metrics()
+        total, count = None, 0
+        batches = data.batches(batch_size) if isinstance(data, ArrayData) else data
+        first = True
+        for x, y, weight in batches:
+            with self.autocast():
+                if first:
+                    with named_layer_errors(model):
+                        outputs = call_model(self.forward, x)
+                    first = False
+                else:
+                    outputs = call_model(self.forward, x)
+                loss = self.compute_loss(outputs, y, weight)
+            n = _batch_size(y)
+            total = loss.float() * n if total is None else total + loss.float() * n
+            count += n
+            self.update_metrics(metrics, outputs, y)
+        if total is None:
+            raise ValueError("evaluate received no batches: the data is empty")
+        values = [total / count] + [m.result().float() for group in metrics.values() for m in group]
+        numbers = torch.stack([v.reshape(()) for v in values]).tolist()  # host sync: once per evaluation
+        return dict(zip(["loss", *self.metric_names()], numbers))
+
+
+def _batch_size(y: Any) -> int:
+    while isinstance(y, (tuple, list)):
+        y = y[0]
+    if isinstance(y, dict):
+        return _batch_size(next(iter(y.values())))
+    return int(y.shape[0])
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, batches: Iterable, autocast) -> Any:
+    """Runs ``model`` over batches of inputs and concatenates the outputs (on the model's device)."""
+    model.eval()
+    outputs = []
+    first = True
+    for x in batches:
+        with autocast():
+            if first:
+                with named_layer_errors(model):
+                    outputs.append(call_model(model, x))
+                first = False
+            else:
+                outputs.append(call_model(model, x))
+    if not outputs:
+        raise ValueError("predict received no data")
+    head = outputs[0]
+    if isinstance(head, torch.Tensor):
+        return torch.cat(outputs)
+    if isinstance(head, dict):
+        return {key: torch.cat([o[key] for o in outputs]) for key in head}
+    return type(head)(torch.cat([o[i] for o in outputs]) for i in range(len(head)))

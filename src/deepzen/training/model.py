@@ -1,0 +1,492 @@
+"""``Model`` and ``Sequential``: Keras's compile / fit / evaluate / predict on any ``nn.Module``.
+
+``Model(module)`` gives the verbs to any PyTorch module (single or multiple inputs and outputs);
+``Sequential`` stacks deepzen or torch layers; subclassing ``Model`` and writing ``forward`` works
+too. A model is itself an ``nn.Module``: its ``state_dict``, ``parameters()`` and ``to()`` are torch's.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepzen.data.arrays import ArrayData, leaves, map_structure, to_tensor
+from deepzen.layers.base import Layer, snake_case
+from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar
+from deepzen.training.diagnostics import named_layer_errors
+from deepzen.training.engine import Engine, call_model, predict_batches
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The per-sample shape and dtype of one model input, recorded when the model is built."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+FIT_BATCH_SIZE = 32  # Keras's default
+INFERENCE_BATCH_SIZE = 256  # evaluate/predict: no gradients, so larger batches are cheaper
+
+
+class Model(nn.Module):
+    """A trainable model with Keras's verbs.
+
+    Args:
+        module: any ``nn.Module`` to wrap; leave it out when subclassing and defining ``forward``.
+        name: a display name.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> model = Model(torch.nn.Linear(3, 1))
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> history = model.fit(np.ones((8, 3)), np.zeros((8, 1)), epochs=2, verbose=0)
+        >>> len(history.history["loss"])
+        2
+    """
+
+    def __init__(self, module: nn.Module | None = None, *, name: str | None = None):
+        super().__init__()
+        if module is not None and not isinstance(module, nn.Module):
+            raise TypeError(f"Model wraps a torch.nn.Module. Received: {type(module).__name__}")
+        self.module = module
+        self.name = name or snake_case(type(self).__name__)
+        self.engine: Engine | None = None
+        self.stop_training = False
+        self.history: History | None = None
+        self.fit_state: dict[str, Any] = {}
+        self.input_spec = None  # per-sample (shape, dtype) of each input, recorded when built
+        self.has_regularization = False
+        self._penalties: list = []
+        self._activity_layers: list = []
+        self.compile_config: dict[str, Any] | None = None
+
+    def forward(self, *args, **kwargs):
+        if self.module is None:
+            raise NotImplementedError(f"{type(self).__name__} has no forward: pass a module to Model(module) "
+                                      f"or subclass Model and define forward()")
+        return self.module(*args, **kwargs)
+
+    # -- building ------------------------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return self.input_spec is not None
+
+    @property
+    def device(self) -> torch.device:
+        parameter = next(self.parameters(), None)
+        return parameter.device if parameter is not None else getattr(self, "_device", torch.device("cpu"))
+
+    def declared_input_shape(self) -> tuple | None:
+        """The per-sample input shape the model declares before seeing data (Sequential's first layer)."""
+        return None
+
+    def build(self, input_shape=None) -> Any:
+        """Builds the model's lazy layers for inputs of ``input_shape`` (per sample) and returns the output
+        of a forward pass on two zero samples. Without a shape, the declared one is used."""
+        shape = input_shape or self.declared_input_shape()
+        if shape is None:
+            raise ValueError(f"{self.name}: no input shape to build with. Pass input_shape, give the first layer "
+                             f"input_shape=/input_dim=, or call fit/predict with data")
+        dtype = torch.long if expects_integer_inputs(self) else torch.float32
+        return self.build_for(torch.zeros((2, *shape), dtype=dtype, device=self.device))
+
+    def build_for(self, sample: Any) -> Any:
+        """Builds with an example batch (a few samples) and returns the model's output on it."""
+        was_training = self.training
+        self.eval()  # no batch-norm statistics are updated by this probe
+        try:
+            with torch.no_grad(), named_layer_errors(self):
+                output = call_model(self, sample)
+        finally:
+            self.train(was_training)
+        self.input_spec = map_structure(lambda t: InputSpec(tuple(t.shape[1:]), t.dtype), sample)
+        layers = [m for m in self.modules() if isinstance(m, Layer)]
+        self._penalties = [term for layer in layers for term in layer.regularization_terms()]
+        self._activity_layers = [layer for layer in layers if getattr(layer, "activity_regularizer", None) is not None]
+        self.has_regularization = bool(self._penalties or self._activity_layers)
+        return output
+
+    def regularization_loss(self) -> torch.Tensor:
+        """The sum of the layers' weight and activity penalties (added to the training loss)."""
+        total = sum(penalty(weight) for weight, penalty in self._penalties)
+        for layer in self._activity_layers:
+            if layer.activity_loss is not None:
+                total = total + layer.activity_loss
+        return total
+
+    # -- compile -------------------------------------------------------------------------------------
+    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, loss_weights: Any = None,
+                jit: bool = False, precision: str = "float32", device: Any = None) -> None:
+        """Configures training.
+
+        Args:
+            optimizer: a name ("adam", "sgd", ...), a ``deepzen.optimizers`` spec, or a
+                ``torch.optim.Optimizer`` already built on this model's parameters.
+            loss: a name, a loss object or callable ``loss(y_pred, y_true)``; a list/dict for several outputs.
+            metrics: names or metric objects (a dict maps output keys to lists for several outputs).
+            loss_weights: weights of the output losses (a list or dict).
+            jit: run the forward through ``torch.compile`` (costs a cold compile; measure first).
+            precision: "float32", "mixed_bfloat16" or "mixed_float16" (autocast).
+            device: where to train; default cuda, then mps, then cpu.
+        """
+        from deepzen.runtime import default_device
+
+        self._device = torch.device(device) if device is not None else default_device()
+        self.to(self._device)
+        self.engine = Engine(self, optimizer, loss, metrics, loss_weights, jit=jit, precision=precision)
+        self.compile_config = {"optimizer": optimizer, "loss": loss, "metrics": metrics, "loss_weights": loss_weights,
+                               "precision": precision}
+        if not self.built and self.declared_input_shape() is not None:
+            self.build()
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        return self.engine.optimizer if self.engine is not None else None
+
+    def _compiled_engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError(f"{self.name} must be compiled before training or evaluation: call "
+                               f"model.compile(optimizer=..., loss=...)")
+        return self.engine
+
+    # -- data ----------------------------------------------------------------------------------------
+    def _as_data(self, x: Any, y: Any = None, sample_weight: Any = None) -> ArrayData | Iterable:
+        if x is None:
+            raise ValueError("x is required")
+        if _is_batch_iterable(x):
+            if y is not None:
+                raise ValueError("When x is a DataLoader or iterable of batches, y must be None "
+                                 "(the batches carry their targets)")
+            return x
+        return ArrayData(x, y, sample_weight, device=self.device,
+                         integer_inputs_as_float=not expects_integer_inputs(self))
+
+    def _batches(self, data, batch_size: int, shuffle: bool = False):
+        if isinstance(data, ArrayData):
+            return data.batches(batch_size, shuffle)
+        return _device_batches(data, self.device)
+
+    def _example(self, data) -> tuple[Any, Any]:
+        """A two-sample example batch (x, y) for building and checking targets."""
+        if isinstance(data, ArrayData):
+            return data._take(slice(0, 2))[:2]
+        x, y, _ = next(iter(_device_batches(data, self.device)))
+        return x, y
+
+    def _prepare(self, data) -> None:
+        """Builds the model and the engine for this data; converts and checks the targets once."""
+        engine = self._compiled_engine()
+        x_example, _ = self._example(data)
+        output = self.build_for(x_example)  # a two-sample forward, once per call
+        if not engine.ready:
+            engine.setup(output)
+        if isinstance(data, ArrayData) and data.y is not None:
+            data.y = engine.prepare_targets(data.y, output)
+
+    # -- fit / evaluate / predict -----------------------------------------------------------------------
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
+            verbose: Any = "auto", callbacks: list[Callback] | None = None, validation_split: float = 0.0,
+            validation_data: Any = None, shuffle: bool = True, class_weight: dict | None = None,
+            sample_weight: Any = None, initial_epoch: int = 0) -> History:
+        """Trains for ``epochs`` epochs and returns the :class:`History`.
+
+        Args:
+            x: inputs (array/tensor, tuple or dict of them), or an iterable of (x, y[, weight]) batches.
+            y: targets, like x.
+            batch_size: samples per step (default 32).
+            epochs: index of the last epoch (with ``initial_epoch``, training runs epochs
+                ``initial_epoch .. epochs - 1``).
+            verbose: 0 silent, 1 progress bar, 2 one line per epoch; "auto" = 1.
+            callbacks: extra :class:`Callback` objects.
+            validation_split: fraction of the samples (taken from the end, before shuffling) held out.
+            validation_data: (x_val, y_val) evaluated at each epoch end.
+            shuffle: reshuffle the training samples every epoch.
+            class_weight: {class id: weight} scaling each sample's loss by its class.
+            sample_weight: (N,) weights of the samples' losses.
+            initial_epoch: epoch to start at (resuming).
+        """
+        engine = self._compiled_engine()
+        if not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer. Received: epochs={epochs!r}")
+        batch_size = _check_batch_size(batch_size, FIT_BATCH_SIZE)
+        data = self._as_data(x, y, sample_weight)
+        validation = None
+        if validation_split:
+            if not isinstance(data, ArrayData):
+                raise ValueError("validation_split needs array inputs; pass validation_data with a DataLoader")
+            data, validation = data.split(validation_split)
+        elif validation_data is not None:
+            validation = self._as_data(*_unpack_validation(validation_data))
+        self._prepare(data)
+        if validation is not None:
+            self._prepare(validation)
+        if class_weight is not None:
+            if not isinstance(data, ArrayData):
+                raise ValueError("class_weight needs array inputs")
+            data.sample_weight = _class_sample_weights(data.y, class_weight, data.sample_weight)
+        if isinstance(data, ArrayData) and data.sample_weight is not None or not isinstance(data, ArrayData):
+            engine.enable_sample_weights()
+        if validation is not None and (not isinstance(validation, ArrayData) or validation.sample_weight is not None):
+            engine.enable_sample_weights()
+
+        verbose = 1 if verbose == "auto" else int(verbose)
+        self.history = History()
+        extra = [ProgressBar(verbose)] if verbose else []
+        callback_list = CallbackList([*(callbacks or []), *extra, self.history], self)  # History last, like Keras
+        steps = data.num_batches(batch_size) if isinstance(data, ArrayData) else _length(data)
+        self.fit_state = {"epochs": epochs, "steps": steps, "batch_size": batch_size}
+        self.stop_training = False
+        callback_list.fire("on_train_begin", {})
+        for epoch in range(initial_epoch, epochs):
+            self.fit_state["epoch"] = epoch
+            callback_list.fire("on_epoch_begin", epoch, {})
+            logs = engine.train_epoch(self._batches(data, batch_size, shuffle), steps, callback_list, epoch)
+            if validation is not None:
+                callback_list.fire("on_test_begin", {})
+                val_logs = engine.evaluate(self._batches(validation, INFERENCE_BATCH_SIZE), INFERENCE_BATCH_SIZE)
+                callback_list.fire("on_test_end", val_logs)
+                logs.update({f"val_{key}": value for key, value in val_logs.items()})
+            callback_list.fire("on_epoch_end", epoch, logs)
+            if self.stop_training:
+                break
+        callback_list.fire("on_train_end", {})
+        return self.history
+
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None, verbose: Any = "auto",
+                 sample_weight: Any = None, return_dict: bool = False) -> Any:
+        """The loss (and metrics) on the given data.
+
+        Returns:
+            The loss as a float, or ``[loss, metric1, ...]`` when metrics were compiled; a dict with
+            ``return_dict=True``.
+        """
+        engine = self._compiled_engine()
+        batch_size = _check_batch_size(batch_size, INFERENCE_BATCH_SIZE)
+        data = self._as_data(x, y, sample_weight)
+        if isinstance(data, ArrayData) and data.y is None:
+            raise ValueError("evaluate needs targets: evaluate(x, y)")
+        self._prepare(data)
+        if not isinstance(data, ArrayData) or data.sample_weight is not None:
+            engine.enable_sample_weights()
+        logs = engine.evaluate(self._batches(data, batch_size), batch_size)
+        if verbose not in (0, False):
+            print(" - ".join(f"{key}: {value:.4g}" for key, value in logs.items()))
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> Any:
+        """Outputs for ``x``, batched, without gradients: NumPy for NumPy input, tensors for tensor input."""
+        batch_size = _check_batch_size(batch_size, INFERENCE_BATCH_SIZE)
+        data = self._as_data(x)
+        if isinstance(data, ArrayData):
+            if not self.built:
+                self.build_for(data._take(slice(0, 2))[0])
+            batches = (bx for bx, _, _ in data.batches(batch_size))
+        else:
+            batches = (bx for bx, _, _ in _device_batches(data, self.device, targets=False))
+        autocast = self.engine.autocast if self.engine is not None else _no_autocast
+        outputs = predict_batches(self, batches, autocast)
+        if any(isinstance(leaf, torch.Tensor) for leaf in leaves(x)):
+            return outputs
+        return map_structure(lambda t: t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy(), outputs)
+
+    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None, return_dict: bool = False) -> Any:
+        """One optimizer step on one batch; returns that batch's loss (and metrics)."""
+        engine = self._compiled_engine()
+        data = self._as_data(x, y, sample_weight)
+        self._prepare(data)
+        if data.sample_weight is not None:
+            engine.enable_sample_weights()
+        self.train()
+        callbacks = CallbackList([], self)
+        logs = engine.train_epoch(data.batches(len(data)), 1, callbacks, self.fit_state.get("epoch", 0))
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    # -- inspection and files ------------------------------------------------------------------------
+    def summary(self, input_shape=None, print_fn=print) -> str:
+        """Prints (and returns) the layer table: output shapes, parameters, multiply-adds."""
+        from deepzen.training.summary import summarize
+
+        text = summarize(self, input_shape)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def get_config(self) -> dict[str, Any]:
+        """The architecture as JSON-ready data (for ``save``); ``None`` for modules that cannot say."""
+        from deepzen.training.serialization import module_config
+
+        return {"name": self.name, "module": module_config(self.module) if self.module is not None else None}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Model":
+        from deepzen.training.serialization import module_from_config
+
+        return cls(module_from_config(config["module"]), name=config.get("name"))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes weights (safetensors) and the JSON config to one file, atomically."""
+        from deepzen.training.serialization import save_model
+
+        save_model(self, path)
+
+    def load_weights(self, path: str | os.PathLike) -> None:
+        """Loads weights saved by :meth:`save` into this (already constructed) model."""
+        from deepzen.training.serialization import load_weights
+
+        load_weights(self, path)
+
+
+class Sequential(Model):
+    """A plain stack of layers, each taking the previous one's output.
+
+    Masks (e.g. from ``Embedding(mask_zero=True)``) flow Keras-style: a layer with ``compute_mask``
+    produces one, and a layer whose ``forward`` takes ``mask=`` receives it.
+
+    Example:
+        >>> from deepzen.layers import Dense
+        >>> model = Sequential([Dense(8, input_dim=2, activation="relu"), Dense(1)])
+        >>> tuple(model.build().shape)
+        (2, 1)
+    """
+
+    def __init__(self, layers: Iterable[nn.Module] | None = None, *, name: str | None = None):
+        super().__init__(name=name)
+        self._names_used: dict[str, int] = {}
+        self.mask_plan: list[tuple[bool, bool]] | None = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer: nn.Module) -> None:
+        """Appends a layer (a deepzen layer or any ``nn.Module``)."""
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"Sequential.add expects a layer (an nn.Module). Received: {type(layer).__name__}")
+        base = getattr(layer, "name", None) or snake_case(type(layer).__name__)
+        count = self._names_used.get(base, 0)
+        self._names_used[base] = count + 1
+        name = base if count == 0 else f"{base}_{count}"
+        if isinstance(layer, Layer) and layer.name is None:
+            layer.name = name
+        self.add_module(name, layer)
+        self.input_spec = None  # a new layer means a new build
+        plan = [(hasattr(m, "compute_mask"), "mask" in inspect.signature(m.forward).parameters)
+                for m in self.layers]
+        self.mask_plan = plan if any(produces for produces, _ in plan) else None
+
+    @property
+    def layers(self) -> list[nn.Module]:
+        return list(self._modules.values())
+
+    def declared_input_shape(self):
+        first = next(iter(self._modules.values()), None)
+        return getattr(first, "input_shape", None) if isinstance(first, Layer) else None
+
+    def forward(self, x):
+        if self.mask_plan is None:
+            for layer in self._modules.values():
+                x = layer(x)
+            return x
+        mask = None
+        for layer, (produces, consumes) in zip(self._modules.values(), self.mask_plan):
+            out = layer(x, mask=mask) if consumes else layer(x)
+            if produces:
+                mask = layer.compute_mask(x, mask)
+            x = out
+        return x
+
+    def get_config(self):
+        from deepzen.training.serialization import module_config
+
+        return {"name": self.name, "layers": [module_config(layer) for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        from deepzen.training.serialization import module_from_config
+
+        return cls([module_from_config(layer) for layer in config["layers"]], name=config.get("name"))
+
+
+def expects_integer_inputs(model: nn.Module) -> bool:
+    """True when the model's first parameterised layer is an embedding (token ids stay integers)."""
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) or getattr(module, "takes_integer_inputs", False):
+            return True
+        if next(module.parameters(recurse=False), None) is not None:
+            return False
+    return False
+
+
+def _no_autocast():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _is_batch_iterable(x: Any) -> bool:
+    return not isinstance(x, (torch.Tensor, np.ndarray, list, tuple, dict)) and hasattr(x, "__iter__")
+
+
+def _length(iterable) -> int | None:
+    try:
+        return len(iterable)
+    except TypeError:
+        return None
+
+
+def _device_batches(iterable, device, targets: bool = True):
+    """(x, y, weight) on ``device`` from an iterable yielding (x, y) or (x, y, weight) or x alone."""
+    move = lambda t: to_tensor(t, device)  # noqa: E731
+    for batch in iterable:
+        if isinstance(batch, (tuple, list)) and len(batch) in (2, 3) and targets:
+            x, y, *weight = batch
+            yield (map_structure(move, x), map_structure(move, y),
+                   move(weight[0]).float() if weight else None)
+        elif isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
+            yield map_structure(move, batch[0]), None, None
+        else:
+            yield map_structure(move, batch), None, None
+
+
+def _unpack_validation(validation_data) -> tuple:
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        if _is_batch_iterable(validation_data):
+            return (validation_data,)
+        raise ValueError("validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or an iterable "
+                         "of batches")
+    return tuple(validation_data)
+
+
+def _check_batch_size(batch_size, default: int) -> int:
+    if batch_size is None:
+        return default
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+    return int(batch_size)
+
+
+def _class_sample_weights(y: torch.Tensor, class_weight: dict, sample_weight: torch.Tensor | None) -> torch.Tensor:
+    if not isinstance(y, torch.Tensor):
+        raise ValueError("class_weight needs a single target array")
+    if y.is_floating_point() and y.dim() >= 2 and y.shape[-1] > 1:
+        ids = y.argmax(-1)  # one-hot
+    else:
+        ids = y.reshape(y.shape[0], -1)[:, 0].round().long() if y.is_floating_point() else y.reshape(y.shape[0], -1)[:, 0]
+    num_classes = int(ids.max()) + 1  # host sync: once per fit
+    missing = [c for c in range(num_classes) if c not in class_weight]
+    if missing:
+        raise ValueError(f"class_weight has no weight for class(es) {missing}; expected a weight for each of "
+                         f"0..{num_classes - 1}")
+    table = torch.tensor([float(class_weight[c]) for c in range(num_classes)], device=y.device)
+    weights = table[ids]
+    return weights if sample_weight is None else weights * sample_weight

@@ -1,0 +1,135 @@
+"""The interface every deepzen image model shares, so transfer learning works the same for all.
+
+A model is ``features`` (the convolutional trunk) -> ``pre_logits`` (pooling, flattening and,
+for LeNet/AlexNet/VGG, the hidden fully connected layers) -> ``classifier`` (the last linear
+layer). Subclasses build those three modules; this base class supplies the rest::
+
+    features = model.forward_features(x)   # (N, C, H, W) -> (N, C', H', W') feature map
+    logits = model.forward_head(features)  # -> (N, num_classes)
+    model.reset_classifier(7)              # new 7-way classifier, backbone weights kept
+    optimizer = torch.optim.SGD([
+        {"params": model.backbone_parameters(), "lr": 1e-3},
+        {"params": model.head_parameters(), "lr": 1e-2},
+    ])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+
+class ImageClassifier(nn.Module):
+    """Base class of the model zoo.
+
+    Subclasses set ``self.features``, ``self.pre_logits``, ``self.num_features`` (the width of
+    the pre-logits vector), ``self.classifier = self.make_classifier(num_features, num_classes)``
+    and ``self.min_input_size``. Models with auxiliary classifiers (GoogLeNet, Inception v3) add
+    them to ``self.aux_heads`` keyed by the name of the ``features`` child whose output they read;
+    each aux head has its own ``num_features`` and ``classifier``.
+
+    Args:
+        num_classes: output width of the classifier; 0 makes ``classifier`` the identity.
+        in_channels: channels of the input images.
+
+    Attributes:
+        num_features: width of the vector the classifier reads (``forward_head(f, pre_logits=True)``).
+        min_input_size: the smallest input height/width for which no layer works on less than a
+            whole pixel (the total stride, or more where unpadded convolutions shrink the map).
+        model_config: name and arguments the model was created with (set by ``register_model``).
+    """
+
+    num_features: int
+    min_input_size: int
+
+    def __init__(self, *, num_classes: int, in_channels: int):
+        super().__init__()
+        _check_positive_int(in_channels, "in_channels", allow_zero=False)
+        _check_positive_int(num_classes, "num_classes", allow_zero=True)
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.aux_heads = nn.ModuleDict()  # empty unless the model was built with auxiliary classifiers
+        self.model_config: dict[str, Any] | None = None  # set by register_model
+
+    @staticmethod
+    def make_classifier(num_features: int, num_classes: int) -> nn.Module:
+        """``nn.Linear(num_features, num_classes)``, or ``nn.Identity()`` for ``num_classes=0``."""
+        return nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) images -> (N, C, H', W') feature map of the trunk."""
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Feature map -> (N, num_classes) logits, or the (N, num_features) vector before them."""
+        x = self.pre_logits(features)  # (N, num_features)
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """(N, in_channels, H, W) -> (N, num_classes) logits.
+
+        With auxiliary classifiers and in training mode, returns ``(logits, *aux_logits)`` so the
+        loss can weight them (GoogLeNet: 0.3 each); in eval mode only the logits.
+        """
+        if not (self.training and self.aux_heads):
+            return self.forward_head(self.forward_features(x))
+        aux_logits = []
+        for name, layer in self.features.named_children():
+            x = layer(x)
+            if name in self.aux_heads:
+                aux_logits.append(self.aux_heads[name](x))
+        return (self.forward_head(x), *aux_logits)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replaces the classifier (and those of the aux heads) by a new ``num_classes``-way one.
+
+        Everything else keeps its weights; the new layer gets PyTorch's default initialization
+        and the device and dtype of the old parameters. ``num_classes=0`` removes the classifier,
+        so ``forward`` returns the (N, num_features) pre-logits vector.
+        """
+        _check_positive_int(num_classes, "num_classes", allow_zero=True)
+        reference = next(self.parameters())
+        for head in (self, *self.aux_heads.values()):
+            head.classifier = self.make_classifier(head.num_features, num_classes).to(reference)
+        self.num_classes = num_classes
+
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the layers :meth:`reset_classifier` replaces (the new task's head)."""
+        for head in (self, *self.aux_heads.values()):
+            yield from head.classifier.parameters()
+
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        """All other parameters: the ones a transfer-learning run freezes or trains slowly."""
+        head = {id(p) for p in self.head_parameters()}
+        return (p for p in self.parameters() if id(p) not in head)
+
+    def get_config(self) -> dict[str, Any]:
+        """``{"name": ..., **arguments}`` such that ``create(**config)`` rebuilds this architecture."""
+        if self.model_config is None:
+            raise ValueError(f"{type(self).__name__}.get_config: expected a model built by "
+                             f"deepzen.vision.models.create(...) or a registered constructor. "
+                             f"Received: a {type(self).__name__} built directly from its class")
+        return {**self.model_config, "num_classes": self.num_classes, "in_channels": self.in_channels}
+
+    def init_weights(self) -> None:
+        """He-normal convolutions (fan-out, for ReLU), unit BatchNorm, small-normal linear layers."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0.0, 0.01)
+                nn.init.zeros_(module.bias)
+
+
+def _check_positive_int(value: Any, name: str, *, allow_zero: bool) -> None:
+    lowest = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"Expected {name} to be {kind} integer. Received: {name}={value!r}")

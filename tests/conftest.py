@@ -1,0 +1,40 @@
+"""Shared test setup.
+
+Real-data tests find datasets through ``DEEPZEN_DATA`` like the library does. When it is unset and
+the repository's sibling ``shared/data`` folder exists (this project's layout), the whole session
+uses that folder; CI sets ``DEEPZEN_DATA`` itself.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def deepzen_data_env():
+    """Sets DEEPZEN_DATA to ``../shared/data`` for the session when it is unset and that folder exists."""
+    if os.environ.get("DEEPZEN_DATA") or not SHARED_DATA.is_dir():
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEEPZEN_DATA", str(SHARED_DATA))
+        yield
+
+
+@pytest.fixture(scope="session")
+def real_dataset(deepzen_data_env):
+    """``real_dataset("mnist")`` -> that dataset's folder; skips the test when the folder is absent.
+
+    Session-scoped so module-scoped fixtures that load a real dataset once can use it.
+    """
+
+    def folder(name: str) -> Path:
+        path = Path(os.environ.get("DEEPZEN_DATA") or "~/.cache/deepzen").expanduser() / name
+        if not path.is_dir():
+            pytest.skip(f"real dataset {name!r} not found in {path} (set DEEPZEN_DATA)")
+        return path
+
+    return folder

@@ -1,0 +1,137 @@
+"""Callbacks: early stopping, checkpoints, schedules, CSV logs, gradient monitoring, error wrapping."""
+
+import csv
+import io
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import deepzen
+from deepzen.callbacks import (Callback, CallbackError, CSVLogger, EarlyStopping, GradientMonitor,
+                               LearningRateScheduler, ModelCheckpoint, ProgressBar, ReduceLROnPlateau)
+from deepzen.layers import Dense
+from deepzen.models import Sequential, load_model
+
+
+def regression(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    return x, (x @ np.array([[1.0], [-2.0], [0.5], [3.0]], dtype="float32"))
+
+
+def linear_model(optimizer="sgd"):
+    model = Sequential([Dense(1, input_dim=4)])
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+def test_early_stopping_stops_after_patience_and_restores_best_weights():
+    deepzen.seed(0)
+    x, y = regression()
+    model = linear_model(deepzen.optimizers.SGD(learning_rate=0.0))  # no progress at all
+    stopper = EarlyStopping(monitor="loss", patience=2, restore_best_weights=True)
+    history = model.fit(x, y, epochs=50, verbose=0, callbacks=[stopper])
+    assert len(history.history["loss"]) == 4  # best at epoch 0, then 3 epochs without improvement
+    assert stopper.stopped_epoch == 3 and stopper.best_epoch == 0
+
+
+def test_early_stopping_names_missing_keys():
+    x, y = regression()
+    with pytest.raises(CallbackError, match="EarlyStopping.on_epoch_end.*'val_loss'.*available: loss"):
+        linear_model().fit(x, y, epochs=2, verbose=0, callbacks=[EarlyStopping()])
+
+
+def test_model_checkpoint_best_only_keeps_improving_epochs(tmp_path):
+    deepzen.seed(0)
+    x, y = regression()
+    model = linear_model()
+    checkpoint = ModelCheckpoint(tmp_path / "best.dz", monitor="val_loss", save_best_only=True)
+    history = model.fit(x, y, epochs=5, verbose=0, validation_split=0.25, callbacks=[checkpoint])
+    best = min(history.history["val_loss"])
+    restored = load_model(tmp_path / "best.dz")
+    assert restored.evaluate(x[48:], y[48:], verbose=0) == pytest.approx(best, rel=1e-5)
+    every = ModelCheckpoint(tmp_path / "epoch-{epoch:02d}.dz")
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[every])
+    assert sorted(p.name for p in tmp_path.glob("epoch-*.dz")) == ["epoch-01.dz", "epoch-02.dz", "epoch-03.dz"]
+
+
+def test_learning_rate_scheduler_sets_the_rate_each_epoch():
+    x, y = regression()
+    model = linear_model()
+    seen = []
+
+    class Spy(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(self.model.optimizer.param_groups[0]["lr"])
+
+    schedule = LearningRateScheduler(lambda epoch, lr: 0.1 * 0.5 ** epoch)
+    history = model.fit(x, y, epochs=3, verbose=0, callbacks=[schedule, Spy()])
+    assert seen == pytest.approx([0.1, 0.05, 0.025])
+    assert history.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.025])
+
+
+def test_reduce_lr_on_plateau_cuts_the_rate():
+    x, y = regression()
+    model = linear_model(deepzen.optimizers.SGD(learning_rate=1e-9))  # the loss cannot improve by min_delta
+    reducer = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=1.0)
+    history = model.fit(x, y, epochs=4, verbose=0, callbacks=[reducer])
+    # logs record the rate each epoch trained with; the cut applies from the next epoch
+    assert history.history["learning_rate"] == pytest.approx([1e-9, 1e-9, 5e-10, 2.5e-10], rel=1e-6)
+
+
+def test_csv_logger_writes_one_row_per_epoch(tmp_path):
+    x, y = regression()
+    history = linear_model().fit(x, y, epochs=3, verbose=0, validation_split=0.25,
+                                 callbacks=[CSVLogger(tmp_path / "log.csv")])
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [float(r["val_loss"]) for r in rows] == pytest.approx(history.history["val_loss"])
+
+
+def test_gradient_monitor_shows_vanishing_gradients_in_a_deep_sigmoid_network():
+    deepzen.seed(0)
+    x = np.random.rand(256, 16).astype("float32")
+    y = np.random.randint(0, 2, size=(256, 1))
+    model = Sequential([Dense(16, input_dim=16, activation="sigmoid",
+                              kernel_initializer=deepzen.initializers.RandomNormal(stddev=0.1))] +
+                       [Dense(16, activation="sigmoid", kernel_initializer=deepzen.initializers.RandomNormal(stddev=0.1))
+                        for _ in range(8)] + [Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    monitor = GradientMonitor(every=1, vanishing=1e-6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[monitor])
+    first, last = monitor.history["dense.weight"][0], monitor.history["dense_9.weight"][0]
+    assert first < last * 1e-4  # gradients shrink by orders of magnitude towards the input
+    assert len(monitor.steps["dense.weight"]) == 4
+    assert any("vanishing gradients" in str(w.message) and "dense.weight" in str(w.message) for w in caught)
+
+
+def test_errors_inside_callbacks_name_the_callback_and_event():
+    class Broken(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise ZeroDivisionError("oops")
+
+    x, y = regression()
+    with pytest.raises(CallbackError, match="Broken.on_epoch_end failed: ZeroDivisionError: oops"):
+        linear_model().fit(x, y, epochs=1, verbose=0, callbacks=[Broken()])
+
+
+def test_progress_lines_when_output_is_not_a_terminal():
+    x, y = regression()
+    stream = io.StringIO()
+    history = linear_model().fit(x, y, epochs=2, verbose=0, callbacks=[ProgressBar(verbose=1, stream=stream)])
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2")
+    assert f"loss: {history.history['loss'][1]:.4g}" in lines[1]
+
+
+def test_unused_step_events_cost_nothing():
+    from deepzen.training.callbacks import CallbackList, History
+
+    callbacks = CallbackList([History(), EarlyStopping(monitor="loss")], model=None)
+    assert not callbacks.listens("on_train_batch_end") and not callbacks.listens("on_after_backward")
+    assert callbacks.listens("on_epoch_end")
