@@ -36,7 +36,7 @@ def test_same_3x3_conv_matches_a_loop_over_patches():
     layer = Conv2D(4, 3, padding="same")
     layer(x)
     random_bias(layer)
-    w, b = layer.kernel.detach().numpy(), layer.bias.detach().numpy()
+    w, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
     padded = np.pad(x.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)))
     expected = np.zeros((2, 4, 5, 6))
     for n in range(2):
@@ -61,10 +61,10 @@ def test_strides_dilation_groups_and_explicit_padding_match_functional_conv(rank
     layer = CONV[rank](8, kernel, strides=strides, dilation_rate=dilation, groups=groups, padding=padding)
     out = layer(x)
     random_bias(layer)
-    expected = FUNCTIONAL[rank](x, layer.kernel, layer.bias, strides, 0 if padding == "valid" else padding,
+    expected = FUNCTIONAL[rank](x, layer.weight, layer.bias, strides, 0 if padding == "valid" else padding,
                                 dilation, groups)
     torch.testing.assert_close(layer(x), expected)
-    assert layer.kernel.shape[1] == 4 // groups and out.shape == expected.shape
+    assert layer.weight.shape[1] == 4 // groups and out.shape == expected.shape
 
 
 @pytest.mark.parametrize("rank, kernel, strides, dilation", [
@@ -78,7 +78,7 @@ def test_same_padding_matches_keras_rule_with_the_extra_pixel_at_the_end(rank, k
         x = torch.randn(2, 2, *(size,) * rank)
         pads = [keras_same_pad(size, k, s, d) for k, s, d in zip(layer.kernel_size, layer.strides, layer.dilation_rate)]
         padded = F.pad(x, [p for pair in reversed(pads) for p in pair])
-        expected = FUNCTIONAL[rank](padded, layer.kernel, layer.bias, layer.strides, 0, layer.dilation_rate)
+        expected = FUNCTIONAL[rank](padded, layer.weight, layer.bias, layer.strides, 0, layer.dilation_rate)
         assert expected.shape[2:] == tuple(math.ceil(size / s) for s in layer.strides)
         torch.testing.assert_close(layer(x), expected)
 
@@ -117,7 +117,7 @@ def test_transposed_conv_is_the_input_gradient_of_the_matching_conv(rank, kernel
     z = torch.randn(y.shape, dtype=torch.float64, requires_grad=True)
     conv(z)
     with torch.no_grad():
-        conv.kernel.copy_(transposed.kernel)  # (4, 3, *k): conv's (out, in) is the transpose's (in, out)
+        conv.weight.copy_(transposed.weight)  # (4, 3, *k): conv's (out, in) is the transpose's (in, out)
     out = conv(z)
     assert out.shape == x.shape  # the conv maps the transpose's output size back to its input size
     (vjp,) = torch.autograd.grad(out, z, grad_outputs=x)
@@ -137,7 +137,7 @@ def test_depthwise_conv_is_one_conv_per_input_channel():
     random_bias(layer)
     pads = [keras_same_pad(size, 3, 2) for size in (6, 7)]
     padded = F.pad(x, [p for pair in reversed(pads) for p in pair])
-    expected = torch.cat([F.conv2d(padded[:, c:c + 1], layer.kernel[2 * c + m:2 * c + m + 1],
+    expected = torch.cat([F.conv2d(padded[:, c:c + 1], layer.weight[2 * c + m:2 * c + m + 1],
                                    layer.bias[2 * c + m:2 * c + m + 1], stride=2)
                           for c in range(3) for m in range(2)], dim=1)
     torch.testing.assert_close(layer(x), expected)
@@ -153,8 +153,8 @@ def test_separable_conv_is_depthwise_then_pointwise(rank):
     depthwise(x)
     random_bias(separable)
     with torch.no_grad():
-        depthwise.kernel.copy_(separable.depthwise_kernel)
-    pointwise = separable.pointwise_kernel.flatten(1)  # (5, 6)
+        depthwise.weight.copy_(separable.depthwise_weight)
+    pointwise = separable.pointwise_weight.flatten(1)  # (5, 6)
     expected = torch.einsum("oc,nc...->no...", pointwise, depthwise(x)) + separable.bias.view(1, 5, *(1,) * rank)
     torch.testing.assert_close(separable(x), expected)
 
@@ -185,7 +185,7 @@ def test_in_channels_are_learned_on_the_first_call():
     layer = Conv2D(8, 3)
     assert list(layer.parameters()) == [] and not layer.built
     out = layer(torch.randn(2, 5, 9, 9, dtype=torch.float64))
-    assert layer.kernel.shape == (8, 5, 3, 3) and layer.kernel.dtype == torch.float64
+    assert layer.weight.shape == (8, 5, 3, 3) and layer.weight.dtype == torch.float64
     assert out.shape == (2, 8, 7, 7)
 
 
@@ -220,11 +220,11 @@ def test_regularizers_and_activity_penalty():
     penalty = lambda t: t.square().sum()  # noqa: E731
     layer = Conv2D(2, 3, kernel_regularizer=penalty, activity_regularizer=penalty)
     out = layer(torch.randn(1, 1, 4, 4))
-    assert [p is layer.kernel for p, _ in layer.regularization_terms()] == [True]
+    assert [p is layer.weight for p, _ in layer.regularization_terms()] == [True]
     torch.testing.assert_close(layer.activity_loss, out.square().sum())
     separable = SeparableConv2D(2, 3, depthwise_regularizer=penalty, pointwise_regularizer=penalty)
     separable(torch.randn(1, 1, 4, 4))
-    assert [p for p, _ in separable.regularization_terms()] == [separable.depthwise_kernel, separable.pointwise_kernel]
+    assert [p for p, _ in separable.regularization_terms()] == [separable.depthwise_weight, separable.pointwise_weight]
 
 
 def test_config_round_trip():

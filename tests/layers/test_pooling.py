@@ -60,10 +60,10 @@ def test_same_average_pooling_gradient():
 
 
 def test_global_pooling_matches_numpy():
-    x = torch.randn(3, 4, 5, 6)
-    np.testing.assert_allclose(GlobalAveragePooling2D()(x).numpy(), x.numpy().mean((2, 3)), rtol=1e-6)
+    x = torch.randn(3, 4, 5, 6, dtype=torch.float64)
+    np.testing.assert_allclose(GlobalAveragePooling2D()(x).numpy(), x.numpy().mean((2, 3)), rtol=1e-12)
     np.testing.assert_allclose(GlobalMaxPooling2D()(x).numpy(), x.numpy().max((2, 3)))
-    np.testing.assert_allclose(GlobalAveragePooling1D()(x[..., 0]).numpy(), x[..., 0].numpy().mean(2), rtol=1e-6)
+    np.testing.assert_allclose(GlobalAveragePooling1D()(x[..., 0]).numpy(), x[..., 0].numpy().mean(2), rtol=1e-12)
     np.testing.assert_allclose(GlobalMaxPooling1D()(x[..., 0]).numpy(), x[..., 0].numpy().max(2))
     assert GlobalAveragePooling2D(keepdims=True)(x).shape == (3, 4, 1, 1)
     assert GlobalMaxPooling2D(keepdims=True).compute_output_shape((3, 4, 5, 6)) == (3, 4, 1, 1)

@@ -1,5 +1,25 @@
-"""Layers: ``nn.Module``s with Keras names and lazy input shapes."""
+"""Layers: ``nn.Module``s with Keras names and lazy input shapes.
 
+Image layers are channels-first, (N, C, H, W), as in PyTorch; sequence layers are batch-first,
+(N, T, F), as in Keras.
+"""
+
+from deepzen.layers.attention import (AdditiveAttention, Attention, MultiHeadAttention,
+                                      ScaledDotProductAttention)
 from deepzen.layers.base import LAYERS, Layer
+from deepzen.layers.conv import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose,
+                                 DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D)
 from deepzen.layers.core import Activation, Dense, Dropout, Flatten, Input, Reshape
+from deepzen.layers.crf import CRF, CRFLoss, allowed_transitions
+from deepzen.layers.embedding import Embedding
 from deepzen.layers.normalization import BatchNormalization, LayerNormalization
+from deepzen.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
+                                    GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
+                                    GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D,
+                                    UpSampling1D, UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D,
+                                    ZeroPadding3D)
+from deepzen.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from deepzen.layers.transformer import (LearnedPositionalEmbedding, PositionalEncoding, TransformerDecoder,
+                                        TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer)
+
+LuongAttention = Attention

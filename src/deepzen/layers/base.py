@@ -22,9 +22,9 @@ LAYERS: Registry[type] = Registry("layer", overwrite=True)
 
 
 def snake_case(name: str) -> str:
-    """``"BatchNormalization"`` -> ``"batch_normalization"`` (Keras's default layer names)."""
+    """``"BatchNormalization"`` -> ``"batch_normalization"``, ``"Conv2D"`` -> ``"conv2d"`` (Keras's names)."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def shape_str(shape) -> str:
@@ -106,6 +106,7 @@ class Layer(nn.Module):
                                  f"{shape_str((None, *self.input_shape))}, received {shape_str((None, *received))}")
         self._device, self._dtype = x.device, (x.dtype if x.is_floating_point() else torch.get_default_dtype())
         self.build(tuple(x.shape))
+        self.train(self.training)  # submodules made in build follow an earlier .eval()
         self.built_input_shape = tuple(x.shape)
         self.built = True
         self._build_hook.remove()

@@ -5,8 +5,8 @@ classes only fix the number of spatial axes. The number of input channels is lea
 call (lazy build), like Keras.
 
 Layout: **channels first**, as in PyTorch — inputs are ``(N, C, L)``, ``(N, C, H, W)`` or
-``(N, C, D, H, W)``, not Keras's default channels-last ``(N, H, W, C)``. Kernels are stored in
-PyTorch's layout ``(filters, in_channels // groups, *kernel_size)``.
+``(N, C, D, H, W)``, not Keras's default channels-last ``(N, H, W, C)``. Kernels are stored as
+``weight`` in PyTorch's layout ``(filters, in_channels // groups, *kernel_size)``, as in ``nn.Conv2d``.
 
 Padding ``"same"`` follows Keras (and TensorFlow) exactly, also for strides > 1: the output has
 ``ceil(size / stride)`` positions and, when the total padding is odd, the extra row/column goes at
@@ -204,7 +204,7 @@ class BaseConv(Layer):
     Call arguments:
         x: ``(N, C_in, *spatial)``, channels first. Returns ``(N, filters, *out_spatial)``.
 
-    Weights: ``kernel`` ``(filters, C_in // groups, *kernel_size)``, ``bias`` ``(filters,)``.
+    Weights: ``weight`` ``(filters, C_in // groups, *kernel_size)``, ``bias`` ``(filters,)``.
     """
 
     rank: int = 0
@@ -233,7 +233,7 @@ class BaseConv(Layer):
         self.kernel_regularizer = _regularizer(kernel_regularizer)
         self.bias_regularizer = _regularizer(bias_regularizer)
         self.activity_regularizer = _regularizer(activity_regularizer)
-        self.kernel = self.bias = None
+        self.weight = self.bias = None
         self._conv = _CONV[rank]
         # Decided once: the op's own (symmetric) padding, plus an F.pad only where "same" needs one.
         self._padding, self._same_pad = plan_padding(self.padding, self.kernel_size, self.strides, self.dilation_rate)
@@ -255,7 +255,7 @@ class BaseConv(Layer):
         self.create_weights(input_shape[1])
 
     def create_weights(self, channels: int) -> None:
-        self.kernel = self.new_parameter(self.kernel_shape(channels), self.kernel_initializer)
+        self.weight = self.new_parameter(self.kernel_shape(channels), self.kernel_initializer)
         self.bias = self.new_parameter((self.filters,), self.bias_initializer) if self.use_bias else None
 
     def compute_output_shape(self, input_shape):
@@ -280,10 +280,10 @@ class BaseConv(Layer):
         return out
 
     def forward(self, x):
-        return self.finish(self.convolve(x, self.kernel, self.bias, self.groups))  # (N, filters, *out_spatial)
+        return self.finish(self.convolve(x, self.weight, self.bias, self.groups))  # (N, filters, *out_spatial)
 
     def regularization_terms(self):
-        return _regularization_terms((self.kernel, self.kernel_regularizer), (self.bias, self.bias_regularizer))
+        return _regularization_terms((self.weight, self.kernel_regularizer), (self.bias, self.bias_regularizer))
 
 
 class Conv1D(BaseConv):
@@ -332,7 +332,7 @@ class BaseConvTranspose(BaseConv):
         output_padding: int or tuple in ``[0, strides)``: which of the ``strides`` output sizes that
             convolve to the same input size to produce (default: see above).
 
-    Weights: ``kernel`` ``(C_in, filters, *kernel_size)`` (PyTorch's transposed layout), ``bias`` ``(filters,)``.
+    Weights: ``weight`` ``(C_in, filters, *kernel_size)`` (PyTorch's transposed layout), ``bias`` ``(filters,)``.
     """
 
     explicit_padding = False
@@ -371,7 +371,7 @@ class BaseConvTranspose(BaseConv):
         return (input_shape[0], self.filters, *spatial)
 
     def forward(self, x):
-        out = self._conv(x, self.kernel, self.bias, self.strides, self._padding, self._output_padding, 1,
+        out = self._conv(x, self.weight, self.bias, self.strides, self._padding, self._output_padding, 1,
                          self.dilation_rate)  # (N, filters, *out_spatial (+1 where cut))
         if self._crop is not None:
             out = out[self._crop]
@@ -426,7 +426,7 @@ class BaseDepthwiseConv(BaseConv):
         x: ``(N, C, *spatial)``. Returns ``(N, C * depth_multiplier, *out_spatial)``; output channel
         ``c * depth_multiplier + m`` is filter ``m`` of input channel ``c``.
 
-    Weights: ``kernel`` ``(C * depth_multiplier, 1, *kernel_size)``, ``bias`` ``(C * depth_multiplier,)``.
+    Weights: ``weight`` ``(C * depth_multiplier, 1, *kernel_size)``, ``bias`` ``(C * depth_multiplier,)``.
     """
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier: int = 1, dilation_rate=1,
@@ -488,7 +488,7 @@ class BaseSeparableConv(BaseConv):
     Call arguments:
         x: ``(N, C, *spatial)``. Returns ``(N, filters, *out_spatial)``.
 
-    Weights: ``depthwise_kernel`` ``(C * depth_multiplier, 1, *kernel_size)``, ``pointwise_kernel``
+    Weights: ``depthwise_weight`` ``(C * depth_multiplier, 1, *kernel_size)``, ``pointwise_weight``
     ``(filters, C * depth_multiplier, 1, ..., 1)``, ``bias`` ``(filters,)``.
     """
 
@@ -504,23 +504,23 @@ class BaseSeparableConv(BaseConv):
         self.depth_multiplier = depth_multiplier
         self.pointwise_initializer = pointwise_initializer
         self.pointwise_regularizer = _regularizer(pointwise_regularizer)
-        self.depthwise_kernel = self.pointwise_kernel = None
+        self.depthwise_weight = self.pointwise_weight = None
 
     def create_weights(self, channels: int) -> None:
         self.groups = channels  # of the depthwise step
         depth = channels * self.depth_multiplier
-        self.depthwise_kernel = self.new_parameter((depth, 1, *self.kernel_size), self.kernel_initializer)
-        self.pointwise_kernel = self.new_parameter((self.filters, depth, *(1,) * self.rank),
+        self.depthwise_weight = self.new_parameter((depth, 1, *self.kernel_size), self.kernel_initializer)
+        self.pointwise_weight = self.new_parameter((self.filters, depth, *(1,) * self.rank),
                                                    self.pointwise_initializer)
         self.bias = self.new_parameter((self.filters,), self.bias_initializer) if self.use_bias else None
 
     def forward(self, x):
-        depthwise = self.convolve(x, self.depthwise_kernel, None, self.groups)  # (N, C * multiplier, *out_spatial)
-        return self.finish(self._conv(depthwise, self.pointwise_kernel, self.bias))  # (N, filters, *out_spatial)
+        depthwise = self.convolve(x, self.depthwise_weight, None, self.groups)  # (N, C * multiplier, *out_spatial)
+        return self.finish(self._conv(depthwise, self.pointwise_weight, self.bias))  # (N, filters, *out_spatial)
 
     def regularization_terms(self):
-        return _regularization_terms((self.depthwise_kernel, self.kernel_regularizer),
-                                     (self.pointwise_kernel, self.pointwise_regularizer),
+        return _regularization_terms((self.depthwise_weight, self.kernel_regularizer),
+                                     (self.pointwise_weight, self.pointwise_regularizer),
                                      (self.bias, self.bias_regularizer))
 
 

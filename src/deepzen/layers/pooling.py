@@ -25,6 +25,7 @@ from deepzen.layers.base import Layer
 from deepzen.layers.conv import (check_input_rank, conv_output_length, describe, normalize_padding, normalize_tuple,
                                  plan_padding, spatial_rank)
 
+
 class BasePooling(Layer):
     """Sliding-window pooling over ``rank`` spatial axes (set by the subclasses).
 
@@ -83,12 +84,15 @@ class BaseAveragePooling(BasePooling):
     pool_functions = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
     def forward(self, x):
-        pool = self._pool
+        pool, size, strides = self._pool, self.pool_size, self.strides
         if self._same_pad is None:
-            return pool(x, self.pool_size, self.strides, self._padding, False, False)  # count_include_pad=False
+            return pool(x, size, strides, self._padding, False, False)  # count_include_pad=False
+        padded = self._same_pad(x)
+        if padded is x:  # this input size needs no padding
+            return pool(x, size, strides)
         # Asymmetric padding: mean over the zero-padded input, divided by each window's share of real pixels.
         inside = self._same_pad(x.new_ones((1, 1, *x.shape[2:])))
-        return pool(self._same_pad(x), self.pool_size, self.strides) / pool(inside, self.pool_size, self.strides)
+        return pool(padded, size, strides) / pool(inside, size, strides)  # (N, C, *out_spatial)
 
 
 class MaxPooling1D(BaseMaxPooling):

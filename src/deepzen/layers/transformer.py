@@ -152,7 +152,6 @@ class TransformerEncoderLayer(Layer):
         self.feedforward_in = self._dense(model_dim, hidden)
         self.feedforward_out = self._dense(hidden, model_dim)
         self.feedforward_norm = self._norm(model_dim)
-        self.train(self.training)  # sublayers made here follow an earlier .eval()
 
     def _attention(self, model_dim, causal):
         return MultiHeadAttention(self.num_heads, model_dim // self.num_heads, dropout=self.dropout,
@@ -206,7 +205,6 @@ class TransformerDecoderLayer(TransformerEncoderLayer):
         super().build(input_shape)
         self.cross_attention = self._attention(input_shape[-1], False)
         self.cross_attention_norm = self._norm(input_shape[-1])
-        self.train(self.training)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,

@@ -33,12 +33,12 @@ def summarize(model: nn.Module, input_shape=None) -> str:
         model.build(input_shape)
     rows: list[tuple[str, str, str, int, int | None]] = []
     names = {module: name for name, module in model.named_modules()}
-    leaves = [m for m in model.modules() if m is not model and not any(True for _ in m.children())]
+    leaves = _rows(model)
 
     def record(module, inputs, output):
         first = output[0] if isinstance(output, (tuple, list)) else output
         shape = shape_str((None, *first.shape[1:])) if isinstance(first, torch.Tensor) else type(output).__name__
-        params = sum(p.numel() for p in module.parameters(recurse=False))
+        params = sum(p.numel() for p in module.parameters())
         rows.append((names[module], type(module).__name__, shape, params, multiply_adds(module, inputs, output)))
 
     handles = [m.register_forward_hook(record) for m in leaves]
@@ -63,6 +63,20 @@ def summarize(model: nn.Module, input_shape=None) -> str:
     out += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
             f"Non-trainable params: {total - trainable:,}", f"Mult-adds per sample: {total_macs:,}", rule]
     return "\n".join(out)
+
+
+def _rows(model: nn.Module) -> list[nn.Module]:
+    """The modules shown as rows: outermost deepzen layers, and torch leaf modules outside them."""
+    from deepzen.layers.base import Layer
+
+    rows, covered = [], []
+    for name, module in model.named_modules():
+        if module is model or any(name.startswith(prefix + ".") for prefix in covered):
+            continue
+        if isinstance(module, Layer) or not any(True for _ in module.children()):
+            rows.append(module)
+            covered.append(name)
+    return rows
 
 
 def _zeros_like_spec(spec, device):

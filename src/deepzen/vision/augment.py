@@ -336,7 +336,7 @@ class Normalize(Transform):
 
     def inference(self, images):
         # .to() is a no-op once the buffers match the batch (move the pipeline with .to(device)).
-        return (images - self.mean.to(images)) / self.std.to(images)
+        return (images - self.mean.to(images)).div_(self.std.to(images))
 
     def augment(self, images, generator):
         return self.inference(images)

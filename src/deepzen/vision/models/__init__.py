@@ -30,8 +30,9 @@ from deepzen.vision.models.vgg import (
     VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn,
 )
 
+# `list` is left out of __all__ so that `from deepzen.vision.models import *` never shadows the builtin.
 __all__ = [
-    "MODELS", "create", "list", "register_model", "ImageClassifier",
+    "MODELS", "create", "register_model", "ImageClassifier",
     "AlexNet", "GoogLeNet", "InceptionV3", "LeNet5", "MobileNetV1", "ResNet", "BasicBlock", "Bottleneck", "VGG",
     "alexnet", "googlenet", "inception_v3", "lenet5", "mobilenet_v1",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",

@@ -46,8 +46,8 @@ class ImageClassifier(nn.Module):
 
     def __init__(self, *, num_classes: int, in_channels: int):
         super().__init__()
-        _check_positive_int(in_channels, "in_channels", allow_zero=False)
-        _check_positive_int(num_classes, "num_classes", allow_zero=True)
+        _check_count(in_channels, "in_channels", allow_zero=False)
+        _check_count(num_classes, "num_classes", allow_zero=True)
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.aux_heads = nn.ModuleDict()  # empty unless the model was built with auxiliary classifiers
@@ -89,7 +89,7 @@ class ImageClassifier(nn.Module):
         and the device and dtype of the old parameters. ``num_classes=0`` removes the classifier,
         so ``forward`` returns the (N, num_features) pre-logits vector.
         """
-        _check_positive_int(num_classes, "num_classes", allow_zero=True)
+        _check_count(num_classes, "num_classes", allow_zero=True)
         reference = next(self.parameters())
         for head in (self, *self.aux_heads.values()):
             head.classifier = self.make_classifier(head.num_features, num_classes).to(reference)
@@ -114,21 +114,20 @@ class ImageClassifier(nn.Module):
         return {**self.model_config, "num_classes": self.num_classes, "in_channels": self.in_channels}
 
     def init_weights(self) -> None:
-        """He-normal convolutions (fan-out, for ReLU), unit BatchNorm, small-normal linear layers."""
+        """He-normal convolutions (fan-out, for the ReLUs after them) with zero bias.
+
+        BatchNorm starts at scale 1 and shift 0 and linear layers keep PyTorch's fan-in scaled
+        uniform initialization, which is already what they get at construction (re-drawing the
+        100M weights of VGG's first linear layer would double its construction time).
+        """
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, 0.01)
-                nn.init.zeros_(module.bias)
 
 
-def _check_positive_int(value: Any, name: str, *, allow_zero: bool) -> None:
+def _check_count(value: Any, name: str, *, allow_zero: bool) -> None:
     lowest = 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
         kind = "a non-negative" if allow_zero else "a positive"

@@ -59,7 +59,8 @@ class MobileNetV1(ImageClassifier):
                  dropout: float = 0.0):
         super().__init__(num_classes=num_classes, in_channels=in_channels)
         if not width_multiplier > 0:
-            raise ValueError(f"MobileNetV1: expected width_multiplier > 0. Received: width_multiplier={width_multiplier!r}")
+            raise ValueError("MobileNetV1: expected width_multiplier > 0. "
+                             f"Received: width_multiplier={width_multiplier!r}")
 
         def width(channels: int) -> int:
             return max(8, int(channels * width_multiplier))

@@ -24,10 +24,11 @@ def register_model(constructor: Constructor) -> Constructor:
     The constructor takes keyword arguments only. The returned model remembers its name and the
     arguments it was built with, which :meth:`ImageClassifier.get_config` reports.
 
-    Example:
-        >>> @register_model
-        ... def resnet18(**kwargs):
-        ...     return ResNet(BasicBlock, layers=(2, 2, 2, 2), **kwargs)  # doctest: +SKIP
+    Example (from ``resnet.py``)::
+
+        @register_model
+        def resnet18(**kwargs) -> ResNet:
+            return ResNet(BasicBlock, (2, 2, 2, 2), **kwargs)
     """
 
     @functools.wraps(constructor)

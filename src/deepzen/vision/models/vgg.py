@@ -41,7 +41,8 @@ class VGG(ImageClassifier):
                  dropout: float = 0.5):
         super().__init__(num_classes=num_classes, in_channels=in_channels)
         if depth not in DEPTHS:
-            raise ValueError(f"VGG: expected depth to be one of {', '.join(map(str, DEPTHS))}. Received: depth={depth!r}")
+            raise ValueError(f"VGG: expected depth to be one of {', '.join(map(str, DEPTHS))}. "
+                             f"Received: depth={depth!r}")
         layers: list[nn.Module] = []
         channels = in_channels
         for width, convs in zip(STAGE_WIDTHS, DEPTHS[depth]):
