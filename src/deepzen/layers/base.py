@@ -140,12 +140,12 @@ class Layer(nn.Module):
     # -- configuration ------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments, JSON-ready (objects with ``get_config`` are nested)."""
-        return {key: _to_config(value, f"{type(self).__name__}.{key}")
+        return {key: config_value(value, f"{type(self).__name__}.{key}")
                 for key, value in self.__dict__.get("_init_arguments", {}).items()}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Layer":
-        return cls(**{key: _from_config(value) for key, value in config.items()})
+        return cls(**{key: value_from_config(value) for key, value in config.items()})
 
     def extra_repr(self) -> str:
         shown = {k: v for k, v in self.__dict__.get("_init_arguments", {}).items()
@@ -153,20 +153,22 @@ class Layer(nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in shown.items())
 
 
-def _to_config(value: Any, where: str) -> Any:
+def config_value(value: Any, where: str) -> Any:
+    """A constructor argument as JSON-ready data; objects with ``get_config`` keep their class and module."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
-        return [_to_config(v, where) for v in value]
+        return [config_value(v, where) for v in value]
     if isinstance(value, dict):
-        return {str(k): _to_config(v, where) for k, v in value.items()}
+        return {str(k): config_value(v, where) for k, v in value.items()}
     if hasattr(value, "get_config"):
         return {"class": type(value).__name__, "module": type(value).__module__, "config": value.get_config()}
     raise TypeError(f"{where}={value!r} cannot be saved in a model config: pass it by its string name, "
                     f"or give its class get_config()/from_config()")
 
 
-def _from_config(value: Any) -> Any:
+def value_from_config(value: Any) -> Any:
+    """The inverse of :func:`config_value`; only deepzen classes are rebuilt."""
     if isinstance(value, dict) and set(value) == {"class", "module", "config"}:
         import importlib
 
@@ -176,7 +178,7 @@ def _from_config(value: Any) -> Any:
                              f"classes are rebuilt from files")
         return getattr(module, value["class"]).from_config(value["config"])
     if isinstance(value, dict):
-        return {k: _from_config(v) for k, v in value.items()}
+        return {k: value_from_config(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_from_config(v) for v in value]
+        return [value_from_config(v) for v in value]
     return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from torch import nn
 
 from deepzen.data.arrays import ArrayData, map_structure
 from deepzen.optimizers import clip_gradients
+from deepzen.training import distributed
 from deepzen.training.callbacks import CallbackList, RunningLogs
 from deepzen.training.diagnostics import named_layer_errors
 
@@ -74,6 +76,23 @@ class LossTerm:
 
 
 @dataclass
+class EpochProgress:
+    """How far an epoch got, to continue it after a restart (see ``training/checkpoint.py``).
+
+    Attributes:
+        step: steps done.
+        losses: (step,) the loss of each of those steps.
+        sizes: the batch size of each of those steps.
+        metric_states: per output key, each metric's state tensors (sums) after those steps, or None.
+    """
+
+    step: int
+    losses: torch.Tensor
+    sizes: list[int]
+    metric_states: dict[Any, list[dict[str, torch.Tensor] | None]]
+
+
+@dataclass
 class Engine:
     """Everything ``compile`` fixed: optimizer spec, losses, metrics, precision, jit.
 
@@ -97,6 +116,7 @@ class Engine:
             raise ValueError(f"Unknown precision {self.precision!r}. Expected one of: {', '.join(PRECISIONS)}")
         self.autocast_dtype = PRECISIONS[self.precision]
         self.forward = torch.compile(self.model) if self.jit else self.model
+        self.train_forward = self.forward  # DistributedDataParallel's wrapper under torchrun (distributed.wrap)
         self.scaler = None
 
     # -- setup, once the model is built --------------------------------------------------------------
@@ -222,7 +242,7 @@ class Engine:
     def train_step(self, x: Any, y: Any, sample_weight: torch.Tensor | None, step: int,
                    after_backward: list) -> tuple[torch.Tensor, Any]:
         with self.autocast():
-            outputs = call_model(self.forward, x)
+            outputs = call_model(self.train_forward, x)
             loss = self.compute_loss(outputs, y, sample_weight)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -242,7 +262,10 @@ class Engine:
         return loss.detach(), outputs
 
     # -- loops ---------------------------------------------------------------------------------------
-    def train_epoch(self, batches: Iterable, steps: int | None, callbacks: CallbackList, epoch: int) -> dict:
+    def train_epoch(self, batches: Iterable, steps: int | None, callbacks: CallbackList, epoch: int,
+                    resume: EpochProgress | None = None) -> dict:
+        """One epoch over ``batches``; with ``resume``, the epoch's first ``resume.step`` batches are skipped
+        and the losses and metric sums of those steps are carried into this epoch's logs."""
         model = self.model
         model.train()
         for group in self.metrics.values():
@@ -251,16 +274,24 @@ class Engine:
         device = next(model.parameters()).device
         step_losses = torch.zeros(steps if steps else 1024, device=device)  # per-step losses, read at syncs
         sizes: list[int] = []
+        start, carried_metrics = 0, None
+        if resume is not None:
+            start, carried_metrics = resume.step, resume.metric_states
+            step_losses[:start] = resume.losses.to(device)
+            sizes.extend(resume.sizes)
+            batches = itertools.islice(batches, start, None)
+        self.running = (step_losses, sizes)  # read by epoch_progress() when a checkpoint is taken
         running = RunningLogs(lambda step: self._read_running(step_losses, sizes, step, epoch))
         batch_begin = callbacks.handlers["on_train_batch_begin"]
         batch_end = callbacks.handlers["on_train_batch_end"]
         after_backward = callbacks.handlers["on_after_backward"]
         first = True
         last_sync = time.monotonic()
-        step = -1
-        for step, (x, y, weight) in enumerate(batches):
+        step = start - 1
+        for step, (x, y, weight) in enumerate(batches, start):
             if step >= step_losses.numel():  # an iterable of unknown length: grow the buffer
                 step_losses = torch.cat([step_losses, torch.zeros_like(step_losses)])
+                self.running = (step_losses, sizes)
             running.step = step
             for handler in batch_begin:
                 callbacks.fire_handler(handler, "on_train_batch_begin", step, running)
@@ -273,6 +304,9 @@ class Engine:
             step_losses[step] = loss
             sizes.append(_batch_size(y))
             self.update_metrics(self.metrics, outputs.detach() if isinstance(outputs, torch.Tensor) else outputs, y)
+            if carried_metrics is not None:  # the metric states exist now: add the sums of the skipped steps
+                _add_metric_states(self.metrics, carried_metrics)
+                carried_metrics = None
             for handler in batch_end:
                 callbacks.fire_handler(handler, "on_train_batch_end", step, running)
             now = time.monotonic()
@@ -283,7 +317,14 @@ class Engine:
                 break
         if step < 0:
             raise ValueError("fit received no batches: the training data is empty")
-        return self._read_running(step_losses, sizes, step, epoch, check=True)
+        return self._read_running(step_losses, sizes, step, epoch, epoch_end=True)
+
+    def epoch_progress(self, steps_done: int) -> EpochProgress:
+        """A copy of the current epoch's progress after ``steps_done`` steps (for checkpoints)."""
+        step_losses, sizes = self.running
+        states = {key: [None if m.state is None else {name: t.clone() for name, t in m.state.items()} for m in group]
+                  for key, group in self.metrics.items()}
+        return EpochProgress(steps_done, step_losses[:steps_done].clone(), list(sizes[:steps_done]), states)
 
     def _check_finite(self, step_losses: torch.Tensor, step: int, epoch: int) -> None:
         finite = torch.isfinite(step_losses[:step + 1])
@@ -294,14 +335,24 @@ class Engine:
                                      f"step {bad + 1}. Lower the learning rate, check the inputs for NaN/inf, or "
                                      f"add clipnorm to the optimizer.")
 
-    def _read_running(self, step_losses, sizes, step, epoch, check=False) -> dict[str, float]:
-        if check:
+    def _read_running(self, step_losses, sizes, step, epoch, epoch_end=False) -> dict[str, float]:
+        if epoch_end:
             self._check_finite(step_losses, step, epoch)
         count = step + 1
         weights = torch.tensor(sizes[:count], dtype=step_losses.dtype, device=step_losses.device)
-        loss = (step_losses[:count] * weights).sum() / weights.sum()
-        values = [loss] + [m.result().float() for group in self.metrics.values() for m in group]
-        numbers = torch.stack([v.reshape(()) for v in values]).tolist()  # host sync
+        # Under torchrun the epoch-end logs are summed over the processes (every process reads them
+        # there); reads inside the epoch (progress bars, rank 0 only) stay local.
+        return self._results((step_losses[:count] * weights).sum(), weights.sum(), self.metrics, across_ranks=epoch_end)
+
+    def _results(self, loss_sum: torch.Tensor, count: Any, metrics: dict[Any, list], across_ranks: bool) -> dict:
+        """The mean loss and the metric results (over all processes when ``across_ranks`` under torchrun)."""
+        group = [m for ms in metrics.values() for m in ms]
+        if across_ranks and distributed.active():
+            loss_sum, count, results = distributed.reduce_results(loss_sum, count, group)
+        else:
+            results = [m.result().float() for m in group]
+        values = [loss_sum / count] + results
+        numbers = torch.stack([v.reshape(()).float() for v in values]).tolist()  # host sync
         return dict(zip(["loss", *self.metric_names()], numbers))
 
     @torch.no_grad()
@@ -327,9 +378,16 @@ class Engine:
             self.update_metrics(metrics, outputs, y)
         if total is None:
             raise ValueError("evaluate received no batches: the data is empty")
-        values = [total / count] + [m.result().float() for group in metrics.values() for m in group]
-        numbers = torch.stack([v.reshape(()) for v in values]).tolist()  # host sync: once per evaluation
-        return dict(zip(["loss", *self.metric_names()], numbers))
+        return self._results(total, count, metrics, across_ranks=True)  # host sync: once per evaluation
+
+
+def _add_metric_states(metrics: dict[Any, list], states: dict[Any, list]) -> None:
+    """Adds saved metric states (sums) into the current ones, metric by metric."""
+    for key, group in metrics.items():
+        for metric, saved in zip(group, states.get(key, ())):
+            if saved is not None and metric.state is not None:
+                for name, value in metric.state.items():
+                    value += saved[name].to(value.device)
 
 
 def _batch_size(y: Any) -> int:

@@ -18,6 +18,7 @@ from torch import nn
 
 from deepzen.data.arrays import ArrayData, leaves, map_structure, to_tensor
 from deepzen.layers.base import Layer, snake_case
+from deepzen.training import distributed
 from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar
 from deepzen.training.diagnostics import named_layer_errors
 from deepzen.training.engine import Engine, call_model, predict_batches
@@ -167,9 +168,14 @@ class Model(nn.Module):
         return ArrayData(x, y, sample_weight, device=self.device,
                          integer_inputs_as_float=not expects_integer_inputs(self))
 
-    def _batches(self, data, batch_size: int, shuffle: bool = False):
+    def _batches(self, data, batch_size: int, shuffle: bool = False, seed: int | None = None):
+        """Batches of ``data``; a shuffled epoch's order depends only on ``seed`` (so a resumed run and
+        every DDP process draw the same one)."""
         if isinstance(data, ArrayData):
-            return data.batches(batch_size, shuffle)
+            generator = None
+            if shuffle and seed is not None:
+                generator = torch.Generator(device=data.device or "cpu").manual_seed(seed)
+            return data.batches(batch_size, shuffle, generator)
         return _device_batches(data, self.device)
 
     def _example(self, data) -> tuple[Any, Any]:
@@ -234,19 +240,30 @@ class Model(nn.Module):
             engine.enable_sample_weights()
         if validation is not None and (not isinstance(validation, ArrayData) or validation.sample_weight is not None):
             engine.enable_sample_weights()
+        if distributed.active():  # under torchrun: each process trains on its slice of every global batch
+            data, validation = distributed.shard(data, whole_batches=True), distributed.shard(validation)
+            distributed.wrap(engine)
 
         verbose = 1 if verbose == "auto" else int(verbose)
         self.history = History()
-        extra = [ProgressBar(verbose)] if verbose else []
-        callback_list = CallbackList([*(callbacks or []), *extra, self.history], self)  # History last, like Keras
+        extra = [ProgressBar(verbose)] if verbose and distributed.is_rank_zero() else []
+        from deepzen.runs import current_run
+
+        run = current_run()  # inside `deepzen train`, the run folder records and checkpoints every fit
+        recorders = run.fit_callbacks() if run is not None else []
+        callback_list = CallbackList([*(callbacks or []), *extra, self.history, *recorders], self)  # History before
         steps = data.num_batches(batch_size) if isinstance(data, ArrayData) else _length(data)
-        self.fit_state = {"epochs": epochs, "steps": steps, "batch_size": batch_size}
+        shuffle_seed = distributed.broadcast_object(int(torch.randint(0, 2**62, ())))  # consumes the global RNG
+        # on_train_begin may move initial_epoch and set resume_progress (training/checkpoint.py resumes so)
+        self.fit_state = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "initial_epoch": initial_epoch,
+                          "shuffle_seed": shuffle_seed, "callbacks": callback_list.callbacks}
         self.stop_training = False
         callback_list.fire("on_train_begin", {})
-        for epoch in range(initial_epoch, epochs):
+        for epoch in range(self.fit_state["initial_epoch"], epochs):
             self.fit_state["epoch"] = epoch
             callback_list.fire("on_epoch_begin", epoch, {})
-            logs = engine.train_epoch(self._batches(data, batch_size, shuffle), steps, callback_list, epoch)
+            batches = self._batches(data, batch_size, shuffle, seed=self.fit_state["shuffle_seed"] + epoch)
+            logs = engine.train_epoch(batches, steps, callback_list, epoch, self.fit_state.pop("resume_progress", None))
             if validation is not None:
                 callback_list.fire("on_test_begin", {})
                 val_logs = engine.evaluate(self._batches(validation, INFERENCE_BATCH_SIZE), INFERENCE_BATCH_SIZE)
@@ -274,8 +291,10 @@ class Model(nn.Module):
         self._prepare(data)
         if not isinstance(data, ArrayData) or data.sample_weight is not None:
             engine.enable_sample_weights()
+        if distributed.active():  # each process evaluates its block; the sums are reduced over all
+            data = distributed.shard(data)
         logs = engine.evaluate(self._batches(data, batch_size), batch_size)
-        if verbose not in (0, False):
+        if verbose not in (0, False) and distributed.is_rank_zero():
             print(" - ".join(f"{key}: {value:.4g}" for key, value in logs.items()))
         if return_dict:
             return logs

@@ -130,10 +130,12 @@ def read_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
 
 
 # -- models ----------------------------------------------------------------------------------------------
-def _json_or_none(value: Any) -> Any:
+def _compile_entry(value: Any) -> Any:
+    """A compile setting as JSON (names, numbers, deepzen objects with get_config), or None if it has none."""
+    from deepzen.layers.base import config_value
+
     try:
-        json.dumps(value)
-        return value
+        return config_value(value, "compile")
     except TypeError:
         return None
 
@@ -148,7 +150,10 @@ def save_model(model, path: str | os.PathLike) -> None:
     if model.input_spec is not None:
         spec = map_structure(lambda s: {"__spec__": list(s.shape), "dtype": str(s.dtype).replace("torch.", "")},
                              model.input_spec)
-    compile_config = {key: _json_or_none(value) for key, value in (model.compile_config or {}).items()}
+    given = model.compile_config or {}
+    compile_config = {key: _compile_entry(value) for key, value in given.items()}
+    if any(compile_config[key] is None and given[key] is not None for key in given):
+        compile_config = None  # a setting without a config (a lambda, a torch optimizer): load uncompiled
     write_tensors(path, model.state_dict(), {"model": config, "input_spec": spec, "compile": compile_config})
 
 
@@ -188,9 +193,11 @@ def load_model(path: str | os.PathLike, *, compile: bool = True):
     _, metadata = read_tensors(path)
     model = module_from_config(metadata.get("model"))
     load_weights(model, path)
-    settings = metadata.get("compile") or {}
-    if compile and settings.get("loss") is not None and settings.get("optimizer") is not None:
-        model.compile(**{key: value for key, value in settings.items() if value is not None})
+    from deepzen.layers.base import value_from_config
+
+    settings = metadata.get("compile")
+    if compile and settings and settings.get("loss") is not None:
+        model.compile(**{key: value_from_config(value) for key, value in settings.items() if value is not None})
     return model
 
 

@@ -44,6 +44,12 @@ class ImageClassifier(nn.Module):
     num_features: int
     min_input_size: int
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        from deepzen.training.serialization import register_architecture
+
+        register_architecture(cls)  # so load_model can rebuild zoo models from a saved config
+
     def __init__(self, *, num_classes: int, in_channels: int):
         super().__init__()
         _check_count(in_channels, "in_channels", allow_zero=False)
@@ -112,6 +118,12 @@ class ImageClassifier(nn.Module):
                              f"deepzen.vision.models.create(...) or a registered constructor. "
                              f"Received: a {type(self).__name__} built directly from its class")
         return {**self.model_config, "num_classes": self.num_classes, "in_channels": self.in_channels}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "ImageClassifier":
+        from deepzen.vision.models.registry import create
+
+        return create(**config)
 
     def init_weights(self) -> None:
         """He-normal convolutions (fan-out, for the ReLUs after them) with zero bias.

@@ -1,0 +1,422 @@
+"""``GAN``: a generator and a discriminator trained adversarially with Keras's compile / fit verbs.
+
+Each training step updates the discriminator once, then the generator once (Goodfellow et al.
+2014, with k = 1 as in DCGAN):
+
+1. z ~ N(0, I), fake = G(z);
+2. discriminator: binary cross-entropy of D(real) against the label 1 - label_smoothing and of
+   D(fake) against 0, summed; one optimizer step;
+3. generator: the non-saturating loss -log D(G(z)) (cross-entropy of D(fake) against 1, never
+   smoothed), through the discriminator just updated; one optimizer step.
+
+Label smoothing is one-sided (Salimans et al. 2016): only the real labels are softened, since
+softening the fake ones would reward the generator for samples that match neither distribution.
+
+The training step does no host sync: the per-step statistics go into a preallocated device tensor
+that the host reads about once a second (to check they are finite) and at the end of each epoch.
+
+Example:
+    >>> import torch
+    >>> from deepzen.generative import build_dcgan
+    >>> gan = build_dcgan((1, 28, 28), latent_dim=8, base_filters=4)
+    >>> gan.compile(label_smoothing=0.1)
+    >>> history = gan.fit(torch.rand(64, 1, 28, 28) * 2 - 1, epochs=1, batch_size=32, verbose=0)
+    >>> sorted(history.history)
+    ['d_fake', 'd_loss', 'd_real', 'g_loss']
+    >>> tuple(gan.generate(5).shape)
+    (5, 1, 28, 28)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepzen.optimizers import clip_gradients
+from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar, RunningLogs
+from deepzen.training.engine import SYNC_SECONDS, NonFiniteLossError
+from deepzen.training.model import InputSpec, Model
+from deepzen.training.serialization import module_config, module_from_config, register_architecture
+
+LOG_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")  # d_real = mean D(x), d_fake = mean D(G(z))
+GENERATE_BATCH_SIZE = 256
+
+
+def default_optimizer():
+    """The DCGAN paper's optimizer for both networks: Adam with learning rate 2e-4 and beta_1 = 0.5."""
+    from deepzen.optimizers import Adam
+
+    return Adam(learning_rate=2e-4, beta_1=0.5)
+
+
+@register_architecture
+class GAN(Model):
+    """A generator G and a discriminator D with ``compile``, ``fit`` and ``generate``.
+
+    Args:
+        generator: maps (N, latent_dim) noise to (N, C, H, W) images in [-1, 1] (tanh output).
+        discriminator: maps (N, C, H, W) images to (N, 1) logits.
+        latent_dim: size of the noise vector; read from the generator when it declares its input
+            shape (a ``Sequential`` starting with ``Input((latent_dim,))``).
+        name: a display name.
+
+    Both networks are built at construction (one probe forward pass), so their parameters exist.
+    Calling the GAN, ``gan(z)``, is ``generator(z)``.
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, *, latent_dim: int | None = None,
+                 name: str | None = None):
+        super().__init__(name=name)
+        for arg, value in (("generator", generator), ("discriminator", discriminator)):
+            if not isinstance(value, nn.Module):
+                raise TypeError(f"GAN expects {arg} to be a torch.nn.Module. Received: {type(value).__name__}")
+        declared = generator.declared_input_shape() if isinstance(generator, Model) else None
+        latent_dim = latent_dim if latent_dim is not None else (declared[0] if declared and len(declared) == 1
+                                                                else None)
+        if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
+            raise ValueError(f"GAN expects latent_dim, a positive integer, given or declared by the generator's "
+                             f"input shape. Received: latent_dim={latent_dim!r}, generator input shape={declared}")
+        self.generator, self.discriminator = generator, discriminator
+        self.latent_dim = latent_dim
+        images = _probe(generator, torch.zeros(2, latent_dim))
+        if images.dim() != 4:
+            raise ValueError(f"GAN expects the generator to produce (N, C, H, W) images. "
+                             f"Received: output shape {tuple(images.shape)}")
+        logits = _probe(discriminator, images)
+        if tuple(logits.shape) != (2, 1):
+            raise ValueError(f"GAN expects the discriminator to return (N, 1) logits. "
+                             f"Received: output shape {tuple(logits.shape)} for images of shape {tuple(images.shape)}")
+        self.image_shape = tuple(images.shape[1:])
+        self.input_spec = InputSpec((latent_dim,), torch.float32)
+        self.generator_optimizer = self.discriminator_optimizer = None
+        self.label_smoothing = 0.0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)  # (N, latent_dim) -> (N, C, H, W)
+
+    def declared_input_shape(self):
+        return (self.latent_dim,)
+
+    # -- compile -------------------------------------------------------------------------------------
+    def compile(self, generator_optimizer: Any = None, discriminator_optimizer: Any = None,
+                label_smoothing: float = 0.0, device: Any = None) -> None:
+        """Configures training.
+
+        Args:
+            generator_optimizer / discriminator_optimizer: names ("adam"), ``deepzen.optimizers``
+                specs, or ``torch.optim.Optimizer`` instances built on that network's parameters;
+                default ``Adam(learning_rate=2e-4, beta_1=0.5)`` for each (the DCGAN paper's).
+            label_smoothing: in [0, 1): the discriminator's target for real images is
+                ``1 - label_smoothing`` (fake targets stay 0, the generator's targets stay 1).
+            device: where to train; default cuda, then mps, then cpu.
+        """
+        from deepzen.runtime import default_device
+
+        if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"GAN.compile expects label_smoothing in [0, 1). "
+                             f"Received: label_smoothing={label_smoothing!r}")
+        self._device = torch.device(device) if device is not None else default_device()
+        self.to(self._device)
+        self.label_smoothing = float(label_smoothing)
+        self.generator_optimizer, self._generator_clipping = _build_optimizer(
+            generator_optimizer, self.generator, "generator_optimizer")
+        self.discriminator_optimizer, self._discriminator_clipping = _build_optimizer(
+            discriminator_optimizer, self.discriminator, "discriminator_optimizer")
+        self.compile_config = {"label_smoothing": self.label_smoothing}
+
+    # -- losses --------------------------------------------------------------------------------------
+    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of (N, 1) real logits against ``1 - label_smoothing`` plus fake logits against 0."""
+        real_targets = torch.full_like(real_logits, 1.0 - self.label_smoothing)
+        return (F.binary_cross_entropy_with_logits(real_logits, real_targets)
+                + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        """The non-saturating loss ``-log D(G(z))``: cross-entropy of (N, 1) fake logits against 1."""
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+    # -- the step ------------------------------------------------------------------------------------
+    def train_step(self, real: torch.Tensor) -> torch.Tensor:
+        """One discriminator and one generator update on a batch of (N, C, H, W) real images in [-1, 1].
+
+        Returns:
+            (4,) device tensor: discriminator loss, generator loss, mean D(x), mean D(G(z)) (the
+            last two are probabilities, measured before the discriminator's update).
+        """
+        z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
+        fake = self.generator(z)  # (N, C, H, W)
+
+        real_logits = self.discriminator(real)  # (N, 1)
+        fake_logits = self.discriminator(fake.detach())  # no generator gradients in D's step
+        d_loss = self.discriminator_loss(real_logits, fake_logits)
+        self.discriminator_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        _step(self.discriminator_optimizer, self.discriminator, self._discriminator_clipping)
+
+        with _frozen(self.discriminator):  # gradients flow through D to G without computing D's own
+            g_loss = self.generator_loss(self.discriminator(fake))
+        self.generator_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        _step(self.generator_optimizer, self.generator, self._generator_clipping)
+        return torch.stack([d_loss.detach(), g_loss.detach(), torch.sigmoid(real_logits.detach()).mean(),
+                            torch.sigmoid(fake_logits.detach()).mean()])
+
+    # -- fit -----------------------------------------------------------------------------------------
+    def fit(self, x: Any, epochs: int = 1, batch_size: int = 64, verbose: Any = "auto",
+            callbacks: list[Callback] | None = None, shuffle: bool = True, initial_epoch: int = 0) -> History:
+        """Trains for ``epochs`` epochs of ``len(x) // batch_size`` steps and returns the :class:`History`.
+
+        Args:
+            x: real images (N, C, H, W), or (N, H, W) for one channel: uint8 pixels 0..255 (scaled
+                to [-1, 1] batch by batch) or floats already in [-1, 1]. An array or tensor; it is
+                moved to the device once.
+            epochs: index of the last epoch (``initial_epoch .. epochs - 1`` run).
+            batch_size: real images per step (an incomplete last batch is dropped: batch norm needs
+                full batches).
+            verbose: 0 silent, 1 progress bar, 2 one line per epoch; "auto" = 1.
+            callbacks: :class:`~deepzen.callbacks.Callback` objects, e.g. :class:`SampleGrid`.
+                Every event but ``on_after_backward`` fires (a step has two backward passes).
+            shuffle: reshuffle the images every epoch.
+            initial_epoch: epoch to start at (resuming).
+
+        Returns:
+            The History: per epoch the means of ``d_loss``, ``g_loss``, ``d_real`` (D(x)) and
+            ``d_fake`` (D(G(z))).
+        """
+        if self.generator_optimizer is None:
+            raise RuntimeError(f"{self.name} must be compiled before training: call gan.compile()")
+        if not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer. Received: epochs={epochs!r}")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
+            raise ValueError(f"GAN.fit expects batch_size to be an integer >= 2 (batch norm). "
+                             f"Received: batch_size={batch_size!r}")
+        images, scale = self._prepare_images(x)
+        steps = len(images) // batch_size
+        if steps == 0:
+            raise ValueError(f"GAN.fit needs at least one full batch. Received: {len(images)} images for "
+                             f"batch_size={batch_size}")
+
+        verbose = 1 if verbose == "auto" else int(verbose)
+        self.history = History()
+        extra = [ProgressBar(verbose)] if verbose else []
+        callback_list = CallbackList([*(callbacks or []), *extra, self.history], self)
+        self.fit_state = {"epochs": epochs, "steps": steps, "batch_size": int(batch_size)}
+        self.stop_training = False
+        callback_list.fire("on_train_begin", {})
+        for epoch in range(initial_epoch, epochs):
+            self.fit_state["epoch"] = epoch
+            callback_list.fire("on_epoch_begin", epoch, {})
+            logs = self._train_epoch(images, scale, int(batch_size), steps, shuffle, callback_list, epoch)
+            callback_list.fire("on_epoch_end", epoch, logs)
+            if self.stop_training:
+                break
+        callback_list.fire("on_train_end", {})
+        return self.history
+
+    def _prepare_images(self, x: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """The images on the device (dtype kept) and the function that scales a batch to [-1, 1]."""
+        images = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+        if images.dim() == 3 and self.image_shape[0] == 1:
+            images = images.unsqueeze(1)  # (N, H, W) -> (N, 1, H, W)
+        if tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"{self.name} expects images of shape (N, {', '.join(map(str, self.image_shape))}) "
+                             f"(the generator's output). Received: x.shape={tuple(images.shape)}")
+        images = images.to(self.device)
+        if images.dtype == torch.uint8:
+            return images, to_tanh_range
+        if not images.is_floating_point():
+            raise ValueError(f"GAN.fit expects uint8 pixels (0..255) or float images in [-1, 1]. "
+                             f"Received: dtype {images.dtype}")
+        low, high = torch.aminmax(images)
+        low, high = float(low), float(high)  # host sync: once per fit
+        if low < -1.0 - 1e-6 or high > 1.0 + 1e-6:
+            raise ValueError(f"GAN.fit expects float images scaled to [-1, 1] (the generator's tanh range). "
+                             f"Received: values in [{low:.4g}, {high:.4g}]; pass uint8 pixels or rescale")
+        return images.float(), _identity
+
+    def _train_epoch(self, images: torch.Tensor, scale: Callable, batch_size: int, steps: int, shuffle: bool,
+                     callbacks: CallbackList, epoch: int) -> dict[str, float]:
+        self.train()
+        device = images.device
+        order = torch.randperm(len(images), device=device) if shuffle else torch.arange(len(images), device=device)
+        stats = torch.zeros(steps, len(LOG_NAMES), device=device)  # one row per step, read at sync points
+        running = RunningLogs(lambda step: self._epoch_logs(stats, step, epoch))
+        batch_begin = callbacks.handlers["on_train_batch_begin"]
+        batch_end = callbacks.handlers["on_train_batch_end"]
+        last_sync = time.monotonic()
+        step = 0
+        for step in range(steps):
+            running.step = step
+            for handler in batch_begin:
+                callbacks.fire_handler(handler, "on_train_batch_begin", step, running)
+            real = scale(images[order[step * batch_size:(step + 1) * batch_size]])  # (B, C, H, W) in [-1, 1]
+            stats[step] = self.train_step(real)
+            for handler in batch_end:
+                callbacks.fire_handler(handler, "on_train_batch_end", step, running)
+            now = time.monotonic()
+            if now - last_sync > SYNC_SECONDS:
+                last_sync = now
+                self._check_finite(stats, step, epoch)  # host sync, about once a second
+            if self.stop_training:
+                break
+        self._check_finite(stats, step, epoch)
+        return self._epoch_logs(stats, step, epoch)
+
+    def _check_finite(self, stats: torch.Tensor, step: int, epoch: int) -> None:
+        finite = torch.isfinite(stats[:step + 1]).all(dim=1)
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0, 0])
+            self.stop_training = True
+            values = ", ".join(f"{name}={value:.4g}" for name, value in zip(LOG_NAMES, stats[bad].tolist()))
+            raise NonFiniteLossError(f"The GAN's training became non-finite at epoch {epoch + 1}, step {bad + 1} "
+                                     f"({values}). Lower the learning rates or check the images for NaN/inf.")
+
+    @staticmethod
+    def _epoch_logs(stats: torch.Tensor, step: int, epoch: int) -> dict[str, float]:
+        means = stats[:step + 1].mean(dim=0).tolist()  # host sync
+        return dict(zip(LOG_NAMES, means))
+
+    # -- sampling ------------------------------------------------------------------------------------
+    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, latent_dim) standard normal noise on the model's device (``generator`` seeds it)."""
+        if generator is not None and generator.device != self.device:
+            return torch.randn(n, self.latent_dim, generator=generator, device=generator.device).to(self.device)
+        return torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+
+    @torch.no_grad()
+    def generate(self, n: int | None = None, noise: torch.Tensor | None = None,
+                 batch_size: int = GENERATE_BATCH_SIZE) -> torch.Tensor:
+        """Images from the generator in evaluation mode (batch norm uses its moving statistics).
+
+        Args:
+            n: how many images, from fresh noise (give ``n`` or ``noise``).
+            noise: (n, latent_dim) noise to generate from (e.g. a fixed batch to watch training).
+            batch_size: images per forward pass.
+
+        Returns:
+            (n, C, H, W) float tensor in [-1, 1] on the model's device.
+        """
+        if (n is None) == (noise is None):
+            raise ValueError(f"GAN.generate expects n or noise, not both nor neither. Received: n={n!r}, "
+                             f"noise={'a tensor' if noise is not None else None}")
+        if noise is None:
+            if not isinstance(n, int) or n < 1:
+                raise ValueError(f"GAN.generate expects n to be a positive integer. Received: n={n!r}")
+            noise = self.sample_noise(n)
+        elif noise.dim() != 2 or noise.shape[1] != self.latent_dim:
+            raise ValueError(f"GAN.generate expects noise of shape (n, {self.latent_dim}). "
+                             f"Received: noise.shape={tuple(noise.shape)}")
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            noise = noise.to(self.device)
+            return torch.cat([self.generator(chunk) for chunk in noise.split(batch_size)])
+        finally:
+            self.generator.train(was_training)
+
+    # -- files ---------------------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "latent_dim": self.latent_dim,
+                "generator": module_config(self.generator), "discriminator": module_config(self.discriminator)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "GAN":
+        return cls(module_from_config(config["generator"]), module_from_config(config["discriminator"]),
+                   latent_dim=config["latent_dim"], name=config.get("name"))
+
+
+class SampleGrid(Callback):
+    """Saves a PNG grid of the generator's images for one fixed batch of noise after every epoch.
+
+    The same noise every epoch shows how the generator's mapping evolves; the files are
+    ``<directory>/epoch_001.png``, ``epoch_002.png``, ...
+
+    Args:
+        directory: folder for the PNG files (created).
+        num_images: images per grid.
+        nrow: images per row.
+        seed: seeds the fixed noise.
+    """
+
+    def __init__(self, directory: str | os.PathLike, num_images: int = 64, nrow: int = 8, seed: int = 0):
+        if not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"SampleGrid expects num_images to be a positive integer. Received: {num_images!r}")
+        self.directory, self.num_images, self.nrow, self.seed = Path(directory), num_images, nrow, seed
+        self.noise: torch.Tensor | None = None
+        self.paths: list[Path] = []
+
+    def on_train_begin(self, logs=None):
+        if self.noise is None:  # kept across fits, so resumed training draws the same images
+            self.noise = self.model.sample_noise(self.num_images, torch.Generator().manual_seed(self.seed))
+
+    def on_epoch_end(self, epoch, logs=None):
+        from deepzen.vision.augment import save_grid
+
+        images = self.model.generate(noise=self.noise)  # (num_images, C, H, W) in [-1, 1]
+        self.paths.append(save_grid(images, self.directory / f"epoch_{epoch + 1:03d}.png", nrow=self.nrow,
+                                    value_range=(-1.0, 1.0)))
+
+
+def to_tanh_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels 0..255 -> float32 in [-1, 1], the range of the generator's tanh output."""
+    return pixels.float() / 127.5 - 1.0
+
+
+def _identity(images: torch.Tensor) -> torch.Tensor:
+    return images
+
+
+def _probe(module: nn.Module, sample: torch.Tensor) -> torch.Tensor:
+    """Builds ``module``'s lazy layers with a forward pass in evaluation mode and returns the output."""
+    if isinstance(module, Model):
+        return module.build_for(sample)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return module(sample)
+    finally:
+        module.train(was_training)
+
+
+def _build_optimizer(spec: Any, network: nn.Module, arg: str) -> tuple[torch.optim.Optimizer, tuple | None]:
+    """A torch optimizer over ``network``'s parameters and the spec's clipping settings (or None)."""
+    from deepzen import optimizers
+
+    if isinstance(spec, torch.optim.Optimizer):
+        owned = {id(p) for p in network.parameters()}
+        if not all(id(p) in owned for group in spec.param_groups for p in group["params"]):
+            raise ValueError(f"GAN.compile: {arg} was built on parameters that are not all the "
+                             f"{arg.split('_')[0]}'s. Pass a spec (e.g. 'adam') or build it on that network")
+        return spec, None
+    spec = optimizers.get(default_optimizer() if spec is None else spec)
+    clipping = (spec.clipnorm, spec.clipvalue, spec.global_clipnorm)
+    return spec.build([p for p in network.parameters() if p.requires_grad]), \
+        clipping if any(c is not None for c in clipping) else None
+
+
+def _step(optimizer: torch.optim.Optimizer, network: nn.Module, clipping: tuple | None) -> None:
+    if clipping is not None:
+        clip_gradients(network.parameters(), *clipping)
+    optimizer.step()
+
+
+@contextlib.contextmanager
+def _frozen(network: nn.Module):
+    """Turns off ``requires_grad`` of ``network``'s parameters inside the block (inputs still get gradients)."""
+    parameters = [p for p in network.parameters() if p.requires_grad]
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in parameters:
+            parameter.requires_grad_(True)
