@@ -1,25 +1,32 @@
-"""The ``deepzen`` command: run recipes by name, list what is available, run the demo."""
+"""The ``deepzen`` command: train recipes into run folders, resume them, evaluate, predict, serve, export.
+
+Every verb has ``--help``. Recipes come from the domain packages, plus any module named in the
+``DEEPZEN_RECIPE_MODULES`` environment variable (comma-separated), so your own recipes run here too.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import os
 import sys
-import time
 from pathlib import Path
 
 # The domain verticals register their recipes when imported; the command line is where they meet.
 RECIPE_MODULES = ("deepzen.vision.recipes", "deepzen.text.recipes", "deepzen.generative.recipes",
                   "deepzen.recommend.recipes", "deepzen.rl.recipes")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+INTERRUPTED = 130  # the shell's exit code for a process stopped by Ctrl-C
 
 
 def load_recipes() -> None:
-    for name in RECIPE_MODULES:
+    extra = [name.strip() for name in os.environ.get("DEEPZEN_RECIPE_MODULES", "").split(",") if name.strip()]
+    for name in (*RECIPE_MODULES, *extra):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as error:
-            if error.name != name:  # a vertical that exists but fails to import is a real error
+            if error.name != name or name in extra:  # a vertical that exists but fails to import is a real error
                 raise
 
 
@@ -28,36 +35,241 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"deepzen: --set expects key=value. Received: {pair!r}")
+            raise ValueError(f"--set expects key=value. Received: {pair!r}")
         overrides[key.strip()] = value
     return overrides
 
 
+# -- train / demo / evaluate ---------------------------------------------------------------------------
 def command_train(args) -> int:
-    from deepzen.recipes import run_recipe
+    from deepzen.runs import Run, load_toml_config
+    from deepzen.training import distributed
 
+    if args.nproc > 1 and not distributed.active():
+        return launch_torchrun(args)
+    if args.recipe is None and args.resume is None:
+        raise ValueError("train needs a RECIPE (see `deepzen list`) or --resume RUN")
     load_recipes()
-    run_dir = Path(args.run_dir or f"runs/{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
-    metrics = run_recipe(args.recipe, parse_overrides(args.set), run_dir)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    distributed.init()
+    overrides = {**(load_toml_config(args.config) if args.config else {}), **parse_overrides(args.set)}
+    if not distributed.is_rank_zero():
+        sys.stdout = open(os.devnull, "w")  # only rank 0 prints
+    if args.resume:
+        run = Run.open(args.resume, overrides, checkpoint_every=args.checkpoint_every)
+        if args.recipe is not None and args.recipe != run.recipe:
+            raise ValueError(f"{args.resume} is a run of {run.recipe!r}, not {args.recipe!r}")
+        print(f"Resuming {run.path} ({run.recipe}) {resume_point(run.path / 'checkpoint.ckpt')}")
+    else:
+        run = Run.create(args.recipe, overrides, args.run_dir, checkpoint_every=args.checkpoint_every)
+        print(f"Training {run.recipe} in {run.path}")
+    try:
+        metrics = run.execute()
+    except KeyboardInterrupt as stop:
+        print(f"\nStopped{': ' + str(stop) if str(stop) else ''}. Continue with: deepzen train --resume {run.path}",
+              file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        distributed.shutdown()
     print(json.dumps(metrics, indent=2))
-    print(f"Run folder: {run_dir}")
+    print(f"Run folder: {run.path}")
     return 0
+
+
+def resume_point(checkpoint: Path) -> str:
+    from deepzen.training.checkpoint import checkpoint_position
+
+    if not checkpoint.is_file():
+        return "from the start: it saved no checkpoint"
+    where = checkpoint_position(checkpoint)
+    if where["finished"]:
+        return f"after its finished training ({where['epochs']} epochs): only the recipe's later steps run again"
+    return f"from epoch {where['epoch'] + 1}, step {where['step']}"
+
+
+def launch_torchrun(args) -> int:
+    """Re-runs this ``train`` command under ``torchrun --standalone --nproc_per_node N``."""
+    import subprocess
+
+    from deepzen.runs import default_folder
+
+    command = ["train"] + ([args.recipe] if args.recipe else [])
+    for pair in args.set:
+        command += ["--set", pair]
+    if args.resume:
+        command += ["--resume", args.resume]
+    else:  # all processes must agree on the folder, so it is named here
+        command += ["--run-dir", str(args.run_dir or default_folder(args.recipe))]
+    if args.config:
+        command += ["--config", args.config]
+    if args.checkpoint_every:
+        command += ["--checkpoint-every", str(args.checkpoint_every)]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+                "-m", "deepzen.cli", *command]
+    print("Launching: " + " ".join(launcher[2:]), flush=True)
+    torchrun = subprocess.Popen(launcher, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    while True:
+        try:
+            return torchrun.wait()
+        except KeyboardInterrupt:  # torchrun got the Ctrl-C as well: it stops its workers, who save first
+            continue
+
+
+def _die_with_parent() -> None:
+    """Asks Linux to send SIGTERM to this (torchrun) process when the ``deepzen`` process dies, so that a
+    killed launcher does not leave workers training on their own (torchrun stops them on SIGTERM)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def command_demo(args) -> int:
-    from deepzen.recipes import run_recipe
+    from deepzen.runs import Run, fresh_folder
 
     load_recipes()
-    run_dir = Path(args.run_dir)
+    run = Run.create("digits-cnn", parse_overrides(args.set), args.run_dir or fresh_folder(Path("runs/demo")))
     print("deepzen demo: a small CNN on the 8x8 digits shipped inside scikit-learn")
-    metrics = run_recipe("digits-cnn", parse_overrides(args.set), run_dir)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    metrics = run.execute()
     print(f"Test accuracy: {metrics['test_accuracy']:.2%} on {metrics['test_samples']} held-out images")
-    print(f"Saved the model to {run_dir / 'model.dz'} and the training curves to {run_dir / 'training_curves.png'}")
+    print(f"Run folder: {run.path} (model.dz, metrics.json, history.csv, training_curves.png, checkpoint.ckpt ...)")
+    print(f"Next: deepzen predict {run.path} IMAGE.png   or   deepzen serve {run.path}")
     return 0
 
 
+def command_evaluate(args) -> int:
+    from deepzen.runs import Run
+
+    load_recipes()
+    run = Run.open(args.run, mode="replay")
+    print(f"Evaluating {run.path} ({run.recipe}): the recipe's evaluation with the trained weights restored")
+    metrics = run.execute()
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+# -- predict -----------------------------------------------------------------------------------------------
+def read_input(path: str, shape: tuple[int, ...]):
+    """One input file as a batch ``(n, *shape)``: a .npy sample or batch, or an image resized to ``shape``."""
+    import numpy as np
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"No input file at {file}")
+    suffix = file.suffix.lower()
+    if suffix == ".npy":
+        array = np.load(file, allow_pickle=False)
+    elif suffix in IMAGE_SUFFIXES:
+        array = read_image(file, shape)
+    else:
+        raise ValueError(f"Cannot read {file}: expected a .npy array or an image "
+                         f"({', '.join(IMAGE_SUFFIXES)})")
+    if tuple(array.shape) == tuple(shape):
+        array = array[None]
+    if tuple(array.shape[1:]) != tuple(shape):
+        raise ValueError(f"{file}: expected one sample of shape {tuple(shape)} or a batch (n, {', '.join(map(str, shape))})"
+                         f". Received: {tuple(array.shape)}")
+    return array
+
+
+def read_image(path: Path, shape: tuple[int, ...]):
+    """An image file as a (C, H, W) float array in [0, 1], converted and resized to the model's input."""
+    import numpy as np
+    from PIL import Image
+
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise ValueError(f"{path} is an image, but the model's input is {tuple(shape)}, not (1 or 3, H, W)")
+    channels, height, width = shape
+    with Image.open(path) as image:
+        image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+        array = np.asarray(image, dtype=np.float32) / 255.0
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)  # (C, H, W)
+
+
+def command_predict(args) -> int:
+    import numpy as np
+
+    from deepzen.runs import model_file
+    from deepzen.training.serialization import load_model
+
+    path = model_file(args.run, args.model)
+    model = load_model(path, compile=False)
+    if model.input_spec is None or not hasattr(model.input_spec, "shape"):
+        raise ValueError(f"{path}: predict reads files for single-input models")
+    batches = [read_input(name, model.input_spec.shape) for name in args.inputs]
+    outputs = model.predict(np.concatenate(batches).astype(np.float32 if model.input_spec.dtype.is_floating_point
+                                                           else np.int64))
+    results, start = [], 0
+    for name, batch in zip(args.inputs, batches):
+        for index in range(len(batch)):
+            label = name if len(batch) == 1 else f"{name}[{index}]"
+            results.append({"input": label, **describe_output(outputs[start + index], args.top)})
+        start += len(batch)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            if "top" in result:
+                ranked = ", ".join(f"{entry['class']} ({entry['probability']:.1%})" for entry in result["top"])
+                print(f"{result['input']}: {ranked}")
+            else:
+                print(f"{result['input']}: {result['output']}")
+    return 0
+
+
+def describe_output(output, top: int) -> dict:
+    """A classifier's output (C,) as its top classes with probabilities; other outputs as plain lists."""
+    import numpy as np
+
+    output = np.asarray(output, dtype=np.float64)
+    if output.ndim != 1 or output.shape[0] < 2:
+        return {"output": output.tolist()}
+    is_distribution = output.min() >= 0 and abs(output.sum() - 1.0) < 1e-3
+    probabilities = output if is_distribution else np.exp(output - output.max()) / np.exp(output - output.max()).sum()
+    order = np.argsort(-probabilities)[:top]
+    return {"top": [{"class": int(c), "probability": float(probabilities[c])} for c in order],
+            "output": output.tolist()}
+
+
+# -- serve / export ---------------------------------------------------------------------------------------
+def command_serve(args) -> int:
+    from deepzen.serving import ModelServer
+    from deepzen.runs import model_file
+    from deepzen.training.serialization import load_model
+
+    path = model_file(args.run, args.model)
+    config = Path(args.run) / "config.json"
+    recipe = json.loads(config.read_text()).get("recipe") if config.is_file() else None
+    server = ModelServer(load_model(path, compile=False), host=args.host, port=args.port,
+                         max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                         max_body_bytes=args.max_body_bytes, log_requests=args.log,
+                         metadata={"run": str(args.run), "model_file": path.name, "recipe": recipe})
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"Warning: listening on {args.host}: the API has no authentication", file=sys.stderr)
+    print(f"Serving {path} at {server.url}  (POST /predict, GET /health, GET /metadata). Ctrl-C stops.", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Stopped.")
+    finally:
+        server.close()
+    return 0
+
+
+def command_export(args) -> int:
+    from deepzen.export import export_onnx, verify_onnx
+    from deepzen.runs import model_file
+    from deepzen.training.serialization import load_model
+
+    path = model_file(args.run, args.model)
+    model = load_model(path, compile=False)
+    output = Path(args.output) if args.output else Path(args.run) / "model.onnx"
+    export_onnx(model, output, opset_version=args.opset)
+    difference = verify_onnx(output, model)
+    print(f"Exported {path} to {output}; onnxruntime matches deepzen within {difference:.2g} (max abs difference)")
+    return 0
+
+
+# -- list ---------------------------------------------------------------------------------------------------
 def command_list(args) -> int:
     from deepzen.data.paths import dataset_status
     from deepzen.recipes import RECIPES
@@ -80,29 +292,80 @@ def command_list(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepzen", description="The classic deep-learning curriculum, on PyTorch.")
-    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    demo = verbs.add_parser("demo", help="train a small CNN on the embedded 8x8 digits (no download)")
-    demo.add_argument("--run-dir", default="runs/demo", help="where the model, curves and metrics go")
+    listing = verbs.add_parser("list", help="recipes, models and datasets", description="List the recipes, "
+                               "image models and datasets (and whether each dataset's files are present).")
+    listing.set_defaults(handler=command_list)
+
+    train = verbs.add_parser("train", help="run a recipe into a run folder, or resume one",
+                             description="Run a recipe by name. The run folder gets the resolved config, "
+                             "metrics per epoch, curves, best/last models, checkpoints and the final evaluation.")
+    train.add_argument("recipe", nargs="?", help="a recipe name (see `deepzen list`); optional with --resume")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    train.add_argument("--config", metavar="FILE.toml", help="settings from a TOML file (--set wins)")
+    train.add_argument("--run-dir", help="the run folder (default: runs/RECIPE-TIMESTAMP)")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
+    train.add_argument("--nproc", type=int, default=1, metavar="N",
+                       help="train on N processes (DDP; launches torchrun --standalone)")
+    train.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                       help="also checkpoint every STEPS steps inside an epoch (default: at epoch ends)")
+    train.set_defaults(handler=command_train)
+
+    demo = verbs.add_parser("demo", help="train a small CNN on the embedded 8x8 digits (no download)",
+                            description="Train the digits-cnn recipe into a run folder (runs/demo by default).")
+    demo.add_argument("--run-dir", help="the run folder (default: runs/demo, or runs/demo-N when taken)")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     demo.set_defaults(handler=command_demo)
 
-    train = verbs.add_parser("train", help="run a recipe by name")
-    train.add_argument("recipe", help="a recipe name (see `deepzen list`)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
-    train.add_argument("--run-dir", help="the run folder (default: runs/RECIPE-TIMESTAMP)")
-    train.set_defaults(handler=command_train)
+    evaluate = verbs.add_parser("evaluate", help="re-run a finished run's evaluation",
+                                description="Re-run the recipe's data preparation and evaluation with the "
+                                "trained weights restored from the run's checkpoints (nothing is trained or written).")
+    evaluate.add_argument("run", metavar="RUN", help="a run folder")
+    evaluate.set_defaults(handler=command_evaluate)
 
-    listing = verbs.add_parser("list", help="recipes, models and datasets")
-    listing.set_defaults(handler=command_list)
+    predict = verbs.add_parser("predict", help="predict on input files with a run's model",
+                               description="Predict with a run's model on .npy arrays (one sample or a batch) "
+                               f"or images ({', '.join(IMAGE_SUFFIXES)}; resized, scaled to [0, 1]).")
+    predict.add_argument("run", metavar="RUN", help="a run folder")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="input files")
+    predict.add_argument("--model", default="auto", choices=["auto", "final", "best", "last"],
+                         help="which model file (auto: model.dz, else best.dz, else last.dz)")
+    predict.add_argument("--top", type=int, default=3, help="classes shown per input for classifiers")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(handler=command_predict)
+
+    serve = verbs.add_parser("serve", help="serve a run's model over HTTP (JSON)",
+                             description="POST /predict {\"inputs\": [sample, ...]}, GET /health, GET /metadata. "
+                             "Concurrent requests are batched together.")
+    serve.add_argument("run", metavar="RUN", help="a run folder")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", default="auto", choices=["auto", "final", "best", "last"])
+    serve.add_argument("--max-batch-size", type=int, default=64, help="samples per model call")
+    serve.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits for more requests")
+    serve.add_argument("--max-body-bytes", type=int, default=None, help="request size limit (default 8 MiB)")
+    serve.add_argument("--log", action="store_true", help="log every request to stderr")
+    serve.set_defaults(handler=command_serve)
+
+    export = verbs.add_parser("export", help="export a run's model to ONNX and check it with onnxruntime",
+                              description="Export to ONNX (torch.onnx) with a dynamic batch axis, then compare "
+                              "onnxruntime's outputs with deepzen's on random inputs.")
+    export.add_argument("run", metavar="RUN", help="a run folder")
+    export.add_argument("--output", help="the .onnx file (default: RUN/model.onnx)")
+    export.add_argument("--model", default="auto", choices=["auto", "final", "best", "last"])
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: torch's)")
+    export.set_defaults(handler=command_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from deepzen.training.callbacks import CallbackError
+
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, CallbackError) as error:  # model/run file errors are ValueErrors
         print(f"deepzen: {error}", file=sys.stderr)
         return 2
 

@@ -32,7 +32,7 @@ def test_early_stopping_stops_after_patience_and_restores_best_weights():
     deepzen.seed(0)
     x, y = regression()
     model = linear_model(deepzen.optimizers.SGD(learning_rate=0.0))  # no progress at all
-    stopper = EarlyStopping(monitor="loss", patience=2, restore_best_weights=True)
+    stopper = EarlyStopping(monitor="loss", patience=2, min_delta=1e-3, restore_best_weights=True)
     history = model.fit(x, y, epochs=50, verbose=0, callbacks=[stopper])
     assert len(history.history["loss"]) == 4  # best at epoch 0, then 3 epochs without improvement
     assert stopper.stopped_epoch == 3 and stopper.best_epoch == 0

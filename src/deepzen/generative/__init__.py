@@ -10,10 +10,10 @@ Example:
 """
 
 from deepzen.generative.dcgan import build_dcgan, dcgan_discriminator, dcgan_generator, upsampling_plan
-from deepzen.generative.metrics import (classifier_outputs, feature_statistics, frechet_distance,
+from deepzen.generative.metrics import (SampleQuality, classifier_outputs, feature_statistics, frechet_distance,
                                         frechet_distance_from_statistics, mode_coverage)
 from deepzen.generative.trainer import GAN, SampleGrid
 
-__all__ = ["GAN", "SampleGrid", "build_dcgan", "classifier_outputs", "dcgan_discriminator", "dcgan_generator",
-           "feature_statistics", "frechet_distance", "frechet_distance_from_statistics", "mode_coverage",
-           "upsampling_plan"]
+__all__ = ["GAN", "SampleGrid", "SampleQuality", "build_dcgan", "classifier_outputs", "dcgan_discriminator",
+           "dcgan_generator", "feature_statistics", "frechet_distance", "frechet_distance_from_statistics",
+           "mode_coverage", "upsampling_plan"]

@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepzen.training.callbacks import Callback
+
 INFERENCE_BATCH_SIZE = 500
 
 
@@ -132,3 +134,37 @@ def mode_coverage(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     if low < 0 or high >= num_classes:
         raise ValueError(f"mode_coverage expects labels in [0, {num_classes}). Received: labels in [{low}, {high}]")
     return torch.bincount(labels, minlength=num_classes).to(torch.float64) / labels.numel()
+
+
+class SampleQuality(Callback):
+    """Measures a GAN's samples after every epoch and adds the numbers to the epoch logs (and History).
+
+    Adds ``fd``, the Fréchet distance between the classifier features of ``num_samples`` generated
+    images and the reference statistics, and ``min_class_fraction``, the share of the rarest class
+    among the classifier's labels of those images. The noise is the same every epoch.
+
+    Args:
+        classifier: a model-zoo classifier, as for :func:`classifier_outputs`.
+        reference: ``(mean, cov)`` of real images' features, from :func:`feature_statistics`.
+        num_samples: images generated per measurement.
+        num_classes: the classifier's classes.
+        seed: seeds the noise.
+    """
+
+    def __init__(self, classifier: nn.Module, reference: tuple[torch.Tensor, torch.Tensor], num_samples: int,
+                 num_classes: int, seed: int = 0):
+        if not isinstance(num_samples, int) or num_samples < 2:
+            raise ValueError(f"SampleQuality expects num_samples to be an integer >= 2. "
+                             f"Received: num_samples={num_samples!r}")
+        self.classifier, self.reference = classifier, reference
+        self.num_samples, self.num_classes, self.seed = num_samples, num_classes, seed
+        self.noise: torch.Tensor | None = None
+
+    def on_train_begin(self, logs=None):
+        if self.noise is None:
+            self.noise = self.model.sample_noise(self.num_samples, torch.Generator().manual_seed(self.seed))
+
+    def on_epoch_end(self, epoch, logs=None):
+        features, labels = classifier_outputs(self.classifier, self.model.generate(noise=self.noise))
+        logs["fd"] = frechet_distance_from_statistics(*feature_statistics(features), *self.reference)
+        logs["min_class_fraction"] = float(mode_coverage(labels, self.num_classes).min())

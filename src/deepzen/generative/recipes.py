@@ -29,7 +29,7 @@ class MnistDCGANConfig:
     epochs: int = 5
     batch_size: int = 128
     latent_dim: int = 100
-    base_filters: int = 32  # discriminator 32 -> 64 channels, generator 64 -> 32 -> 1
+    base_filters: int = 64  # discriminator 64 -> 128 channels, generator 128 -> 64 -> 1
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     label_smoothing: float = 0.1
@@ -70,7 +70,7 @@ def mnist_classifier(x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.T
     return model, accuracy
 
 
-def _tanh_images(pixels: np.ndarray) -> torch.Tensor:
+def mnist_images(pixels: np.ndarray) -> torch.Tensor:
     """(N, 28, 28) uint8 -> (N, 1, 28, 28) float32 in [-1, 1]."""
     from deepzen.generative.trainer import to_tanh_range
 
@@ -82,9 +82,9 @@ def _tanh_images(pixels: np.ndarray) -> torch.Tensor:
 def mnist_dcgan(config: MnistDCGANConfig, run_dir: Path) -> dict:
     from deepzen.data.images import load_mnist
     from deepzen.generative.dcgan import build_dcgan
-    from deepzen.generative.metrics import (classifier_outputs, feature_statistics,
+    from deepzen.generative.metrics import (SampleQuality, classifier_outputs, feature_statistics,
                                             frechet_distance_from_statistics, mode_coverage)
-    from deepzen.generative.trainer import SampleGrid
+    from deepzen.generative.trainer import LOG_NAMES, SampleGrid
     from deepzen.optimizers import Adam
     from deepzen.training.plots import plot_history
 
@@ -94,17 +94,17 @@ def mnist_dcgan(config: MnistDCGANConfig, run_dir: Path) -> dict:
     cache_dir = Path(config.cache_dir) if config.cache_dir else run_dir / "cache"
     cache_path = cache_dir / f"lenet5_mnist_{len(x_train)}x{config.classifier_epochs}_seed{config.seed}.dz"
     classifier, classifier_accuracy = mnist_classifier(
-        _tanh_images(x_train), y_train, _tanh_images(x_test), y_test, epochs=config.classifier_epochs,
+        mnist_images(x_train), y_train, mnist_images(x_test), y_test, epochs=config.classifier_epochs,
         cache_path=cache_path, seed=config.seed, verbose=config.verbose)
 
     def statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features, labels = classifier_outputs(classifier, images)
         return (*feature_statistics(features), labels)
 
-    test_mean, test_cov, _ = statistics(_tanh_images(x_test))
-    generator = torch.Generator().manual_seed(config.seed)
-    real_sample = torch.randperm(len(x_train), generator=generator)[:config.num_generated].numpy()
-    train_mean, train_cov, _ = statistics(_tanh_images(x_train[real_sample]))
+    test_mean, test_cov, _ = statistics(mnist_images(x_test))
+    real_sample = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(config.seed))
+    real_sample = real_sample[:config.num_generated].numpy()  # as many real digits as generated ones
+    train_mean, train_cov, _ = statistics(mnist_images(x_train[real_sample]))
 
     deepzen.seed(config.seed)
     gan = build_dcgan((1, 28, 28), config.latent_dim, config.base_filters)
@@ -114,16 +114,17 @@ def mnist_dcgan(config: MnistDCGANConfig, run_dir: Path) -> dict:
     untrained_mean, untrained_cov, _ = statistics(gan.generate(config.num_generated))
 
     samples = SampleGrid(run_dir / "samples", num_images=100, nrow=10, seed=config.seed)
+    quality = SampleQuality(classifier, (test_mean, test_cov), config.num_generated, NUM_CLASSES, seed=config.seed)
     start = time.perf_counter()
-    history = gan.fit(x_train, epochs=config.epochs, batch_size=config.batch_size, callbacks=[samples],
+    history = gan.fit(x_train, epochs=config.epochs, batch_size=config.batch_size, callbacks=[samples, quality],
                       verbose=config.verbose)
-    train_seconds = time.perf_counter() - start
+    train_seconds = time.perf_counter() - start  # includes the per-epoch measurements (a few seconds each)
     gan.save(run_dir / "gan.dz")
     plot_history(history, run_dir / "training_curves.png", title="mnist-dcgan")
 
     generated_mean, generated_cov, generated_labels = statistics(gan.generate(config.num_generated))
     fractions = mode_coverage(generated_labels, NUM_CLASSES).tolist()
-    last = {key: values[-1] for key, values in history.history.items()}
+    last = {key: values[-1] for key, values in history.history.items() if key in LOG_NAMES}
     return {
         "fd_generated": frechet_distance_from_statistics(generated_mean, generated_cov, test_mean, test_cov),
         "fd_untrained_generator": frechet_distance_from_statistics(untrained_mean, untrained_cov, test_mean,
@@ -134,6 +135,8 @@ def mnist_dcgan(config: MnistDCGANConfig, run_dir: Path) -> dict:
         "class_fractions": fractions,
         "classifier_test_accuracy": classifier_accuracy,
         **{f"final_{key}": value for key, value in last.items()},
+        "fd_per_epoch": history.history.get("fd", []),
+        "min_class_fraction_per_epoch": history.history.get("min_class_fraction", []),
         "epochs": len(history.epoch),
         "train_images": len(x_train),
         "train_seconds": train_seconds,

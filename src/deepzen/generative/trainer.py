@@ -79,14 +79,16 @@ class GAN(Model):
             if not isinstance(value, nn.Module):
                 raise TypeError(f"GAN expects {arg} to be a torch.nn.Module. Received: {type(value).__name__}")
         declared = generator.declared_input_shape() if isinstance(generator, Model) else None
-        latent_dim = latent_dim if latent_dim is not None else (declared[0] if declared and len(declared) == 1
-                                                                else None)
+        if latent_dim is None and declared is not None and len(declared) == 1:
+            latent_dim = declared[0]
         if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
             raise ValueError(f"GAN expects latent_dim, a positive integer, given or declared by the generator's "
                              f"input shape. Received: latent_dim={latent_dim!r}, generator input shape={declared}")
         self.generator, self.discriminator = generator, discriminator
         self.latent_dim = latent_dim
-        images = _probe(generator, torch.zeros(2, latent_dim))
+        parameter = next(generator.parameters(), None)  # a generator built already may live on a GPU
+        noise = torch.zeros(2, latent_dim, device=parameter.device if parameter is not None else None)
+        images = _probe(generator, noise)  # (2, C, H, W)
         if images.dim() != 4:
             raise ValueError(f"GAN expects the generator to produce (N, C, H, W) images. "
                              f"Received: output shape {tuple(images.shape)}")
@@ -237,7 +239,7 @@ class GAN(Model):
                              f"Received: dtype {images.dtype}")
         low, high = torch.aminmax(images)
         low, high = float(low), float(high)  # host sync: once per fit
-        if low < -1.0 - 1e-6 or high > 1.0 + 1e-6:
+        if not (low >= -1.0 - 1e-6 and high <= 1.0 + 1e-6):  # also catches NaN
             raise ValueError(f"GAN.fit expects float images scaled to [-1, 1] (the generator's tanh range). "
                              f"Received: values in [{low:.4g}, {high:.4g}]; pass uint8 pixels or rescale")
         return images.float(), _identity

@@ -30,7 +30,8 @@ def _policy_and_env(policy: Any, env_id: str | None) -> tuple[Policy, str]:
     return act, env_id
 
 
-def evaluate(policy: Any, episodes: int = 100, *, env_id: str | None = None, seed: int = 0) -> np.ndarray:
+def evaluate(policy: Any, episodes: int = 100, *, env_id: str | None = None, seed: int = 0,
+             vectorization_mode: str | None = None) -> np.ndarray:
     """The undiscounted return of each of ``episodes`` episodes played by ``policy``.
 
     Args:
@@ -39,6 +40,9 @@ def evaluate(policy: Any, episodes: int = 100, *, env_id: str | None = None, see
         episodes: the number of episodes, all played in parallel.
         env_id: the gymnasium id (default: the agent's ``env_id``).
         seed: seeds the episodes' initial states.
+        vectorization_mode: passed to ``gymnasium.make_vec``: None uses the environment's own
+            vectorized implementation where it has one, "sync" plays ``episodes`` copies of the
+            single environment (the i-th seeded with ``seed + i``).
 
     Returns:
         (episodes,) float64 array of returns.
@@ -48,7 +52,7 @@ def evaluate(policy: Any, episodes: int = 100, *, env_id: str | None = None, see
     if not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"evaluate expects episodes to be a positive integer. Received: episodes={episodes!r}")
     act, env_id = _policy_and_env(policy, env_id)
-    envs = gym.make_vec(env_id, num_envs=episodes)
+    envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode=vectorization_mode)
     if envs.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP) != gym.vector.AutoresetMode.NEXT_STEP:
         raise ValueError(f"evaluate expects a vector environment that resets on the step after an episode ends. "
                          f"Received: {env_id} with autoreset_mode={envs.metadata['autoreset_mode']}")
@@ -88,6 +92,10 @@ def record_episode(policy: Any, path: str | os.PathLike, *, env_id: str | None =
     from PIL import Image
 
     act, env_id = _policy_and_env(policy, env_id)
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # frames are drawn off-screen; on a machine without a display SDL's default video driver
+        # prints an error where its dummy driver works quietly
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = gym.make(env_id, render_mode="rgb_array")
     frames, episode_return, done = [], 0.0, False
     try:

@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ import torch
 import deepzen
 from deepzen.data.text import length_buckets
 from deepzen.recipes import register_recipe
+from deepzen.training.callbacks import Callback
 
 
 # == shared: length-bucketed batches ======================================================================
@@ -99,7 +100,22 @@ def _cut(tensor: torch.Tensor, sizes: np.ndarray) -> torch.Tensor:
     return tensor[(slice(None), *(slice(0, max(int(size), 1)) for size in sizes))]
 
 
-def _texts_arg(value: str) -> str | None:
+class TimeBudget(Callback):
+    """Stops training at the end of the first epoch that ends after ``minutes`` of training."""
+
+    def __init__(self, minutes: float):
+        self.seconds = 60.0 * minutes
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.perf_counter() - self.started > self.seconds:
+            self.model.stop_training = True
+
+
+def _data_path(value: str) -> str | None:
+    """A recipe's ``data`` setting: empty means the dataset's folder in ``$DEEPZEN_DATA``."""
     return value or None
 
 
@@ -125,6 +141,7 @@ class TextClassificationConfig:
     dropout: float = 0.5
     max_norm: float = 3.0               # Kim's constraint on the softmax weights; 0 turns it off
     min_freq: int = 1
+    split_punctuation: bool = False     # the published MR and SST-2 files are tokenized already
     folds: int = 10                     # MR: cross-validation folds
     max_folds: int = 0                  # MR: run only the first k folds (0: all)
     max_train_samples: int = 0          # train on the first k training samples (0: all), for quick checks
@@ -142,12 +159,6 @@ class BiLSTMAttentionConfig(TextClassificationConfig):
     max_norm: float = 0.0
 
 
-def classification_tokenizer():
-    from deepzen.data.text import WordTokenizer
-
-    return WordTokenizer(lower=True, split_punctuation=True)
-
-
 def train_text_classifier(config: TextClassificationConfig, train: tuple[list, np.ndarray],
                           dev: tuple[list, np.ndarray], test: tuple[list, np.ndarray], num_classes: int) -> dict:
     """Trains ``config.model`` on ``train`` and returns the test accuracy of the best development epoch.
@@ -155,11 +166,11 @@ def train_text_classifier(config: TextClassificationConfig, train: tuple[list, n
     Each split is ``(texts, labels)``. The vocabulary comes from the training texts only.
     """
     from deepzen.callbacks import EarlyStopping
-    from deepzen.data.text import Vocab, pad_sequences
+    from deepzen.data.text import Vocab, WordTokenizer, pad_sequences
     from deepzen.initializers import RandomUniform
     from deepzen.text.classification import MaxNormConstraint, text_classifier
 
-    tokenize = classification_tokenizer()
+    tokenize = WordTokenizer(lower=True, split_punctuation=config.split_punctuation)
     train_tokens = [tokenize(text) for text in train[0]]
     vocab = Vocab.build(train_tokens, min_freq=config.min_freq)
     device = deepzen.default_device()
@@ -170,7 +181,7 @@ def train_text_classifier(config: TextClassificationConfig, train: tuple[list, n
 
     options = {"embedding_dim": config.embedding_dim, "dropout": config.dropout,
                "embeddings_initializer": RandomUniform(-config.embedding_scale, config.embedding_scale)}
-    options.update({"filter_sizes": config.filter_sizes, "num_filters": config.num_filters}
+    options.update({"filter_sizes": [int(width) for width in config.filter_sizes], "num_filters": config.num_filters}
                    if config.model == "textcnn" else {"units": config.units})
     network = text_classifier(config.model, len(vocab), num_classes, **options)
     model = deepzen.Model(network)
@@ -208,7 +219,7 @@ def run_mr(config: TextClassificationConfig, run_dir: Path) -> dict:
     if config.data and Path(config.data).is_file():
         texts, labels, classes = load_labeled_text(config.data)
     else:
-        texts, labels = load_mr(_texts_arg(config.data))
+        texts, labels = load_mr(_data_path(config.data))
         classes = ["negative", "positive"]
     rng = np.random.default_rng(config.seed)
     folds = np.array_split(rng.permutation(len(texts)), config.folds)
@@ -234,9 +245,8 @@ def run_sst2(config: TextClassificationConfig, run_dir: Path) -> dict:
     from deepzen.data.text_datasets import load_sst2
 
     deepzen.seed(config.seed)
-    splits = load_sst2(_texts_arg(config.data))
-    result = train_text_classifier(config, _limit(config, *splits["train"]), splits["dev"], splits["test"], 2)
-    return result
+    splits = load_sst2(_data_path(config.data))
+    return train_text_classifier(config, _limit(config, *splits["train"]), splits["dev"], splits["test"], 2)
 
 
 register_recipe("mr-textcnn", TextClassificationConfig,
@@ -266,7 +276,7 @@ class ConllTaggingConfig:
     char_encoder: str = "lstm"          # "lstm" (Lample), "cnn" (Ma & Hovy) or "none"
     scheme: str = "IOBES"               # the tags the model learns (scores are scheme-independent)
     epochs: int = 30
-    batch_size: int = 16
+    batch_size: int = 32
     learning_rate: float = 2e-3
     clipnorm: float = 5.0
     word_dim: int = 100
@@ -278,6 +288,7 @@ class ConllTaggingConfig:
     lower: bool = False
     max_word_length: int = 20
     patience: int = 0                   # stop after this many epochs without a better dev F1 (0: never)
+    max_minutes: float = 0.0            # stop after the epoch that ends past this training time (0: no limit)
     max_train_sentences: int = 0        # train on the first k sentences (0: all), for quick checks
     max_eval_sentences: int = 0         # score the first k dev/test sentences (0: all)
     seed: int = 0
@@ -293,7 +304,7 @@ def _conll_splits(config: ConllTaggingConfig) -> dict[str, tuple[list, list]]:
                              f"needed too. Received: valid_data={config.valid_data!r}, test_data={config.test_data!r}")
         files = {"train": config.data, "valid": config.valid_data, "test": config.test_data}
         return {split: load_conll_file(path) for split, path in files.items()}
-    return {split: load_conll(_texts_arg(config.data), split) for split in ("train", "valid", "test")}
+    return {split: load_conll(_data_path(config.data), split) for split in ("train", "valid", "test")}
 
 
 def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
@@ -309,7 +320,8 @@ def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
     splits = _conll_splits(config)
     train_sentences, train_tags = splits["train"]
     if config.max_train_sentences:
-        train_sentences, train_tags = train_sentences[:config.max_train_sentences], train_tags[:config.max_train_sentences]
+        train_sentences = train_sentences[:config.max_train_sentences]
+        train_tags = train_tags[:config.max_train_sentences]
     evaluation = {split: (s[:config.max_eval_sentences or None], t[:config.max_eval_sentences or None])
                   for split, (s, t) in splits.items() if split != "train"}
     train_tags = [retag(tags) for tags in train_tags]
@@ -330,8 +342,10 @@ def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
     best = EarlyStopping(monitor="val_f1", mode="max", patience=config.patience or config.epochs,
                          restore_best_weights=True)
     started = time.perf_counter()
-    history = tagger.fit(training, epochs=config.epochs, verbose=config.verbose,
-                         callbacks=[EntityF1(vocabulary, *evaluation["valid"]), best])
+    callbacks = [EntityF1(vocabulary, *evaluation["valid"]), best]
+    if config.max_minutes:
+        callbacks.append(TimeBudget(config.max_minutes))
+    history = tagger.fit(training, epochs=config.epochs, verbose=config.verbose, callbacks=callbacks)
     seconds = time.perf_counter() - started
     if best.best_weights is not None:
         tagger.load_state_dict(best.best_weights)

@@ -257,7 +257,10 @@ class SequenceTagger(Model):
         """(N, T, W) character ids -> (N, T, D_c) one feature per word (zeros on padded words)."""
         steps, width = chars.shape[1], chars.shape[2]
         real = mask.reshape(-1)                                             # (N*T,)
-        word_chars = chars.reshape(-1, width)[real]                         # (M, W) real words; host sync: count
+        rows = real.nonzero().squeeze(1)                                    # (M,) real words; host sync: count
+        if rows.numel() == 0:  # an all-padding batch (e.g. the zeros a saved tagger is built with): encode one
+            rows = rows.new_zeros(1)
+        word_chars = chars.reshape(-1, width).index_select(0, rows)         # (M, W)
         char_mask = word_chars != 0
         vectors = self.char_embedding(word_chars)                           # (M, W, char_dim)
         if self.char_encoder == "lstm":
@@ -265,8 +268,8 @@ class SequenceTagger(Model):
         else:
             maps = self.char_conv(vectors.transpose(1, 2))                  # (M, filters, W)
             encoded = maps.masked_fill(~char_mask.unsqueeze(1), float("-inf")).amax(-1)  # (M, filters)
-        out = encoded.new_zeros(real.shape[0], encoded.shape[-1])
-        out[real] = encoded
+        encoded = encoded.masked_fill(~real[rows].unsqueeze(1), 0.0)
+        out = encoded.new_zeros(real.shape[0], encoded.shape[-1]).index_copy(0, rows, encoded)
         return out.reshape(mask.shape[0], steps, -1)                        # (N, T, D_c)
 
     # -- prediction ------------------------------------------------------------------------------------
@@ -309,8 +312,14 @@ class SequenceTagger(Model):
         return CRFLoss(self.crf) if self.crf is not None else SparseCategoricalCrossentropy(from_logits=True)
 
     def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, **kwargs) -> None:
-        """``Model.compile`` with the loss defaulting to :meth:`default_loss`."""
+        """``Model.compile`` with the loss defaulting to :meth:`default_loss`.
+
+        A saved tagger records a default loss as None (it follows from the architecture), so
+        ``load_model`` returns it uncompiled: call ``compile`` again to train it further.
+        """
         super().compile(optimizer, self.default_loss() if loss is None else loss, metrics, **kwargs)
+        if loss is None:
+            self.compile_config["loss"] = None
 
     def get_config(self) -> dict[str, Any]:
         return dict(self._config)

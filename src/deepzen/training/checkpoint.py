@@ -41,6 +41,10 @@ from deepzen.training.serialization import ModelFileError, read_tensors, write_t
 CHECKPOINT_VERSION = 1
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used for this fit (another batch size, or an unfinished fit to replay)."""
+
+
 class Unstorable(TypeError):
     """A value that a checkpoint cannot hold (not a tensor, array, number, string or container of them)."""
 
@@ -244,7 +248,7 @@ class TrainingCheckpoint(Callback):
             return  # the epoch's last step: the epoch-end checkpoint follows validation
         if self.interrupted:
             self._save(self.model.fit_state["epoch"], done, collective=False)
-            self._stop()
+            self._stop(f"in epoch {self.model.fit_state['epoch'] + 1} after step {done}")
         if self.every_steps is not None and done % self.every_steps == 0:
             self._save(self.model.fit_state["epoch"], done)
 
@@ -253,7 +257,7 @@ class TrainingCheckpoint(Callback):
         self._save(epoch + 1, 0, history_logs=(epoch, logs or {}), finished=finished,
                    collective=not self.interrupted)
         if self.interrupted:
-            self._stop()
+            self._stop(f"after epoch {epoch + 1}")
 
     def on_train_end(self, logs=None):
         self._restore_handler()
@@ -268,10 +272,9 @@ class TrainingCheckpoint(Callback):
             print("\nInterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit at once)",
                   file=sys.stderr, flush=True)
 
-    def _stop(self):
+    def _stop(self, where: str):
         self._restore_handler()
-        where = f"epoch {self.model.fit_state['epoch'] + 1}"
-        raise KeyboardInterrupt(f"training interrupted in {where}; checkpoint saved to {self.path}")
+        raise KeyboardInterrupt(f"training interrupted {where}; checkpoint saved to {self.path}")
 
     def _restore_handler(self):
         if self._handling_interrupts:
@@ -297,12 +300,12 @@ class TrainingCheckpoint(Callback):
         metadata, tensors = read_checkpoint(self.path)
         model, state = self.model, self.model.fit_state
         if self.read_only and not metadata["finished"]:
-            raise RuntimeError(f"{self.path} is from epoch {metadata['epoch'] + 1} of {metadata['epochs']}, step "
-                               f"{metadata['step']}: that fit did not finish. Resume the run to finish it first")
+            raise CheckpointError(f"{self.path} is from epoch {metadata['epoch'] + 1} of {metadata['epochs']}, step "
+                                  f"{metadata['step']}: that fit did not finish. Resume the run to finish it first")
         if metadata["step"] and (metadata["batch_size"], metadata["steps"]) != (state["batch_size"], state["steps"]):
-            raise ValueError(f"{self.path} was saved inside an epoch of {metadata['steps']} steps of "
-                             f"{metadata['batch_size']} samples; this fit has {state['steps']} steps of "
-                             f"{state['batch_size']}. Resume with the same batch size and data")
+            raise CheckpointError(f"{self.path} was saved inside an epoch of {metadata['steps']} steps of "
+                                  f"{metadata['batch_size']} samples; this fit has {state['steps']} steps of "
+                                  f"{state['batch_size']}. Resume with the same batch size and data")
         model.load_state_dict({key[len("model/"):]: value for key, value in tensors.items()
                                if key.startswith("model/")})
         model.engine.optimizer.load_state_dict(unflatten_state(metadata["optimizer"], tensors))

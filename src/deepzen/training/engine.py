@@ -118,6 +118,7 @@ class Engine:
         self.forward = torch.compile(self.model) if self.jit else self.model
         self.train_forward = self.forward  # DistributedDataParallel's wrapper under torchrun (distributed.wrap)
         self.scaler = None
+        self.running: tuple[torch.Tensor, list[int]] | None = None  # this epoch's step losses and batch sizes
 
     # -- setup, once the model is built --------------------------------------------------------------
     def setup(self, example_output: Any) -> None:
@@ -280,7 +281,7 @@ class Engine:
             step_losses[:start] = resume.losses.to(device)
             sizes.extend(resume.sizes)
             batches = itertools.islice(batches, start, None)
-        self.running = (step_losses, sizes)  # read by epoch_progress() when a checkpoint is taken
+        self.running = (step_losses, sizes)  # epoch_progress() reads them when a checkpoint is taken
         running = RunningLogs(lambda step: self._read_running(step_losses, sizes, step, epoch))
         batch_begin = callbacks.handlers["on_train_batch_begin"]
         batch_end = callbacks.handlers["on_train_batch_end"]

@@ -72,6 +72,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
+            os.fchmod(file.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from others
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
@@ -82,6 +83,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:

@@ -4,11 +4,10 @@ batched augmentation), schedule the learning rate, and write the report a user e
 The recipes in :mod:`deepzen.vision.recipes` are short because the steps live here::
 
     data = load_image_data("mnist")                          # float32 (N, 1, 28, 28), normalized
-    model = image_classifier("resnet20", data, augment="digits", seed=0)
-    model.compile(optimizer=SGD(0.1, momentum=0.9), loss=classification_loss(), metrics=["accuracy"])
-    history = model.fit(data.x_train, data.y_train, batch_size=128, epochs=15,
-                        callbacks=[LearningRateScheduler(cosine_schedule(0.1, epochs=15))])
-    metrics = write_report(model, data, history, "runs/resnet")
+    model = image_classifier("resnet20", data, augment="digits", seed=0)  # Model(Augmented(augment, net))
+    history = fit_classifier(model, data, SGD(0.1, momentum=0.9), epochs=15, batch_size=128,
+                             schedule=cosine_schedule(0.1, epochs=15))
+    metrics = write_report(model, data, history, "runs/resnet", title="resnet20")  # model file and plots
 
 Images are normalized in the data (per channel, with the training set's mean and std), so the zoo
 network takes normalized images in every mode and transfer learning can use it as it is.
@@ -87,9 +86,26 @@ def _pick(y: np.ndarray, rng: np.random.Generator, *, limit: int | None = None,
     return np.sort(index)
 
 
+def _channel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each channel of uint8 ``(N, C, H, W)`` images, scaled to [0, 1].
+
+    Exact, from a histogram of the 256 pixel values per channel (no float copy of the images).
+    """
+    values = np.arange(256) / 255.0
+    pixels = torch.from_numpy(np.ascontiguousarray(images))
+    # torch's bincount reads uint8 as it is (NumPy's would first copy the images to int64).
+    counts = np.stack([torch.bincount(pixels[:, c].flatten(), minlength=256).numpy()
+                       for c in range(images.shape[1])])  # (C, 256)
+    total = counts.sum(axis=1)
+    mean = counts @ values / total
+    variance = counts @ values**2 / total - mean**2
+    return mean, np.sqrt(np.maximum(variance, 0.0))
+
+
 def load_image_data(dataset: str = "mnist", data: PathLike | None = None, *, classes: Sequence[int] | None = None,
                     train_samples: int | None = None, train_per_class: int | None = None,
-                    test_samples: int | None = None, seed: int = 0) -> ImageData:
+                    test_samples: int | None = None, statistics: tuple[Sequence[float], Sequence[float]] | None = None,
+                    seed: int = 0) -> ImageData:
     """Reads an image dataset, optionally takes a subset, and normalizes it per channel.
 
     Args:
@@ -100,10 +116,12 @@ def load_image_data(dataset: str = "mnist", data: PathLike | None = None, *, cla
         train_samples: keep this many training images, drawn at random (``seed``).
         train_per_class: keep this many training images of each class, drawn at random.
         test_samples: keep this many test images, drawn at random.
+        statistics: ``(mean, std)`` per channel to normalize with, e.g. those of the data a network
+            was trained on before transfer learning; default: those of the kept training images.
         seed: seeds the subset draws.
 
     Returns:
-        An :class:`ImageData`; ``mean``/``std`` are those of the kept training images.
+        An :class:`ImageData`.
 
     Raises:
         ValueError: for an unknown dataset or class id; ``DatasetNotFoundError`` (from the readers)
@@ -136,11 +154,20 @@ def load_image_data(dataset: str = "mnist", data: PathLike | None = None, *, cla
     if test_samples is not None:
         index = _pick(y_test, rng, limit=test_samples)
         x_test, y_test = x_test[index], y_test[index]
-    pixels = x_train.astype(np.float64) / 255.0
-    mean, std = pixels.mean(axis=(0, 2, 3)), pixels.std(axis=(0, 2, 3))  # (C,) each
-    scale = np.float32(1 / 255.0)
-    normalize = lambda x: ((x.astype(np.float32) * scale - mean.astype(np.float32)[:, None, None])  # noqa: E731
-                           / std.astype(np.float32)[:, None, None])
+    if statistics is None:
+        mean, std = _channel_statistics(x_train)
+    else:
+        mean, std = (np.broadcast_to(np.asarray(s, dtype=np.float64), (x_train.shape[1],)) for s in statistics)
+    scale = np.float32(1 / 255)
+    shift, divisor = mean.astype(np.float32)[:, None, None], std.astype(np.float32)[:, None, None]
+
+    def normalize(images: np.ndarray) -> np.ndarray:
+        out = images.astype(np.float32)
+        out *= scale  # in place: one float copy of the images, no temporaries
+        out -= shift
+        out /= divisor
+        return out
+
     return ImageData(normalize(x_train), y_train.astype(np.int64), normalize(x_test), y_test.astype(np.int64),
                      class_names, tuple(mean.tolist()), tuple(std.tolist()))
 
@@ -269,6 +296,23 @@ def step_schedule(learning_rate: float, milestones: Sequence[int], gamma: float 
     return lambda epoch, lr: learning_rate * gamma ** sum(epoch >= m for m in milestones)
 
 
+def fit_classifier(model, data: ImageData, optimizer: Any, *, epochs: int, batch_size: int,
+                   schedule: Callable[[int, float], float] | None = None, label_smoothing: float = 0.0,
+                   verbose: int = 2, callbacks: Sequence[Any] = ()):
+    """Compiles ``model`` for classification (cross-entropy on logits, accuracy) and trains it on
+    ``data.x_train``; ``schedule(epoch, lr)`` sets the learning rate at each epoch start.
+
+    Returns:
+        The :class:`~deepzen.callbacks.History`.
+    """
+    from deepzen.callbacks import LearningRateScheduler
+
+    model.compile(optimizer=optimizer, loss=classification_loss(label_smoothing), metrics=["accuracy"])
+    callbacks = [*callbacks, *([LearningRateScheduler(schedule)] if schedule is not None else [])]
+    return model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                     callbacks=callbacks)
+
+
 # -- evaluation and report ------------------------------------------------------------------------------
 def predict_classes(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """``(predicted class ids (N,), probabilities (N, C))`` of a classifier on logits, in eval mode."""
@@ -278,6 +322,11 @@ def predict_classes(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> t
     logits = torch.as_tensor(model.predict(x, batch_size=batch_size))
     probabilities = torch.softmax(logits.float(), dim=-1)  # (N, C)
     return probabilities.argmax(-1).numpy(), probabilities.numpy()
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """The fraction of ``x`` whose predicted (argmax) class is ``y``."""
+    return float((predict_classes(model, x, batch_size)[0] == np.asarray(y)).mean())
 
 
 def confusion_matrix(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -324,11 +373,11 @@ def write_report(model: nn.Module, data: ImageData, history: Any, run_dir: PathL
         plot_history(history, run_dir / "training_curves.png", title=title)
     plots.plot_confusion_matrix(matrix, run_dir / "confusion_matrix.png", class_names=data.class_names,
                                 title=f"{title}: test accuracy {accuracy:.2%}")
-    wrong = np.flatnonzero(predicted != data.y_test)
+    wrong = np.flatnonzero(predicted != data.y_test)[:36]  # the first 36 mistakes
     if len(wrong):
-        plots.plot_misclassified(data.unnormalize(data.x_test[wrong[:36]]), data.y_test[wrong[:36]],
-                                 predicted[wrong[:36]], run_dir / "misclassified.png", class_names=data.class_names,
-                                 confidences=probabilities[wrong[:36], predicted[wrong[:36]]], value_range=(0.0, 1.0))
+        plots.plot_misclassified(data.unnormalize(data.x_test[wrong]), data.y_test[wrong], predicted[wrong],
+                                 run_dir / "misclassified.png", class_names=data.class_names,
+                                 confidences=probabilities[wrong, predicted[wrong]], value_range=(0.0, 1.0))
     plots.plot_feature_maps(net, data.x_test[:1], run_dir / "feature_maps.png")
     last = {key: values[-1] for key, values in getattr(history, "history", {}).items() if values}
     return {"test_accuracy": accuracy, "test_error": 1.0 - accuracy, "train_samples": len(data.x_train),

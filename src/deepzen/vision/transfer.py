@@ -1,4 +1,5 @@
-"""Transfer learning: freeze and unfreeze layers, replace the head, extract features, fine-tune.
+"""Transfer learning: freeze and unfreeze layers, replace the head, re-initialize layers, extract
+features, fine-tune with a slower backbone.
 
 Works on any ``nn.Module``; the zoo models (:class:`deepzen.vision.models.ImageClassifier`) add a
 known head (``classifier``) and ``forward_features`` / ``forward_head``. The two classic recipes::
@@ -10,10 +11,17 @@ known head (``classifier``) and ``forward_features`` / ``forward_head``. The two
     freeze(net)
     unfreeze(net, "classifier")                # or freeze(net, up_to="pre_logits")
     model = Model(net); model.compile(optimizer="adam", loss=...); model.fit(x, y)
+    # ... or the frozen trunk's features, computed once, into a new small classifier:
+    classifier = feature_classifier(400, 5, hidden=(128,))
+    classifier.compile(optimizer="adam", loss=...); classifier.fit(extract_features(net, x), y)
 
-    # Fine-tuning: everything learns, the backbone ten times more slowly than the head.
+    # Fine-tuning: everything learns, the backbone ten times more slowly than the head (here the
+    # source's fully connected layers are drawn afresh and count as head).
     unfreeze(net)
-    model.compile(optimizer=fine_tuning_optimizer(net, "adam", learning_rate=1e-3, backbone_factor=0.1), loss=...)
+    reinitialize(net, "pre_logits")
+    optimizer = fine_tuning_optimizer(net, "adam", learning_rate=1e-3, backbone_factor=0.1,
+                                      head=("pre_logits", "classifier"))
+    model.compile(optimizer=optimizer, loss=...)
 
 Layers are named as in ``module.named_modules()`` ("features.0", "features.layer3", "classifier").
 ``compile`` builds the optimizer over the parameters that are trainable when it runs: after
@@ -146,22 +154,31 @@ def head_parameters(module: nn.Module) -> list[nn.Parameter]:
     return list(linears[-1].parameters())
 
 
-@torch.no_grad()
-def extract_features(module: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """The vectors a network's classifier reads, for new data: frozen features for a new classifier.
+FEATURE_LAYERS = ("features", "pre_logits")
 
-    For zoo models ``forward_head(forward_features(x), pre_logits=True)``: ``(N, num_features)``
-    (84 for LeNet-5, 64 for ResNet-20). Other modules: their output, flattened. Runs in eval mode
-    without gradients; the module's mode is restored.
+
+@torch.no_grad()
+def extract_features(module: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256, *,
+                     layer: str = "features") -> np.ndarray:
+    """What a trained network computes from new data, flattened: frozen features for a new classifier.
+
+    For zoo models, ``layer="features"`` is the convolutional trunk's map ``forward_features(x)``
+    (400 values for LeNet-5, 64 x 7 x 7 for ResNet-20 on MNIST), the more general choice far
+    from the source task (Yosinski et al. 2014); ``"pre_logits"`` is the vector the classifier reads
+    (84 for LeNet-5, 64 for ResNet-20), more specific to the source classes. Other modules: their
+    output. Runs in eval mode without gradients; the module's mode is restored.
 
     Args:
         module: the (trained) network.
         x: ``(N, C, H, W)`` images prepared as the network expects.
         batch_size: images per forward pass.
+        layer: "features" or "pre_logits" (zoo models).
 
     Returns:
-        float32 ``(N, num_features)``.
+        float32 ``(N, D)``.
     """
+    if layer not in FEATURE_LAYERS:
+        raise ValueError(f"extract_features expects layer in {FEATURE_LAYERS}. Received: layer={layer!r}")
     parameter = next(module.parameters())
     was_training = module.training
     module.eval()
@@ -169,33 +186,67 @@ def extract_features(module: nn.Module, x: np.ndarray | torch.Tensor, batch_size
     try:
         for start in range(0, len(x), batch_size):
             batch = torch.as_tensor(x[start:start + batch_size]).to(parameter.device, parameter.dtype)
-            if hasattr(module, "forward_features"):
-                features = module.forward_head(module.forward_features(batch), pre_logits=True)
+            if not hasattr(module, "forward_features"):
+                features = module(batch)
+            elif layer == "features":
+                features = module.forward_features(batch)  # (B, C', H', W')
             else:
-                features = module(batch).flatten(1)
-            outputs.append(features.float().cpu())  # host copy: features are collected for a new classifier
+                features = module.forward_head(module.forward_features(batch), pre_logits=True)
+            outputs.append(features.flatten(1).float().cpu())  # host copy: collected for a new classifier
     finally:
         module.train(was_training)
     return torch.cat(outputs).numpy()
 
 
-def fine_tuning_groups(module: nn.Module, learning_rate: float, backbone_factor: float = 0.1) -> list[dict]:
+def reinitialize(module: nn.Module, layers: str | Sequence[str]) -> list[str]:
+    """Draws fresh weights for layers whose source-task weights are too specific to keep.
+
+    Every module under the named layers that has ``reset_parameters()`` (``nn.Linear``,
+    ``nn.Conv2d``, batch norm, ...) is reset to PyTorch's initialization. Typical: the hidden fully
+    connected layers of LeNet/AlexNet/VGG (``"pre_logits"``), which encode the source classes.
+
+    Returns:
+        The names of the modules that were reset.
+    """
+    reset = []
+    for name, submodule in _scope(module, layers, None, "reinitialize"):
+        if hasattr(submodule, "reset_parameters"):
+            submodule.reset_parameters()
+            reset.append(name)
+    return reset
+
+
+def fine_tuning_groups(module: nn.Module, learning_rate: float, backbone_factor: float = 0.1,
+                       head: str | Sequence[str] | None = None) -> list[dict]:
     """torch param groups: the head at ``learning_rate``, the backbone at ``backbone_factor`` times it.
 
-    Only trainable parameters are included (frozen ones stay out of the optimizer); empty groups
-    are left out.
+    Args:
+        module: the network.
+        learning_rate: the head's learning rate.
+        backbone_factor: the backbone's rate relative to the head's (>= 0).
+        head: layer names whose parameters form the head (e.g. ``("pre_logits", "classifier")``
+            after :func:`reinitialize`); default the classifier (:func:`head_parameters`).
+
+    Returns:
+        ``[{"params": backbone, "lr": ...}, {"params": head, "lr": learning_rate}]`` with only
+        trainable parameters (frozen ones stay out of the optimizer); empty groups are left out.
     """
-    if not 0 <= backbone_factor:
-        raise ValueError(f"fine_tuning_groups expects backbone_factor >= 0. Received: backbone_factor={backbone_factor}")
-    head_ids = {id(p) for p in head_parameters(module)}
-    head = [p for p in module.parameters() if id(p) in head_ids and p.requires_grad]
-    backbone = [p for p in module.parameters() if id(p) not in head_ids and p.requires_grad]
-    groups = [{"params": backbone, "lr": learning_rate * backbone_factor}, {"params": head, "lr": learning_rate}]
+    if backbone_factor < 0:
+        raise ValueError(f"fine_tuning_groups expects backbone_factor >= 0. "
+                         f"Received: backbone_factor={backbone_factor}")
+    if head is None:
+        head_ids = {id(p) for p in head_parameters(module)}
+    else:
+        head_ids = {id(p) for _, m in _scope(module, head, None, "fine_tuning_groups") for p in m.parameters()}
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in head_ids], "lr": learning_rate * backbone_factor},
+              {"params": [p for p in trainable if id(p) in head_ids], "lr": learning_rate}]
     return [group for group in groups if group["params"]]
 
 
 def fine_tuning_optimizer(module: nn.Module, optimizer: Any = "adam", learning_rate: float = 1e-3,
-                          backbone_factor: float = 0.1, **kwargs: Any) -> torch.optim.Optimizer:
+                          backbone_factor: float = 0.1, head: str | Sequence[str] | None = None,
+                          **kwargs: Any) -> torch.optim.Optimizer:
     """A torch optimizer over :func:`fine_tuning_groups`, for ``model.compile(optimizer=...)``.
 
     Args:
@@ -203,6 +254,7 @@ def fine_tuning_optimizer(module: nn.Module, optimizer: Any = "adam", learning_r
         optimizer: a ``deepzen.optimizers`` name or spec class, e.g. "adam" or "sgd".
         learning_rate: the head's learning rate.
         backbone_factor: the backbone learns at ``backbone_factor * learning_rate``.
+        head: the head's layer names, as for :func:`fine_tuning_groups`.
         **kwargs: other Keras-named arguments of the optimizer (``momentum=0.9``, ``weight_decay=``...).
 
     Note:
@@ -212,7 +264,7 @@ def fine_tuning_optimizer(module: nn.Module, optimizer: Any = "adam", learning_r
     from deepzen import optimizers
 
     spec = optimizers.get(optimizer, learning_rate=learning_rate, **kwargs)
-    return spec.build(fine_tuning_groups(module, learning_rate, backbone_factor))
+    return spec.build(fine_tuning_groups(module, learning_rate, backbone_factor, head))
 
 
 def feature_classifier(num_features: int, num_classes: int, hidden: Iterable[int] = (), dropout: float = 0.0):

@@ -1,0 +1,120 @@
+"""How recommenders are scored: rating error over folds and top-N ranking with leave-one-out.
+
+Rating prediction (the protocol of scikit-surprise's benchmark table): fit on each of
+MovieLens 100K's ``u1.base`` ... ``u5.base``, predict the matching ``.test`` ratings (the five
+test sets partition the 100,000 ratings), and report RMSE and MAE as the mean and the
+(population, ``np.std``) standard deviation over the five folds.
+
+Top-N ranking (He et al., 2017): each user's latest rating is held out
+(:func:`deepzen.data.ratings.leave_one_out`), the model is fitted on the rest, and the held-out
+item is ranked among itself and 100 items the user never rated (drawn uniformly, distinct, once
+per seed). HR@10 is the share of users whose held-out item ranks in the top 10; NDCG@10 adds
+``1 / log2(rank + 2)`` for those (rank 0 = first). Ties count against the held-out item: its rank
+is the number of sampled items scored at least as high.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from deepzen.data.ratings import Ratings, leave_one_out, load_movielens_100k
+from deepzen.recommend.base import Recommender
+
+CV_FOLDS = ("u1", "u2", "u3", "u4", "u5")
+
+
+def rating_metrics(model: Recommender, test: Ratings) -> dict[str, float]:
+    """RMSE and MAE of ``model.predict`` on the ``test`` ratings."""
+    error = model.predict(test.user, test.item).astype(np.float64) - test.rating
+    return {"rmse": float(np.sqrt(np.mean(error ** 2))), "mae": float(np.mean(np.abs(error)))}
+
+
+def movielens_folds(data=None, folds: Sequence[str] = CV_FOLDS) -> list[tuple[str, Ratings, Ratings]]:
+    """``(name, train, test)`` for MovieLens 100K's predefined folds (default u1..u5)."""
+    return [(fold, *load_movielens_100k(data, fold)[:2]) for fold in folds]
+
+
+def cross_validate(make_model: Callable[[], Recommender], splits: Iterable[tuple[str, Ratings, Ratings]]) -> dict:
+    """Fits a fresh model on each split's train part and scores the test part.
+
+    Args:
+        make_model: returns a new, unfitted recommender.
+        splits: ``(name, train, test)`` triples, e.g. :func:`movielens_folds`.
+
+    Returns:
+        ``rmse_mean``, ``rmse_std``, ``mae_mean``, ``mae_std``, ``seconds`` (fit + predict, summed
+        over folds) and ``folds``: ``{name: {"rmse", "mae", "seconds"}}``.
+    """
+    folds = {}
+    for name, train, test in splits:
+        start = time.perf_counter()
+        model = make_model().fit(train)
+        metrics = rating_metrics(model, test)  # predict ends with a host copy: the timing is complete
+        folds[name] = {**metrics, "seconds": time.perf_counter() - start}
+    summary = {}
+    for metric in ("rmse", "mae"):
+        values = [fold[metric] for fold in folds.values()]
+        summary[f"{metric}_mean"], summary[f"{metric}_std"] = float(np.mean(values)), float(np.std(values))
+    return {**summary, "seconds": sum(fold["seconds"] for fold in folds.values()), "folds": folds}
+
+
+def sample_negatives(ratings: Ratings, users: np.ndarray, n: int = 100, seed: int = 0) -> np.ndarray:
+    """``n`` distinct items per user, drawn uniformly among the items of ``ratings`` that the user
+    never rated in ``ratings``.
+
+    Args:
+        ratings: all ratings (train and test), defining the item catalogue and who rated what.
+        users: ``(U,)`` user ids.
+
+    Returns:
+        ``(U, n)`` item ids.
+    """
+    item_ids, item_rows = np.unique(ratings.item, return_inverse=True)
+    user_ids, user_rows = np.unique(ratings.user, return_inverse=True)
+    rated = np.zeros((len(user_ids), len(item_ids)), dtype=bool)
+    rated[user_rows, item_rows] = True
+    rows = np.searchsorted(user_ids, users)
+    if np.any(user_ids[rows.clip(max=len(user_ids) - 1)] != users):
+        raise ValueError("sample_negatives: every user must have ratings in `ratings`")
+    keys = np.random.default_rng(seed).random((len(users), len(item_ids)))  # (U, n_items) random order
+    keys[rated[rows]] = np.inf
+    chosen = np.argsort(keys, axis=1)[:, :n]  # the n first unrated items in a random order
+    if np.any(np.take_along_axis(keys, chosen, 1) == np.inf):
+        raise ValueError(f"sample_negatives: a user has fewer than n={n} unrated items")
+    return item_ids[chosen]
+
+
+def hit_ratio_and_ndcg(ranks: torch.Tensor, k: int = 10) -> tuple[float, float]:
+    """HR@k and NDCG@k of 0-based ranks of the held-out items (one per user)."""
+    hit = ranks < k
+    gain = torch.where(hit, 1.0 / torch.log2(ranks.double() + 2), 0.0)
+    return float(hit.double().mean()), float(gain.mean())
+
+
+def ranking_metrics(model: Recommender, test: Ratings, negatives: np.ndarray, k: int = 10) -> dict[str, float]:
+    """HR@k and NDCG@k of each test item ranked among the user's ``negatives`` by ``model.score``.
+
+    Args:
+        test: one held-out rating per user.
+        negatives: ``(U, n)`` item ids sampled for the test users (:func:`sample_negatives`).
+    """
+    candidates = np.concatenate([test.item[:, None], negatives], axis=1)  # (U, 1 + n): held-out item first
+    scores = model.score(test.user[:, None], candidates)  # (U, 1 + n)
+    ranks = (scores[:, 1:] >= scores[:, :1]).sum(1)  # (U,) ties count against the held-out item
+    hit_ratio, ndcg = hit_ratio_and_ndcg(ranks, k)
+    return {f"hr@{k}": hit_ratio, f"ndcg@{k}": ndcg}
+
+
+def leave_one_out_ranking(make_model: Callable[[], Recommender], ratings: Ratings, n_negatives: int = 100,
+                          k: int = 10, seed: int = 0) -> dict[str, float]:
+    """The whole top-N protocol of the module docstring on ``ratings`` (with timestamps)."""
+    train, test = leave_one_out(ratings)
+    negatives = sample_negatives(ratings, test.user, n_negatives, seed)
+    start = time.perf_counter()
+    model = make_model().fit(train)
+    metrics = ranking_metrics(model, test, negatives, k)
+    return {**metrics, "seconds": time.perf_counter() - start, "users": len(test)}
