@@ -8,12 +8,14 @@ configuration without pretrained embeddings (90.94 with them).
     DEEPZEN_DATA=../shared/data python benchmarks/conll_tagging.py --threads 1
     python benchmarks/conll_tagging.py --epochs 2 --set max_train_sentences=2000   # a quick look
 
-Prints a Markdown table and writes it to ``benchmarks/results/conll_tagging.md`` after each run.
+Prints a Markdown table and writes it to ``benchmarks/results/conll_tagging.md`` after each run; the
+runs are also kept in ``conll_tagging.json``, so variants run by separate commands share one table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -26,14 +28,25 @@ VARIANTS = {"crf": {"crf": True}, "softmax": {"crf": False}}
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | test F1 | test P | test R | dev F1 | best epoch / run | train time | s / epoch |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| model | test F1 | test P | test R | dev F1 | best epoch / run | train time | s / epoch | command |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for row in rows:
         m = row["metrics"]
         lines.append(f"| {row['name']} | {100 * m['test_f1']:.2f} | {100 * m['test_precision']:.2f} | "
                      f"{100 * m['test_recall']:.2f} | {100 * m['dev_f1']:.2f} | {m['best_epoch']} / {m['epochs_run']} "
-                     f"| {m['train_seconds'] / 60:.1f} min | {m['seconds_per_epoch']:.0f} |")
+                     f"| {m['train_seconds'] / 60:.1f} min | {m['seconds_per_epoch']:.0f} | `{row['command']}` |")
     return "\n".join(lines)
+
+
+def report(rows: list[dict]) -> str:
+    return "\n".join([
+        "# CoNLL-2003 English NER (test = eng.testb), no pretrained word vectors", "",
+        f"Machine: {platform.machine()}, torch {torch.__version__}; the 2 cores were shared with other jobs "
+        "(load average 10-13), so times are upper bounds.", "",
+        table(rows), "",
+        "Reference: Lample et al. (2016), LSTM-CRF without pretrained embeddings: 83.63 F1.", "",
+        "Dev F1 per epoch:", "",
+        *(f"- {row['name']}: {row['metrics']['dev_f1_per_epoch']}" for row in rows), ""])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,25 +66,20 @@ def main(argv: list[str] | None = None) -> None:
     overrides = dict(item.split("=", 1) for item in args.set)
     if args.epochs is not None:
         overrides["epochs"] = str(args.epochs)
-    rows = []
+    stored = args.out.with_suffix(".json")
+    rows = [row for row in (json.loads(stored.read_text()) if stored.is_file() else [])
+            if row["variant"] not in args.variants.split(",")]
     command = "python benchmarks/conll_tagging.py " + " ".join(argv if argv is not None else sys.argv[1:])
     for name in args.variants.split(","):
         started = time.perf_counter()
         metrics = run_recipe("conll-bilstm-crf", {**overrides, **VARIANTS[name]}, run_dir=f"runs/conll-{name}")
         label = f"BiLSTM-{name.upper() if name == 'crf' else 'softmax'} (char {overrides.get('char_encoder', 'lstm')})"
-        rows.append({"name": label, "metrics": metrics})
+        rows.append({"variant": name, "name": label, "command": command.strip(), "threads": torch.get_num_threads(),
+                     "metrics": metrics})
         print(f"{label}: {metrics} ({time.perf_counter() - started:.0f} s)", flush=True)
-        report = "\n".join([
-            "# CoNLL-2003 English NER (test = eng.testb), no pretrained word vectors", "",
-            f"Command: `{command.strip()}`", "",
-            f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}; "
-            "the 2 cores were shared with other jobs, so times are upper bounds.", "",
-            table(rows), "",
-            "Reference: Lample et al. (2016), LSTM-CRF without pretrained embeddings: 83.63 F1.", "",
-            "Dev F1 per epoch: " + "; ".join(f"{row['name']}: {row['metrics']['dev_f1_per_epoch']}" for row in rows),
-            ""])
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
+        stored.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        args.out.write_text(report(rows), encoding="utf-8")
     print(table(rows))
 
 

@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         reached = next((s for s, m in zip(a2c["eval_steps"], a2c["eval_mean_returns"]) if m >= SOLVED), None)
         lines += ["", "## deepzen A2C (`cartpole-a2c`, seed " f"{args.seeds[0]})", "",
                   f"{a2c['train_steps']:,} steps in {a2c['train_seconds']:.0f} s of training, "
-                  f"{a2c['train_cpu_seconds']:.0f} CPU s ({per_thousand(a2c):.2f} s / 1k steps); "
+                  f"{a2c['train_cpu_seconds']:.0f} CPU s ({per_thousand(a2c):.2f} wall s / 1k steps); "
                   f"8 environments x 5 steps per update, RMSprop 7e-4, "
                   f"n-step returns (GAE lambda 1), entropy coefficient 0 (SB3's A2C defaults, shared body). "
                   f"First evaluation >= 475: {fmt(reached)}; best evaluation mean "

@@ -7,12 +7,14 @@ MR 76.1 (10-fold CV) and SST-2 82.7 (trained with SST's phrase-level labels, whi
     DEEPZEN_DATA=../shared/data python benchmarks/text_classification.py --threads 1
     python benchmarks/text_classification.py --recipes mr-textcnn --set max_folds=3   # fewer folds
 
-Prints a Markdown table and writes it to ``benchmarks/results/text_classification.md`` after each recipe.
+Prints a Markdown table and writes it to ``benchmarks/results/text_classification.md`` after each recipe;
+runs are also kept in ``text_classification.json``, so recipes run by separate commands share one table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 from pathlib import Path
@@ -25,14 +27,25 @@ PAPER = {"mr-textcnn": "76.1 (Kim 2014, CNN-rand)", "mr-bilstm-attention": "-",
          "sst2-textcnn": "82.7 (Kim 2014, CNN-rand, phrase-level training)", "sst2-bilstm-attention": "-"}
 
 
-def row(name: str, metrics: dict) -> str:
+def row(entry: dict) -> str:
+    name, metrics = entry["recipe"], entry["metrics"]
     if "cv_accuracy" in metrics:
         accuracy = (f"{100 * metrics['cv_accuracy']:.2f} ± {100 * metrics['cv_accuracy_std']:.2f} "
-                    f"({metrics['folds_run']}-fold CV)")
+                    f"({metrics['folds_run']} folds of 10-fold CV)")
     else:
         accuracy = f"{100 * metrics['test_accuracy']:.2f} (test; dev {100 * metrics['dev_accuracy']:.2f}, " \
                    f"epoch {metrics['best_epoch']})"
-    return f"| {name} | {accuracy} | {PAPER.get(name, '-')} | {metrics['train_seconds'] / 60:.1f} min |"
+    return (f"| {name} | {accuracy} | {PAPER.get(name, '-')} | {metrics['train_seconds'] / 60:.1f} min "
+            f"| `{entry['command']}` |")
+
+
+def report(entries: list[dict]) -> str:
+    return "\n".join([
+        "# Sentence classification (no pretrained word vectors)", "",
+        f"Machine: {platform.machine()}, torch {torch.__version__}; the 2 cores were shared with other jobs "
+        "(load average 10-13), so times are upper bounds.", "",
+        "| recipe | accuracy (%) | paper | train time | command |", "| --- | --- | --- | ---: | --- |",
+        *map(row, entries), ""])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,20 +63,18 @@ def main(argv: list[str] | None = None) -> None:
 
     overrides = dict(item.split("=", 1) for item in args.set)
     command = "python benchmarks/text_classification.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    rows = ["| recipe | accuracy (%) | paper | train time |", "| --- | --- | --- | ---: |"]
-    for name in args.recipes.split(","):
+    stored = args.out.with_suffix(".json")
+    names = args.recipes.split(",")
+    entries = [e for e in (json.loads(stored.read_text()) if stored.is_file() else []) if e["recipe"] not in names]
+    for name in names:
         metrics = run_recipe(name, overrides, run_dir=f"runs/{name}")
         print(f"{name}: {metrics}", flush=True)
-        rows.append(row(name, metrics))
-        report = "\n".join([
-            "# Sentence classification (no pretrained word vectors)", "",
-            f"Command: `{command.strip()}`", "",
-            f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}; "
-            "the 2 cores were shared with other jobs, so times are upper bounds.", "",
-            *rows, ""])
+        entries.append({"recipe": name, "command": command.strip(), "threads": torch.get_num_threads(),
+                        "metrics": metrics})
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
-    print("\n".join(rows))
+        stored.write_text(json.dumps(entries, indent=1), encoding="utf-8")
+        args.out.write_text(report(entries), encoding="utf-8")
+    print(report(entries))
 
 
 if __name__ == "__main__":

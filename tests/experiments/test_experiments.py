@@ -161,6 +161,15 @@ def test_load_data_draws_disjoint_normalized_subsets():
         load_data("digits", train_samples=5000)
 
 
+def test_missing_mnist_falls_back_to_digits_with_sizes_that_fit(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPZEN_DATA", str(tmp_path))  # no mnist/ folder here
+    data = load_data("auto", train_samples=20000, validation_samples=1000, seed=0)
+    assert data.name == "digits" and "MNIST was not found" in data.note
+    assert len(data.y_train) + len(data.y_valid) == 1438 and len(data.y_valid) == 1438 // 4
+    with pytest.raises(FileNotFoundError, match="mnist"):
+        load_data("mnist")
+
+
 def test_step_recorder_losses_average_to_the_epoch_loss():
     data = load_data("digits", train_samples=100, seed=0)
     trained = train(lambda: mlp(data, depth=3, width=8), data, optimizer="sgd", epochs=2, batch_size=32, seed=0)

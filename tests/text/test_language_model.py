@@ -148,14 +148,17 @@ def test_training_budget_schedule_and_stop():
     assert [point["steps"] for point in budget.curve] == [10]
 
 
-def test_language_model_recipe_on_a_user_text_file(tmp_path):
+@pytest.mark.parametrize("recipe, sizes", [
+    ("shakespeare-char-lstm", {"embedding_dim": 8, "units": 16, "num_layers": 1}),
+    ("shakespeare-char-transformer", {"d_model": 16, "num_heads": 2, "num_layers": 1}),
+])
+def test_language_model_recipe_on_a_user_text_file(tmp_path, recipe, sizes):
     from deepzen.recipes import run_recipe
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT * 40, encoding="utf-8")
-    metrics = run_recipe("shakespeare-char-transformer",
-                         {"data": str(corpus), "max_steps": 6, "eval_every": 3, "seq_len": 16, "batch_size": 8,
-                          "d_model": 16, "num_heads": 2, "num_layers": 1, "sample_length": 20, "prompt": "All"},
+    metrics = run_recipe(recipe, {"data": str(corpus), "max_steps": 6, "eval_every": 3, "seq_len": 16, "batch_size": 8,
+                                  "sample_length": 20, "prompt": "All", **sizes},
                          run_dir=tmp_path / "run")
     assert metrics["steps"] == 6 and metrics["vocab_size"] == len(set(TEXT))
     assert metrics["val_bits_per_char"] == pytest.approx(metrics["val_loss"] / math.log(2))

@@ -8,7 +8,7 @@ import torch
 import deepzen
 from deepzen.text import subword, translation
 from deepzen.text.decoding import beam_search, greedy_search
-from deepzen.text.generation_recipes import TrainingBudget
+from deepzen.text.generation_recipes import TrainingBudget, TranslationConfig, translation_model
 from deepzen.text.translation import (IGNORE_INDEX, ParallelBatches, RNNTranslator, TransformerTranslator,
                                       corpus_bleu, teacher_forcing_tensors)
 
@@ -203,9 +203,8 @@ def test_multi30k_slice_pipeline(tmp_path, real_dataset):
         assert 0.0 <= metrics[f"test_bleu_{label}"] <= 100.0
         lines = (tmp_path / f"test_{label}.de").read_text(encoding="utf-8").splitlines()
         assert len(lines) == 16 and all(isinstance(line, str) for line in lines)
-    model = deepzen.text.generation_recipes.translation_model(
-        deepzen.text.generation_recipes.TranslationConfig(d_model=32, num_heads=2, num_layers=1, intermediate_dim=64),
-        subword.SubwordTokenizer.load(tmp_path / "subwords.en.model"),
-        subword.SubwordTokenizer.load(tmp_path / "subwords.de.model"))
+    model = translation_model(TranslationConfig(d_model=32, num_heads=2, num_layers=1, intermediate_dim=64),
+                              subword.SubwordTokenizer.load(tmp_path / "subwords.en.model"),
+                              subword.SubwordTokenizer.load(tmp_path / "subwords.de.model"))
     model.load_weights(tmp_path / "model.dz")
     assert len(model.translate(["A man rides a bike.", "Two dogs."], beam_size=2)) == 2

@@ -73,7 +73,8 @@ def load_data(dataset: str = "auto", *, train_samples: int | None = None, valida
 
     Args:
         dataset: "mnist", "digits" (scikit-learn's embedded 8x8 set) or "auto" (MNIST when its
-            files are in ``$DEEPZEN_DATA/mnist``, else digits).
+            files are in ``$DEEPZEN_DATA/mnist``, else digits, with the subset sizes reduced to
+            what its 1,438 training images allow).
         train_samples: training images to keep (drawn at random; default all).
         validation_samples: images drawn from the remaining training images as a validation set.
         test_samples: test images to keep (default all).
@@ -93,8 +94,8 @@ def load_data(dataset: str = "auto", *, train_samples: int | None = None, valida
             if dataset == "mnist":
                 raise
             note = f"MNIST was not found ({str(error).splitlines()[0]}); the embedded 8x8 digits were used instead."
-            return _digits(train_samples, validation_samples, test_samples, seed, note)
-    return _digits(train_samples, validation_samples, test_samples, seed, "")
+            return _digits(train_samples, validation_samples, test_samples, seed, note, fit=True)
+    return _digits(train_samples, validation_samples, test_samples, seed, "", fit=False)
 
 
 def _mnist(train_samples, validation_samples, test_samples, seed) -> ExperimentData:
@@ -105,10 +106,17 @@ def _mnist(train_samples, validation_samples, test_samples, seed) -> ExperimentD
                   train_samples, validation_samples, test_samples, seed, "MNIST", "")
 
 
-def _digits(train_samples, validation_samples, test_samples, seed, note) -> ExperimentData:
+def _digits(train_samples, validation_samples, test_samples, seed, note, fit: bool) -> ExperimentData:
+    """The embedded digits; with ``fit``, subset sizes meant for MNIST shrink to what the set holds
+    (a quarter of the training images at most for validation)."""
     from deepzen.data.images import load_digits_split
 
     x_train, y_train, x_test, y_test = load_digits_split(seed=seed)  # pixels in [0, 1]
+    available = len(y_train)
+    if fit and (train_samples or 0) + validation_samples > available:
+        validation_samples = min(validation_samples, available // 4)
+        train_samples = min(train_samples or available, available - validation_samples)
+        note += f" The subsets were reduced to fit its {available:,} training images."
     return _split(x_train, y_train, x_test, y_test, train_samples, validation_samples, test_samples, seed,
                   "digits", note)
 

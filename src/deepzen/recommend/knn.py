@@ -7,7 +7,9 @@ with dense tensors instead of per-pair loops, so they run on a GPU and on larger
   masks (:class:`CoRated`): ``cosine``, ``msd``, ``pearson`` and ``pearson_baseline``;
 - a batch of (user, item) pairs is predicted at once: for each pair, the candidates are the users
   who rated the item (item-based: the items the user rated), the ``k`` most similar are taken with
-  ``topk``, and the neighbours with a positive similarity vote.
+  ``topk``, and the neighbours with a positive similarity vote. Pairs are sorted by their number
+  of candidates and cut into chunks padded to the chunk's largest number, so the work follows the
+  number of candidates (about 2.5M for a MovieLens 100K test fold), not pairs x all users.
 
 In user-based CF, for a pair (u, i) with neighbours N = the k users most similar to u who rated i
 (only those with sim > 0 count)::

@@ -34,9 +34,10 @@ class KNNConfig:
 
 @dataclass
 class MFConfig:
-    factors: int = 50
-    epochs: int = 20
-    learning_rate: float = 0.02
+    factors: int = 32
+    epochs: int = 8
+    learning_rate: float = 0.06
+    lr_decay: float = 0.8
     regularization: float = 0.08
     batch_size: int = 2000
     seed: int = 0
@@ -96,8 +97,8 @@ def movielens_mf(config: MFConfig, run_dir: Path) -> dict:
     from deepzen.recommend.factorization import MatrixFactorization
 
     def make_model():
-        return MatrixFactorization(config.factors, config.epochs, config.learning_rate, config.regularization,
-                                   config.batch_size, seed=config.seed)
+        return MatrixFactorization(config.factors, config.epochs, config.learning_rate, config.lr_decay,
+                                   config.regularization, config.batch_size, seed=config.seed)
 
     return _evaluate("movielens-mf", config, make_model, run_dir, rating=True, ranking=config.ranking)
 

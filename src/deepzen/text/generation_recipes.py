@@ -108,7 +108,8 @@ class LanguageModelConfig:
     model: str = "lstm"                 # "lstm" or "transformer"
     data: str = ""                      # empty: Tiny Shakespeare in $DEEPZEN_DATA; else a UTF-8 text file
     val_fraction: float = 0.1           # the last part of the text is the validation set
-    seq_len: int = 128                  # training window (the Transformer's context)
+    seq_len: int = 100                  # training window (the Transformer's context)
+    eval_len: int = 500                 # validation window (the Transformer always uses its context)
     batch_size: int = 64
     learning_rate: float = 3e-3
     min_lr_fraction: float = 0.05
@@ -118,8 +119,8 @@ class LanguageModelConfig:
     max_steps: int = 0                  # step budget (0: only the time budget)
     eval_every: int = 250               # steps between validation points of the curve
     embedding_dim: int = 64             # LSTM
-    units: int = 512                    # LSTM
-    d_model: int = 256                  # Transformer
+    units: int = 384                    # LSTM
+    d_model: int = 128                  # Transformer
     num_heads: int = 4                  # Transformer
     num_layers: int = 2                 # LSTM layers or Transformer blocks
     dropout: float = 0.1
@@ -136,11 +137,10 @@ class LanguageModelConfig:
 class TransformerLanguageModelConfig(LanguageModelConfig):
     model: str = "transformer"
     seq_len: int = 128
-    learning_rate: float = 1e-3
+    batch_size: int = 32
+    learning_rate: float = 2e-3
     num_layers: int = 4
-    d_model: int = 192
-    num_heads: int = 6
-    dropout: float = 0.1
+    dropout: float = 0.0
 
 
 def language_model(config: LanguageModelConfig, vocab):
@@ -172,7 +172,11 @@ def train_language_model(config: LanguageModelConfig, run_dir: Path) -> dict:
                   loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True))
     ids = ids.to(model.device)
     windows = TextWindows(ids[:split], config.seq_len, config.batch_size, config.eval_every, seed=config.seed)
-    validation = consecutive_windows(ids[split:], config.seq_len)
+    # Each validation window starts without context, so longer windows score closer to a stream;
+    # the LSTM reads any length, the Transformer only its context.
+    eval_len = config.seq_len if config.model == "transformer" else max(config.eval_len, config.seq_len)
+    eval_len = min(eval_len, len(text) - split - 1)  # a short text: one window
+    validation = consecutive_windows(ids[split:], eval_len)
     budget = TrainingBudget(config.learning_rate, config.minutes, config.max_steps, config.warmup_steps,
                             config.min_lr_fraction)
     model.fit(windows, epochs=_FOREVER, validation_data=validation, callbacks=[budget], verbose=config.verbose)
@@ -219,7 +223,7 @@ class TranslationConfig:
     d_model: int = 256                  # Transformer width (RNN: embedding size)
     num_heads: int = 4
     num_layers: int = 3                 # encoder and decoder layers each
-    intermediate_dim: int = 1024
+    intermediate_dim: int = 512
     units: int = 256                    # RNN hidden size
     dropout: float = 0.1
     beam_size: int = 5

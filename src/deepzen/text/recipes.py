@@ -8,8 +8,9 @@
   entity F1 (conlleval) of the epoch with the best development F1; ``crf=false`` trains the same
   network with a softmax output.
 
-Sections: shared batching; text classification; sequence labeling. Each recipe is a plain
-function of its config dataclass and a run directory, returning its metrics.
+Sections: shared helpers (length-bucketed batches, a time budget); text classification; sequence
+labeling. Each recipe is a plain function of its config dataclass and a run directory, returning
+its metrics.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from deepzen.recipes import register_recipe
 from deepzen.training.callbacks import Callback
 
 
-# == shared: length-bucketed batches ======================================================================
+# == shared by the text recipes: length-bucketed batches, a time budget ======================================
 class BucketedBatches:
     """Re-iterable ``(x, y)`` batches of similar-length sequences, each cut to its longest sequence.
 
@@ -119,7 +120,7 @@ def _data_path(value: str) -> str | None:
     return value or None
 
 
-# == text classification ===================================================================================
+# == text classification =====================================================================================
 @dataclass
 class TextClassificationConfig:
     """Settings of the classification recipes (defaults: Kim's CNN-rand, trained with Adam).
@@ -259,7 +260,7 @@ register_recipe("sst2-bilstm-attention", BiLSTMAttentionConfig,
                 "BiLSTM with attention pooling on SST-2 sentences, test accuracy")(run_sst2)
 
 
-# == sequence labeling ==================================================================================
+# == sequence labeling =======================================================================================
 @dataclass
 class ConllTaggingConfig:
     """Settings of ``conll-bilstm-crf`` (defaults: Lample et al. 2016's sizes, trained with Adam).

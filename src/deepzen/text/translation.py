@@ -26,7 +26,6 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from deepzen import initializers
 from deepzen.data.text import length_buckets, pad_sequences
