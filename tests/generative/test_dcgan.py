@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import deepzen.generative.dcgan as dcgan_module
-from deepzen.generative.dcgan import build_dcgan, dcgan_discriminator, dcgan_generator, upsampling_plan
+from deepzen.generative.dcgan import (MinibatchStdDev, build_dcgan, dcgan_discriminator, dcgan_generator,
+                                      upsampling_plan)
 from deepzen.layers import BatchNormalization, Conv2D, Conv2DTranspose
 
 # (image shape, stride-2 stages, first feature map): halve while even and >= 4
@@ -85,6 +86,24 @@ def test_unsuitable_image_shapes_are_rejected(image_shape):
 def test_bad_sizes_are_rejected(arg):
     with pytest.raises(ValueError, match=f"{arg}=0"):
         dcgan_generator((1, 28, 28), **{arg: 0})
+
+
+def test_minibatch_std_appends_the_mean_standard_deviation_over_the_batch():
+    x = torch.randn(6, 3, 4, 5, dtype=torch.float64)
+    out = MinibatchStdDev()(x)
+    expected = x.numpy().std(axis=0).mean()  # numpy's std is the population (biased) one
+    assert out.shape == (6, 4, 4, 5)
+    torch.testing.assert_close(out[:, :3], x)
+    torch.testing.assert_close(out[:, 3], torch.full((6, 4, 5), float(expected), dtype=torch.float64))
+    # Identical samples (a collapsed generator) show up as a near-zero channel.
+    assert MinibatchStdDev()(x[:1].expand(6, -1, -1, -1))[:, 3].abs().max() < 1e-3
+
+
+def test_discriminator_with_minibatch_std_reads_one_more_channel():
+    discriminator = dcgan_discriminator((1, 28, 28), base_filters=4, minibatch_std=True)
+    assert isinstance(discriminator.layers[-3], MinibatchStdDev)
+    assert discriminator(torch.randn(5, 1, 28, 28)).shape == (5, 1)
+    assert discriminator.dense.weight.shape == (1, (8 + 1) * 7 * 7)
 
 
 def test_build_dcgan_wires_both_networks():

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
+
 from deepzen.initializers import RandomNormal
-from deepzen.layers import Activation, BatchNormalization, Conv2D, Conv2DTranspose, Dense, Flatten, Input, Reshape
+from deepzen.layers import (Activation, BatchNormalization, Conv2D, Conv2DTranspose, Dense, Flatten, Input, Layer,
+                            Reshape)
 from deepzen.models import Sequential
 
 KERNEL_SIZE = 4  # the paper's 4x4 kernels: stride 2 then covers each pixel exactly twice
@@ -72,6 +75,31 @@ def upsampling_plan(image_shape: Sequence[int]) -> tuple[int, tuple[int, int]]:
     return stages, (height, width)
 
 
+class MinibatchStdDev(Layer):
+    """Appends a channel holding the batch's mean standard deviation (Karras et al. 2018, ProGAN).
+
+    The discriminator sees real and generated batches separately, so this one number tells it how
+    varied a batch is: a generator that draws the same few digits gets caught, which pushes it to
+    cover every mode. The standard deviation of each feature over the batch is averaged into one
+    scalar and broadcast as an extra channel.
+
+    Call arguments:
+        x: (N, C, *spatial) feature maps.
+
+    Returns:
+        (N, C + 1, *spatial).
+
+    Example:
+        >>> x = torch.tensor([[[[0.0]]], [[[2.0]]]])   # (2, 1, 1, 1): standard deviation 1
+        >>> MinibatchStdDev()(x)[:, 1].flatten().tolist()
+        [1.0, 1.0]
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spread = (x.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()  # scalar
+        return torch.cat([x, spread.expand(x.shape[0], 1, *x.shape[2:])], dim=1)  # (N, C + 1, *spatial)
+
+
 def dcgan_generator(image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 100,
                     base_filters: int = 64) -> Sequential:
     """The DCGAN generator: noise -> dense projection -> stride-2 transposed convolutions -> tanh image.
@@ -112,12 +140,15 @@ def dcgan_generator(image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 
     return Sequential(layers, name="dcgan_generator")
 
 
-def dcgan_discriminator(image_shape: Sequence[int] = (1, 28, 28), base_filters: int = 64) -> Sequential:
+def dcgan_discriminator(image_shape: Sequence[int] = (1, 28, 28), base_filters: int = 64,
+                        minibatch_std: bool = False) -> Sequential:
     """The DCGAN discriminator: stride-2 convolutions with leaky ReLU -> one logit per image.
 
     Args:
         image_shape: ``(channels, height, width)`` of the images, channels first.
         base_filters: channels of the first convolution; each later stage has twice as many.
+        minibatch_std: add a :class:`MinibatchStdDev` channel before the output layer (not in the
+            DCGAN paper; helps the generator cover all modes).
 
     Call arguments:
         images: (N, *image_shape) in [-1, 1].
@@ -141,11 +172,14 @@ def dcgan_discriminator(image_shape: Sequence[int] = (1, 28, 28), base_filters: 
                           kernel_initializer=dcgan_weights()),  # (N, base_filters * 2^stage, H/2^(stage+1), ...)
                    _batch_norm(),
                    Activation("leaky_relu")]
+    if minibatch_std:
+        layers.append(MinibatchStdDev())  # one more channel
     layers += [Flatten(), Dense(1, kernel_initializer=dcgan_weights())]  # (N, 1) logits
     return Sequential(layers, name="dcgan_discriminator")
 
 
-def build_dcgan(image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 100, base_filters: int = 64):
+def build_dcgan(image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 100, base_filters: int = 64,
+                minibatch_std: bool = False):
     """A :class:`~deepzen.generative.trainer.GAN` of a DCGAN generator and discriminator, ready to compile.
 
     Example:
@@ -156,4 +190,4 @@ def build_dcgan(image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 100,
     from deepzen.generative.trainer import GAN
 
     return GAN(dcgan_generator(image_shape, latent_dim, base_filters),
-               dcgan_discriminator(image_shape, base_filters), name="dcgan")
+               dcgan_discriminator(image_shape, base_filters, minibatch_std), name="dcgan")

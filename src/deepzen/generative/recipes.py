@@ -30,6 +30,7 @@ class MnistDCGANConfig:
     batch_size: int = 128
     latent_dim: int = 100
     base_filters: int = 64  # discriminator 64 -> 128 channels, generator 128 -> 64 -> 1
+    minibatch_std: bool = False  # a minibatch standard-deviation channel in the discriminator
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     label_smoothing: float = 0.1
@@ -107,7 +108,7 @@ def mnist_dcgan(config: MnistDCGANConfig, run_dir: Path) -> dict:
     train_mean, train_cov, _ = statistics(mnist_images(x_train[real_sample]))
 
     deepzen.seed(config.seed)
-    gan = build_dcgan((1, 28, 28), config.latent_dim, config.base_filters)
+    gan = build_dcgan((1, 28, 28), config.latent_dim, config.base_filters, config.minibatch_std)
     gan.compile(generator_optimizer=Adam(learning_rate=config.learning_rate, beta_1=config.beta_1),
                 discriminator_optimizer=Adam(learning_rate=config.learning_rate, beta_1=config.beta_1),
                 label_smoothing=config.label_smoothing)
