@@ -80,7 +80,8 @@ def main() -> None:
 
     overrides = parse_overrides(args.set)
     config = make_config(RECIPES.get("mnist-resnet"), overrides)
-    command = "python benchmarks/mnist_resnet.py " + " ".join(
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    command = threads + "python benchmarks/mnist_resnet.py " + " ".join(
         [f"--set {item}" for item in args.set] + ([f"--estimate {args.estimate}"] if args.estimate else []))
     machine = (f"{os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
                f"load average {os.getloadavg()[0]:.1f} at the start")

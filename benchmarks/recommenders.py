@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", default=",".join(FOLDS))
     parser.add_argument("--algorithms", default="basic-user,basic-item,means-user,means-item,baseline-item,mf")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per fold and side (median)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per fold and side (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--data", type=Path, default=None, help="the ml-100k folder (default $DEEPZEN_DATA/ml-100k)")
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -41,6 +41,7 @@ def main() -> None:
     from deepzen.recipes import run_recipe
     from deepzen.vision import recipes  # noqa: F401  (registers the recipes)
 
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     seeds = [int(seed) for seed in args.seeds.split(",")]
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -53,7 +54,7 @@ def main() -> None:
     minutes = (time.perf_counter() - start) / 60
 
     lines = ["# Transfer learning on MNIST: LeNet-5 from digits 0-4 to 5-9 with 100 labels per class", "",
-             f"Command: `python benchmarks/transfer_mnist.py --seeds {args.seeds}`; date "
+             f"Command: `{threads}python benchmarks/transfer_mnist.py --seeds {args.seeds}`; date "
              f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPU cores, torch {torch.__version__}, load "
              f"average {load:.1f} at the start; {minutes:.1f} min in all.", "",
              f"Test accuracy on the {runs[0]['test_samples']} test images of digits 5-9 "

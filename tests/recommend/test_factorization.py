@@ -66,8 +66,8 @@ def test_forward_is_the_biased_dot_product():
     module = BiasedMF(4, 5, factors=2, global_mean=3.0, generator=torch.Generator().manual_seed(1))
     users, items = torch.tensor([0, 3, 3]), torch.tensor([4, 0, 2])
     with torch.no_grad():
-        expected = [3.0 + float(module.user_bias[u] + module.item_bias[i] + module.user_factors[u] @ module.item_factors[i])
-                    for u, i in zip(users, items)]
+        expected = [3.0 + float(module.user_bias[u] + module.item_bias[i]
+                                + module.user_factors[u] @ module.item_factors[i]) for u, i in zip(users, items)]
     np.testing.assert_allclose(module(users, items).detach().numpy(), expected, rtol=1e-6)
 
 

@@ -150,8 +150,9 @@ def test_similarity_matrix_matches_brute_force_and_item_similarity_of_user_based
         expected = np.array([[reference.sim(a, b) for b in rows.tolist()] for a in rows.tolist()])
         np.testing.assert_allclose(model.sim.numpy(), expected, rtol=1e-9, atol=1e-12)
     # a user-based model computes item-item similarities on demand: they equal the item-based model's
-    user_model = KNN(similarity=similarity, min_support=2, device="cpu", dtype=torch.float64).fit(table)
-    item_model = KNN(similarity=similarity, user_based=False, min_support=2, device="cpu", dtype=torch.float64).fit(table)
+    options = dict(similarity=similarity, min_support=2, device="cpu", dtype=torch.float64)
+    user_model = KNN(**options).fit(table)
+    item_model = KNN(user_based=False, **options).fit(table)
     for row in range(item_model.n_items):  # the self-similarity (excluded from similar_items) may differ
         on_demand, stored = user_model._item_similarity(row).numpy(), item_model.sim[row].numpy()
         np.testing.assert_allclose(np.delete(on_demand, row), np.delete(stored, row), atol=1e-12)

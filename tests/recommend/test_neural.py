@@ -76,7 +76,9 @@ def test_a_short_fit_lowers_the_loss_and_learns_the_tastes(model):
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="Received: model='deep'"):
         NeuralCF("deep")
-    with pytest.raises(ValueError, match="Received: layers=\\(7, 4\\)"):
+    with pytest.raises(ValueError, match="NeuMF expects layers .* Received: layers=\\(7, 4\\)"):
         NeuMF(3, 3, layers=(7, 4))
+    with pytest.raises(ValueError, match="NeuralCF expects layers .* Received: layers=\\(8, 0\\)"):
+        NeuralCF(layers=(8, 0))
     with pytest.raises(ValueError, match="Received: negatives=0"):
         NeuralCF(negatives=0)

@@ -121,13 +121,13 @@ def finding(rows: list[dict], target: float, chance: float) -> str:
         parts = [f"{'with' if key == 'yes' else 'without'} batch normalization {_outcome(row, target, chance)}"
                  for key, row in sorted(pair.items(), reverse=True)]
         sentences.append(f"At learning rate {learning_rate:g}, " + "; ".join(parts) + ".")
-    steady = [row for row in rows if row["loss_spread"] is not None]
-    if len(steady) > 1:
-        calmest = min(steady, key=lambda row: row["loss_spread"])
-        noisiest = max(steady, key=lambda row: row["loss_spread"])
-        sentences.append(f"Over the last epoch the step losses varied least with {calmest['variant']} (std "
-                         f"{number(calmest['loss_spread'])}) and most with {noisiest['variant']} (std "
-                         f"{number(noisiest['loss_spread'])}).")
+    learned = [row for row in rows if row["loss_spread"] is not None and row["steps_to_target"] is not None]
+    if len(learned) > 1:  # a network that stopped learning has steady losses too: leave it out
+        calmest = min(learned, key=lambda row: row["loss_spread"])
+        noisiest = max(learned, key=lambda row: row["loss_spread"])
+        sentences.append(f"Among the networks that reached {target:g}, the step losses of the last epoch varied least "
+                         f"with {calmest['variant']} (std {number(calmest['loss_spread'])}) and most with "
+                         f"{noisiest['variant']} (std {number(noisiest['loss_spread'])}).")
     best = max(rows, key=lambda row: row["test_accuracy"])
     sentences.append(f"Best test accuracy: {percent(best['test_accuracy'])} ({best['variant']}).")
     return " ".join(sentences)
@@ -136,10 +136,13 @@ def finding(rows: list[dict], target: float, chance: float) -> str:
 def plot(curves: dict[str, np.ndarray], accuracy_curves: dict[str, list[float]], target: float, path: Path) -> Path:
     """Two panels: smoothed training loss against step, test accuracy per epoch. Colour = learning
     rate, solid = with batch normalization, dashed = without."""
+    from matplotlib.ticker import MaxNLocator
+
     from deepzen.training.plots import pyplot
 
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    axes[0].set_title("training loss")
     rates = list(dict.fromkeys(label.split("lr ")[1] for label in curves))
     for label, losses in curves.items():
         color = f"C{rates.index(label.split('lr ')[1]) % 10}"
@@ -150,8 +153,13 @@ def plot(curves: dict[str, np.ndarray], accuracy_curves: dict[str, list[float]],
         axes[1].plot(np.arange(1, len(values) + 1), values, style, color=color, marker="o", markersize=4, label=label)
     axes[0].axhline(target, color="grey", linestyle=":", linewidth=1)
     axes[0].set_yscale("log")
+    ceiling = 10 * float(np.nanmedian([losses[0] for losses in curves.values() if len(losses)]))
+    peak = max(float(losses[np.isfinite(losses)].max(initial=0.0)) for losses in curves.values())
+    if peak > ceiling:
+        axes[0].set_ylim(top=ceiling)  # a diverging run would squash the others
+        axes[0].set_title(f"training loss (clipped at {number(ceiling)})")
     axes[0].set_xlabel("step")
-    axes[0].set_title("training loss")
+    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].set_xlabel("epoch")
     axes[1].set_ylim(0, 1)
     axes[1].set_title("test accuracy")

@@ -175,7 +175,7 @@ def mlp(data: ExperimentData, *, depth: int, width: int, activation: str = "relu
 
 
 def cnn(data: ExperimentData, *, widths: Sequence[int], batchnorm: bool = False):
-    """A small convolutional network: per width, a 3x3 convolution ("same"), batch normalization
+    """A small convolutional network: per width, a 3x3 convolution ("same", He-normal weights), batch normalization
     (optional; the convolution then has no bias), ReLU and 2x2 max pooling; then a Dense layer on
     the flattened maps. The normalization's moving statistics use momentum 0.9 (PyTorch's 0.1),
     which follows the batches closer than Keras's 0.99 in runs of a few hundred steps.
@@ -304,8 +304,7 @@ class Trained:
 
 
 def train(build, data: ExperimentData, *, optimizer: Any, epochs: int, batch_size: int, seed: int,
-          validation: tuple[np.ndarray, np.ndarray] | None = None, callbacks: Sequence[Callback] = (),
-          verbose: int = 0) -> Trained:
+          validation: tuple[np.ndarray, np.ndarray] | None = None, callbacks: Sequence[Callback] = ()) -> Trained:
     """Seeds, builds a model with ``build()``, and trains it for classification (cross-entropy on
     logits) on ``data.x_train``. A run whose loss becomes NaN or infinite stops there and is
     reported as diverged instead of raising.
@@ -319,7 +318,6 @@ def train(build, data: ExperimentData, *, optimizer: Any, epochs: int, batch_siz
         seed: seeds weights, shuffling and dropout.
         validation: ``(x, y)`` evaluated after each epoch (``val_loss``, ``val_accuracy``).
         callbacks: more callbacks.
-        verbose: passed to ``fit``.
     """
     from deepzen import seed as seed_everything
     from deepzen.training.engine import NonFiniteLossError
@@ -332,7 +330,7 @@ def train(build, data: ExperimentData, *, optimizer: Any, epochs: int, batch_siz
     diverged_at = None
     wall, cpu = time.perf_counter(), time.process_time()
     try:
-        model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=verbose,
+        model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=0,
                   validation_data=validation, callbacks=[recorder, *callbacks])
     except NonFiniteLossError:
         recorder.flush()

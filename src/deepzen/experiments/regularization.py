@@ -179,7 +179,7 @@ def plot(rows: list[dict], curves: dict[str, list[float]], path: Path) -> Path:
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("%")
     axes[1].set_title("validation error")
-    axes[1].set_yscale("log")
+    axes[1].set_ylim(bottom=0)
     axes[1].grid(alpha=0.3)
     axes[1].legend(fontsize=8)
     figure.tight_layout()

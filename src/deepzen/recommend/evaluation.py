@@ -91,8 +91,8 @@ def sample_negatives(ratings: Ratings, users: np.ndarray, n: int = 100, seed: in
 def hit_ratio_and_ndcg(ranks: torch.Tensor, k: int = 10) -> tuple[float, float]:
     """HR@k and NDCG@k of 0-based ranks of the held-out items (one per user)."""
     hit = ranks < k
-    gain = torch.where(hit, 1.0 / torch.log2(ranks.double() + 2), 0.0)
-    return float(hit.double().mean()), float(gain.mean())
+    gain = torch.where(hit, 1.0 / torch.log2(ranks.float() + 2), 0.0)
+    return float(hit.float().mean()), float(gain.mean())
 
 
 def ranking_metrics(model: Recommender, test: Ratings, negatives: np.ndarray, k: int = 10) -> dict[str, float]:

@@ -103,8 +103,9 @@ def cosine(stats: CoRated) -> torch.Tensor:
 @SIMILARITIES.register("msd")
 def msd(stats: CoRated) -> torch.Tensor:
     """1 / (mean squared difference + 1) over the co-rated columns."""
-    squared_difference = (stats.sq_a + stats.sq_b - 2 * stats.prods).clamp(min=0)
-    return torch.where(stats.freq > 0, 1 / (_ratio(squared_difference, stats.freq) + 1), 0)
+    squared_difference = (stats.sq_a + stats.sq_b).sub_(stats.prods, alpha=2).clamp_(min=0)  # (n_a, n_b)
+    similarity = squared_difference.div_(stats.freq.clamp(min=1)).add_(1).reciprocal_()
+    return similarity.masked_fill_(stats.freq == 0, 0)
 
 
 @SIMILARITIES.register("pearson")
@@ -140,9 +141,9 @@ def similarity_matrix(name: str, values: torch.Tensor, mask: torch.Tensor, *, mi
     """
     stats = CoRated(values, mask) if other is None else CoRated(values, mask, *other)
     similarity = SIMILARITIES.get(name)(stats)
-    similarity = torch.where(stats.freq >= min_support, similarity, 0)
+    similarity = similarity.masked_fill(stats.freq < min_support, 0)
     if shrinkage:
-        similarity = similarity * _ratio(stats.freq - 1, stats.freq - 1 + shrinkage)
+        similarity.mul_(_ratio(stats.freq - 1, stats.freq - 1 + shrinkage))
     if other is None:
         similarity.fill_diagonal_(1)
     return similarity
@@ -307,8 +308,8 @@ class KNN(Recommender):
         if not self.user_based:
             return self.sim[item]
         values, mask = self._values.T, self._mask.T  # (n_items, n_users)
-        return similarity_matrix(self.similarity, values[item:item + 1], mask[item:item + 1], min_support=self.min_support,
-                                 shrinkage=self.shrinkage, other=(values, mask))[0]
+        return similarity_matrix(self.similarity, values[item:item + 1], mask[item:item + 1],
+                                 min_support=self.min_support, shrinkage=self.shrinkage, other=(values, mask))[0]
 
 
 class KNNBasic(KNN):

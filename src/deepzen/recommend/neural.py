@@ -13,6 +13,7 @@ The paper's pre-training of NeuMF from trained GMF and MLP models is not done he
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,6 +23,12 @@ from torch import nn
 from deepzen.recommend.base import Recommender, one_cpu_thread
 
 NCF_MODELS = ("gmf", "mlp", "neumf")
+
+
+def _check_layers(owner: str, layers: Sequence[int]) -> None:
+    if len(layers) < 1 or layers[0] % 2 or any(not isinstance(size, int) or size < 1 for size in layers):
+        raise ValueError(f"{owner} expects layers of positive integer sizes, the first even (user + item "
+                         f"embedding). Received: layers={tuple(layers)}")
 
 
 def _embed(table: nn.Embedding, rows: torch.Tensor) -> torch.Tensor:
@@ -49,9 +56,7 @@ class NeuMF(nn.Module):
         super().__init__()
         if model not in NCF_MODELS:
             raise ValueError(f"NeuMF expects model in {NCF_MODELS}. Received: model={model!r}")
-        if len(layers) < 1 or layers[0] % 2 or any(size < 1 for size in layers):
-            raise ValueError(f"NeuMF expects layers of positive sizes, the first even (user + item embedding). "
-                             f"Received: layers={tuple(layers)}")
+        _check_layers("NeuMF", layers)
         self.use_gmf, self.use_mlp = model in ("gmf", "neumf"), model in ("mlp", "neumf")
         joined = 0
         if self.use_gmf:
@@ -123,7 +128,7 @@ class NeuralCF(Recommender):
         batch_size: interactions per step.
         learning_rate: Adam's step size.
         seed: ``fit`` calls ``deepzen.seed(seed)`` (initialisation, shuffles, negatives).
-        verbose: passed to ``Model.fit``.
+        verbose: print one line per epoch (time and loss) when > 0.
         device: where to train (default: deepzen's default device).
 
     ``score`` gives logits and ``predict`` the probability that the user interacts with the item;
@@ -141,6 +146,7 @@ class NeuralCF(Recommender):
                             ("batch_size", batch_size)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"NeuralCF expects {name} to be a positive integer. Received: {name}={value!r}")
+        _check_layers("NeuralCF", layers)
         self.model_name, self.factors, self.layers = model, factors, tuple(layers)
         self.negatives, self.epochs, self.batch_size = negatives, epochs, batch_size
         self.learning_rate, self.seed, self.verbose = learning_rate, seed, verbose
@@ -152,9 +158,10 @@ class NeuralCF(Recommender):
         from deepzen.losses import BinaryCrossentropy
 
         deepzen.seed(self.seed)
-        counts = torch.bincount(user, minlength=self.n_users)
-        if bool((counts >= self.n_items).any()):
-            raise ValueError("NeuralCF needs an unrated item per user for the negatives; a user rated every item")
+        complete = torch.nonzero(torch.bincount(user, minlength=self.n_users) >= self.n_items).flatten().tolist()
+        if complete:
+            raise ValueError(f"NeuralCF samples unrated items as negatives, so each user needs one. Received: "
+                             f"user {self.user_ids[complete].tolist()[0]!r} rated all {self.n_items} items")
         self.model = deepzen.Model(NeuMF(self.n_users, self.n_items, self.factors, self.layers, self.model_name))
         self.model.compile(optimizer=deepzen.optimizers.Adam(learning_rate=self.learning_rate),
                            loss=BinaryCrossentropy(from_logits=True), device=self.device)
@@ -164,11 +171,15 @@ class NeuralCF(Recommender):
         self.history = {"loss": []}
         with one_cpu_thread(self.device):  # small batches of small layers
             for epoch in range(self.epochs):
+                start = time.perf_counter()
                 negatives = sample_unrated(user, rated_keys, self.n_items, self.negatives)  # (N, negatives)
                 items = torch.cat([item, negatives.T.reshape(-1)])  # column j of negatives follows user's order
                 history = self.model.fit((users, items), labels, batch_size=self.batch_size, epochs=epoch + 1,
-                                         initial_epoch=epoch, verbose=self.verbose)
+                                         initial_epoch=epoch, verbose=0)
                 self.history["loss"] += history.history["loss"]
+                if self.verbose:
+                    print(f"Epoch {epoch + 1}/{self.epochs} - {time.perf_counter() - start:.1f}s - "
+                          f"loss: {self.history['loss'][-1]:.4f}", flush=True)
 
     @torch.no_grad()
     def _estimate(self, user, item):

@@ -56,7 +56,7 @@ class NCFConfig:
     batch_size: int = 256
     learning_rate: float = 1e-3
     seed: int = 0
-    verbose: int = 2
+    verbose: int = 1
     data: str | None = None
 
 
@@ -73,7 +73,7 @@ def _evaluate(name: str, config, make_model: Callable[[], Recommender], run_dir:
     if ranking:
         everything, _, _ = load_movielens_100k(config.data, fold=None)
         result = leave_one_out_ranking(make_model, everything)
-        metrics.update({f"{key}_ranking" if key == "seconds" else key: value for key, value in result.items()})
+        metrics.update({"ranking_seconds" if key == "seconds" else key: value for key, value in result.items()})
     report = {"recipe": name, "config": asdict(config), "metrics": metrics, **details}
     (run_dir / "results.json").write_text(json.dumps(report, indent=2))
     return metrics
