@@ -365,3 +365,5 @@ def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
 register_recipe("conll-bilstm-crf", ConllTaggingConfig,
                 "BiLSTM-CRF tagger with character features on CoNLL-2003 English NER, test entity F1 "
                 "(crf=false: the same network with softmax)")(run_conll)
+
+from deepzen.text import generation_recipes  # noqa: E402,F401  (language-model and translation recipes)
