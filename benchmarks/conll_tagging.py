@@ -66,15 +66,14 @@ def main(argv: list[str] | None = None) -> None:
     overrides = dict(item.split("=", 1) for item in args.set)
     if args.epochs is not None:
         overrides["epochs"] = str(args.epochs)
-    stored = args.out.with_suffix(".json")
-    rows = [row for row in (json.loads(stored.read_text()) if stored.is_file() else [])
-            if row["variant"] not in args.variants.split(",")]
-    command = "python benchmarks/conll_tagging.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = ("python benchmarks/conll_tagging.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    stored = args.out.with_suffix(".json")  # earlier runs; a repeated command replaces its rows
+    rows = [row for row in (json.loads(stored.read_text()) if stored.is_file() else []) if row["command"] != command]
     for name in args.variants.split(","):
         started = time.perf_counter()
         metrics = run_recipe("conll-bilstm-crf", {**overrides, **VARIANTS[name]}, run_dir=f"runs/conll-{name}")
         label = f"BiLSTM-{name.upper() if name == 'crf' else 'softmax'} (char {overrides.get('char_encoder', 'lstm')})"
-        rows.append({"variant": name, "name": label, "command": command.strip(), "threads": torch.get_num_threads(),
+        rows.append({"variant": name, "name": label, "command": command, "threads": torch.get_num_threads(),
                      "metrics": metrics})
         print(f"{label}: {metrics} ({time.perf_counter() - started:.0f} s)", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)

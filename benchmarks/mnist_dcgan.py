@@ -28,9 +28,10 @@ MIN_CLASS_FRACTION = 0.05  # the coverage target: every digit at least 5% of the
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--base-filters", type=int, default=64)
+    parser.add_argument("--base-filters", type=int, default=32)
+    parser.add_argument("--minibatch-std", action="store_true", help="a minibatch std-dev channel in D")
     parser.add_argument("--classifier-epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default=str(ROOT / "runs" / "bench-mnist-dcgan"))
@@ -50,7 +51,8 @@ def report(metrics: dict, args: argparse.Namespace, command: str, seconds: float
         f"({torch.get_num_threads()} threads), Python {platform.python_version()}.",
         "",
         f"DCGAN (generator {2 * args.base_filters}->{args.base_filters}->1 channels from a 7x7 projection of "
-        f"100-d noise, discriminator {args.base_filters}->{2 * args.base_filters}), Adam(2e-4, beta_1=0.5), "
+        f"100-d noise, discriminator {args.base_filters}->{2 * args.base_filters}"
+        f"{' + a minibatch std-dev channel' if args.minibatch_std else ''}), Adam(2e-4, beta_1=0.5), "
         f"one-sided label smoothing 0.1, batch {args.batch_size}, {metrics['epochs']} epochs over "
         f"{metrics['train_images']:,} training digits: {metrics['train_seconds']:.0f} s of training "
         f"({metrics['train_seconds'] / max(metrics['epochs'], 1):.0f} s per epoch), {seconds:.0f} s in all.",
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
     from deepzen.recipes import run_recipe
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "base_filters": args.base_filters,
-                 "classifier_epochs": args.classifier_epochs, "seed": args.seed,
+                 "minibatch_std": args.minibatch_std, "classifier_epochs": args.classifier_epochs, "seed": args.seed,
                  "cache_dir": str(Path(args.run_dir) / "cache")}
     start = time.perf_counter()
     metrics = run_recipe("mnist-dcgan", overrides, args.run_dir)

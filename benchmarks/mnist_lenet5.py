@@ -170,6 +170,7 @@ def main() -> None:
 
     import torch
 
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     frameworks = [f for f in args.frameworks.split(",") if f != "keras" or keras_available()]
     skipped = [f for f in args.frameworks.split(",") if f not in frameworks]
     load_before = os.getloadavg()
@@ -188,7 +189,7 @@ def main() -> None:
     load_after = os.getloadavg()
 
     lines = ["# LeNet-5 on MNIST: wall time to 99.0% test accuracy", "",
-             f"Command: `python benchmarks/mnist_lenet5.py --repeats {args.repeats} --frameworks "
+             f"Command: `{threads}python benchmarks/mnist_lenet5.py --repeats {args.repeats} --frameworks "
              f"{args.frameworks}`; date {time.strftime('%Y-%m-%d %H:%M')}.",
              f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
              f"load average {load_before[0]:.1f} before and {load_after[0]:.1f} after (other jobs shared the cores).",

@@ -62,14 +62,14 @@ def main(argv: list[str] | None = None) -> None:
     from deepzen.recipes import run_recipe
 
     overrides = dict(item.split("=", 1) for item in args.set)
-    command = "python benchmarks/text_classification.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    stored = args.out.with_suffix(".json")
+    command = ("python benchmarks/text_classification.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    stored = args.out.with_suffix(".json")  # earlier runs; a repeated command replaces its rows
     names = args.recipes.split(",")
-    entries = [e for e in (json.loads(stored.read_text()) if stored.is_file() else []) if e["recipe"] not in names]
+    entries = [e for e in (json.loads(stored.read_text()) if stored.is_file() else []) if e["command"] != command]
     for name in names:
         metrics = run_recipe(name, overrides, run_dir=f"runs/{name}")
         print(f"{name}: {metrics}", flush=True)
-        entries.append({"recipe": name, "command": command.strip(), "threads": torch.get_num_threads(),
+        entries.append({"recipe": name, "command": command, "threads": torch.get_num_threads(),
                         "metrics": metrics})
         args.out.parent.mkdir(parents=True, exist_ok=True)
         stored.write_text(json.dumps(entries, indent=1), encoding="utf-8")

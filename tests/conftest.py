@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from deepzen.data.paths import data_home
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -32,7 +34,7 @@ def real_dataset(deepzen_data_env):
     """
 
     def folder(name: str) -> Path:
-        path = Path(os.environ.get("DEEPZEN_DATA") or "~/.cache/deepzen").expanduser() / name
+        path = data_home() / name
         if not path.is_dir():
             pytest.skip(f"real dataset {name!r} not found in {path} (set DEEPZEN_DATA)")
         return path

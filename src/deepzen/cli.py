@@ -278,12 +278,9 @@ def command_list(args) -> int:
     print("Recipes:")
     for name, recipe in RECIPES.items():
         print(f"  {name:24s} {recipe.description}")
-    try:
-        from deepzen.vision.models import list_models
-    except ImportError:
-        list_models = None
-    if list_models is not None:
-        print("Image models:\n  " + ", ".join(list_models()))
+    from deepzen.vision import models
+
+    print("Image models (deepzen.vision.models.create(name)):\n  " + ", ".join(models.list()))
     print("Datasets (files under $DEEPZEN_DATA):")
     for name, present in dataset_status().items():
         print(f"  {name:24s} {'present' if present else 'missing'}")

@@ -95,9 +95,12 @@ def test_mode_coverage_counts_each_class():
     assert fractions[9] == 0  # the mode the "generator" missed
 
 
-@pytest.mark.parametrize("labels, message", [(torch.tensor([0, 10]), r"\[0, 10\)"), (torch.tensor([-1, 2]), "labels in"),
-                                             (torch.tensor([0.5]), "integer"), (torch.tensor([], dtype=torch.long),
-                                                                                "non-empty")])
+@pytest.mark.parametrize("labels, message", [
+    (torch.tensor([0, 10]), r"\[0, 10\)"),
+    (torch.tensor([-1, 2]), "labels in"),
+    (torch.tensor([0.5]), "integer"),
+    (torch.tensor([], dtype=torch.long), "non-empty"),
+])
 def test_mode_coverage_rejects_bad_labels(labels, message):
     with pytest.raises(ValueError, match=message):
         mode_coverage(labels, num_classes=10)

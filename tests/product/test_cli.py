@@ -25,6 +25,7 @@ def test_list_shows_recipes(tiny_recipe, capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "digits-cnn" in out and "tiny-mlp" in out and "Datasets" in out
+    assert "lenet5" in out and "resnext50_32x4d" in out  # the image model zoo
 
 
 def test_a_toml_config_sets_the_recipe_and_set_wins(tiny_recipe, tmp_path):

@@ -113,6 +113,15 @@ def test_recommend_excludes_seen_items_and_similar_items_uses_factor_cosines():
     assert [score for _, score in similar] == pytest.approx(np.sort(cosine)[::-1][:3], rel=1e-5)
 
 
+def test_default_batch_size_follows_the_busiest_row_and_divergence_is_reported():
+    train, _ = low_rank_table(seed=4)  # 60 users x 50 items, about 60% observed
+    users, items = torch.tensor(train.user), torch.tensor(train.item)
+    busiest = max(np.bincount(train.user).max(), np.bincount(train.item).max())
+    assert MatrixFactorization.default_batch_size(users, items) == 16 * len(train) // busiest
+    with pytest.raises(FloatingPointError, match="Lower learning_rate"):
+        MatrixFactorization(factors=2, epochs=3, learning_rate=50.0, device="cpu").fit(train)
+
+
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="Received: factors=0"):
         MatrixFactorization(factors=0)

@@ -3,6 +3,8 @@ replaced, features are extracted, and fine-tuning's param groups step at their o
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import numpy as np
 import pytest
 import torch
@@ -75,6 +77,11 @@ def test_frozen_batch_norm_keeps_its_statistics_until_unfrozen():
         under_layer1 = key.startswith(("features.stem.", "features.layer1."))
         assert torch.equal(before[key], after[key]) == under_layer1, key  # weights and running statistics
     assert not stem_bn.training and later_bn.training  # fit set train mode; the frozen layer stayed in eval
+    copy = deepcopy(net)
+    freeze(net)  # twice frozen, once unfrozen: the layer trains again
+    unfreeze(copy)
+    copy.train()(torch.randn(2, 1, 8, 8))
+    assert copy.features.stem.bn.training  # a copy of a frozen network unfreezes too
     unfreeze(net)
     running = stem_bn.running_mean.clone()
     fit_briefly(net, size=8)

@@ -168,8 +168,12 @@ _register(DatasetInfo(
 
 
 def data_home() -> Path:
-    """The root folder of all datasets: ``$DEEPZEN_DATA``, or ``~/.cache/deepzen`` when unset."""
-    return Path(os.environ.get(ENV_VAR) or DEFAULT_HOME).expanduser()
+    """The root folder of all datasets: ``$DEEPZEN_DATA``, or ``~/.cache/deepzen`` when unset.
+
+    A relative ``DEEPZEN_DATA`` is taken from the current directory and made absolute, so paths
+    handed on (to symlinks, subprocesses, run folders) keep pointing at the same files.
+    """
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_HOME).expanduser().absolute()
 
 
 def dataset_folder(dataset: str, data: PathLike | None = None) -> Path:

@@ -29,7 +29,7 @@ class MnistDCGANConfig:
     epochs: int = 5
     batch_size: int = 128
     latent_dim: int = 100
-    base_filters: int = 64  # discriminator 64 -> 128 channels, generator 128 -> 64 -> 1
+    base_filters: int = 32  # discriminator 32 -> 64 channels, generator 64 -> 32 -> 1
     minibatch_std: bool = False  # a minibatch standard-deviation channel in the discriminator
     learning_rate: float = 2e-4
     beta_1: float = 0.5

@@ -39,7 +39,7 @@ class MFConfig:
     learning_rate: float = 0.06
     lr_decay: float = 0.8
     regularization: float = 0.08
-    batch_size: int = 2000
+    batch_size: int = 0  # 0: MatrixFactorization's default (from the busiest user or item)
     seed: int = 0
     folds: tuple = CV_FOLDS
     ranking: bool = True
@@ -98,7 +98,7 @@ def movielens_mf(config: MFConfig, run_dir: Path) -> dict:
 
     def make_model():
         return MatrixFactorization(config.factors, config.epochs, config.learning_rate, config.lr_decay,
-                                   config.regularization, config.batch_size, seed=config.seed)
+                                   config.regularization, config.batch_size or None, seed=config.seed)
 
     return _evaluate("movielens-mf", config, make_model, run_dir, rating=True, ranking=config.ranking)
 

@@ -279,6 +279,7 @@ class ConllTaggingConfig:
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 2e-3
+    lr_decay: float = 0.0               # epoch e trains at learning_rate / (1 + lr_decay * e) (Ma & Hovy: 0.05)
     clipnorm: float = 5.0
     word_dim: int = 100
     char_dim: int = 25
@@ -309,7 +310,7 @@ def _conll_splits(config: ConllTaggingConfig) -> dict[str, tuple[list, list]]:
 
 
 def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
-    from deepzen.callbacks import EarlyStopping
+    from deepzen.callbacks import EarlyStopping, LearningRateScheduler
     from deepzen.data.text_datasets import to_bio, to_bioes
     from deepzen.text.tagging import EntityF1, SequenceTagger, TaggingVocabulary, evaluate_entities
 
@@ -344,6 +345,8 @@ def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
                          restore_best_weights=True)
     started = time.perf_counter()
     callbacks = [EntityF1(vocabulary, *evaluation["valid"]), best]
+    if config.lr_decay:
+        callbacks.append(LearningRateScheduler(lambda epoch, lr: config.learning_rate / (1 + config.lr_decay * epoch)))
     if config.max_minutes:
         callbacks.append(TimeBudget(config.max_minutes))
     history = tagger.fit(training, epochs=config.epochs, verbose=config.verbose, callbacks=callbacks)

@@ -286,6 +286,7 @@ class Engine:
         batch_begin = callbacks.handlers["on_train_batch_begin"]
         batch_end = callbacks.handlers["on_train_batch_end"]
         after_backward = callbacks.handlers["on_after_backward"]
+        track_metrics = any(self.metrics.values())
         first = True
         last_sync = time.monotonic()
         step = start - 1
@@ -304,7 +305,8 @@ class Engine:
                 loss, outputs = self.train_step(x, y, weight, step, after_backward)
             step_losses[step] = loss
             sizes.append(_batch_size(y))
-            self.update_metrics(self.metrics, outputs.detach() if isinstance(outputs, torch.Tensor) else outputs, y)
+            if track_metrics:
+                self.update_metrics(self.metrics, outputs.detach() if isinstance(outputs, torch.Tensor) else outputs, y)
             if carried_metrics is not None:  # the metric states exist now: add the sums of the skipped steps
                 _add_metric_states(self.metrics, carried_metrics)
                 carried_metrics = None

@@ -33,19 +33,27 @@ A frozen batch-norm layer also stops updating its running statistics and normali
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-# Frozen batch-norm layer -> the handle of the hook that keeps it in eval mode.
-_EVAL_HOOKS: "weakref.WeakKeyDictionary[nn.Module, Any]" = weakref.WeakKeyDictionary()
-
-
 def _stay_in_eval_mode(module: nn.Module, inputs: Any) -> None:
     module.training = False  # a frozen BN layer normalizes with its running statistics and keeps them
+
+
+def _keep_in_eval_mode(batch_norm: nn.Module, keep: bool) -> None:
+    """Adds or removes the forward pre-hook that holds a batch-norm layer in eval mode.
+
+    The hook is found in the layer's own hook table (not in a side registry), so a copy of a frozen
+    network (``copy.deepcopy``) can be unfrozen too.
+    """
+    hooks = batch_norm._forward_pre_hooks
+    for key in [key for key, hook in hooks.items() if hook is _stay_in_eval_mode]:
+        del hooks[key]
+    if keep:
+        batch_norm.register_forward_pre_hook(_stay_in_eval_mode)
 
 
 def _scope(module: nn.Module, layers: str | Sequence[str] | None, up_to: str | None,
@@ -82,11 +90,7 @@ def _set_trainable(module: nn.Module, trainable: bool, layers, up_to, where: str
                 parameter.requires_grad_(trainable)
                 changed.append(f"{name}.{parameter_name}" if name else parameter_name)
         if isinstance(submodule, nn.modules.batchnorm._BatchNorm):
-            handle = _EVAL_HOOKS.pop(submodule, None)
-            if handle is not None:
-                handle.remove()
-            if not trainable:
-                _EVAL_HOOKS[submodule] = submodule.register_forward_pre_hook(_stay_in_eval_mode)
+            _keep_in_eval_mode(submodule, keep=not trainable)
     return changed
 
 
