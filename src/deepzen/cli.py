@@ -186,12 +186,70 @@ def read_image(path: Path, shape: tuple[int, ...]):
 
 
 def command_predict(args) -> int:
+    """Raw inputs go to the run's recipe's predictor when it has one; files go to the saved model."""
+    from deepzen.recipes import RECIPES
+
+    if args.top is not None and args.top < 1:
+        raise ValueError(f"--top expects a positive number. Received: --top {args.top}")
+    config = Path(args.run) / "config.json"
+    recipe = json.loads(config.read_text()).get("recipe") if config.is_file() else None
+    if recipe is not None:
+        load_recipes()
+    predictor = RECIPES.get(recipe).predictor if recipe is not None and recipe in RECIPES else None
+    if predictor is not None:
+        results = predictor(Path(args.run), raw_inputs(args.inputs), args.top)
+    else:
+        results = predict_files(args, recipe)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        for result in results:
+            print(describe_result(result))
+    return 0
+
+
+def raw_inputs(inputs: list[str]) -> list[str]:
+    """The input strings of a predictor: ``-`` reads one input per line from stdin, ``@FILE`` from FILE.
+
+    Empty inputs are refused with the place they came from.
+    """
+    expanded = []
+    for argument in inputs:
+        if argument == "-":
+            lines, source = sys.stdin.read().splitlines(), "stdin"
+        elif argument.startswith("@"):
+            file = Path(argument[1:])
+            if not file.is_file():
+                raise FileNotFoundError(f"{argument}: no file at {file} (@FILE reads one input per line from FILE)")
+            lines, source = file.read_text(encoding="utf-8").splitlines(), str(file)
+        else:
+            lines, source = [argument], None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                where = f"line {number} of {source}" if source else f"input {len(expanded) + 1}"
+                raise ValueError(f"{where} is empty: expected one text line or id per input")
+            expanded.append(line)
+    if not expanded:
+        raise ValueError(f"No inputs in {' '.join(inputs)}: expected one text line or id per input")
+    return expanded
+
+
+def predict_files(args, recipe: str | None) -> list[dict]:
+    """Predictions of the run's saved model on .npy arrays and images, one result per sample."""
     import numpy as np
 
+    from deepzen.recipes import RECIPES
     from deepzen.runs import model_file
     from deepzen.training.serialization import load_model
 
     path = model_file(args.run, args.model)
+    missing = [name for name in args.inputs if not Path(name).is_file()]
+    if missing:
+        with_predictors = [name for name, entry in RECIPES.items() if entry.predictor is not None]
+        raise FileNotFoundError(
+            f"No input file at {missing[0]}: the model of this run ({recipe or 'recipe unknown'}) predicts on "
+            f".npy arrays and images ({', '.join(IMAGE_SUFFIXES)}). Text lines and ids are read by the runs of "
+            f"recipes with a predictor: {', '.join(with_predictors) or 'none registered'}")
     model = load_model(path, compile=False)
     if model.input_spec is None or not hasattr(model.input_spec, "shape"):
         raise ValueError(f"{path}: predict reads files for single-input models")
@@ -202,18 +260,31 @@ def command_predict(args) -> int:
     for name, batch in zip(args.inputs, batches):
         for index in range(len(batch)):
             label = name if len(batch) == 1 else f"{name}[{index}]"
-            results.append({"input": label, **describe_output(outputs[start + index], args.top)})
+            results.append({"input": label, **describe_output(outputs[start + index], args.top or 3)})
         start += len(batch)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for result in results:
-            if "top" in result:
-                ranked = ", ".join(f"{entry['class']} ({entry['probability']:.1%})" for entry in result["top"])
-                print(f"{result['input']}: {ranked}")
-            else:
-                print(f"{result['input']}: {result['output']}")
-    return 0
+    return results
+
+
+def describe_result(result: dict) -> str:
+    """One prediction as plain text: ranked classes, tags and entities, recommendations, text, or the output."""
+    shown = result["input"]
+    if "top" in result:
+        ranked = ", ".join(f"{entry.get('label', entry.get('class'))} ({entry['probability']:.1%})"
+                           for entry in result["top"])
+        return f"{shown}: {ranked}"
+    if "tags" in result:
+        entities = "; ".join(f"{kind} {text!r}" for kind, _, _, text in result["entities"]) or "no entities"
+        return f"{shown}\n  tags: {' '.join(result['tags'])}\n  entities: {entities}"
+    if "recommendations" in result:
+        lines = [f"{shown}:"] + [f"  {rank}. {entry.get('title') or entry['item']} (item {entry['item']}, "
+                                 f"score {entry['score']:.3f})"
+                                 for rank, entry in enumerate(result["recommendations"], start=1)]
+        return "\n".join(lines)
+    if "translation" in result:
+        return f"{shown} -> {result['translation']}"
+    if "text" in result:
+        return result["text"]  # a language model's continuation of the input, which it starts with
+    return f"{shown}: {result['output']}"
 
 
 def describe_output(output, top: int) -> dict:
@@ -281,6 +352,9 @@ def command_list(args) -> int:
     from deepzen.vision import models
 
     print("Image models (deepzen.vision.models.create(name)):\n  " + ", ".join(models.list()))
+    from deepzen.experiments import EXPERIMENTS
+
+    print("Experiments (deepzen experiment NAME):\n  " + ", ".join(EXPERIMENTS.names()))
     print("Datasets (files under $DEEPZEN_DATA):")
     for name, present in dataset_status().items():
         print(f"  {name:24s} {'present' if present else 'missing'}")
@@ -321,14 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", metavar="RUN", help="a run folder")
     evaluate.set_defaults(handler=command_evaluate)
 
-    predict = verbs.add_parser("predict", help="predict on input files with a run's model",
-                               description="Predict with a run's model on .npy arrays (one sample or a batch) "
-                               f"or images ({', '.join(IMAGE_SUFFIXES)}; resized, scaled to [0, 1]).")
+    predict = verbs.add_parser("predict", help="predict with a run's model on files, text lines or user ids",
+                               description="Predict with a run's model. Runs of text and recommender recipes "
+                               "read raw inputs: a sentence to classify, tag, continue or translate, or a user id "
+                               "to recommend items for (`-` reads one input per line from stdin, @FILE from FILE). "
+                               "Other runs read .npy arrays (one sample or a batch) or images "
+                               f"({', '.join(IMAGE_SUFFIXES)}; resized, scaled to [0, 1]).")
     predict.add_argument("run", metavar="RUN", help="a run folder")
-    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="input files")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="input files; or text lines / user ids, `-` (stdin) or @FILE (one per line)")
     predict.add_argument("--model", default="auto", choices=["auto", "final", "best", "last"],
-                         help="which model file (auto: model.dz, else best.dz, else last.dz)")
-    predict.add_argument("--top", type=int, default=3, help="classes shown per input for classifiers")
+                         help="which model file for file inputs (auto: model.dz, else best.dz, else last.dz)")
+    predict.add_argument("--top", type=int, default=None,
+                         help="classes shown per input for classifiers (default 3), items per user for "
+                         "recommenders (default 10)")
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(handler=command_predict)
 
@@ -353,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", default="auto", choices=["auto", "final", "best", "last"])
     export.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: torch's)")
     export.set_defaults(handler=command_export)
+
+    from deepzen.experiments import add_experiment_command  # does not import torch
+
+    add_experiment_command(verbs)
     return parser
 
 
