@@ -52,7 +52,7 @@ def algorithms():
         "means-user": knn_pair("mean", True),
         "means-item": knn_pair("mean", False),
         "baseline-item": knn_pair("baseline", False, "pearson_baseline"),
-        "mf": ("biased MF: deepzen MatrixFactorization (32 factors, 8 epochs) vs surprise SVD (100 factors, 20 epochs)",
+        "mf": ("biased MF: deepzen MatrixFactorization (32 factors, 6 epochs) vs surprise SVD (100 factors, 20 epochs)",
                lambda: MatrixFactorization(), lambda: surprise.SVD(random_state=0)),
     }
 
