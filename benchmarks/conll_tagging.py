@@ -15,15 +15,14 @@ runs are also kept in ``conll_tagging.json``, so variants run by separate comman
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import sys
-import time
 from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results" / "conll_tagging.md"
+from _common import RESULTS, StoredRuns, command_line, parse_arguments, run_timed
+
+REPORT = RESULTS / "conll_tagging.md"
 VARIANTS = {"crf": {"crf": True}, "softmax": {"crf": False}}
 
 
@@ -53,33 +52,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="crf,softmax", help="comma-separated: crf, softmax")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="other recipe settings")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    parser.add_argument("--out", type=Path, default=REPORT)
+    args = parse_arguments(parser, argv)
 
     import deepzen.text.recipes  # noqa: F401  (registers the recipes)
-    from deepzen.recipes import run_recipe
 
     overrides = dict(item.split("=", 1) for item in args.set)
     if args.epochs is not None:
         overrides["epochs"] = str(args.epochs)
-    command = ("python benchmarks/conll_tagging.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    stored = args.out.with_suffix(".json")  # earlier runs; a repeated command replaces its rows
-    rows = [row for row in (json.loads(stored.read_text()) if stored.is_file() else []) if row["command"] != command]
+    command = command_line("conll_tagging.py", argv)
+    runs = StoredRuns(args.out, command, report)
     for name in args.variants.split(","):
-        started = time.perf_counter()
-        metrics = run_recipe("conll-bilstm-crf", {**overrides, **VARIANTS[name]}, run_dir=f"runs/conll-{name}")
+        metrics, seconds = run_timed("conll-bilstm-crf", {**overrides, **VARIANTS[name]}, f"runs/conll-{name}")
         label = f"BiLSTM-{name.upper() if name == 'crf' else 'softmax'} (char {overrides.get('char_encoder', 'lstm')})"
-        rows.append({"variant": name, "name": label, "command": command, "threads": torch.get_num_threads(),
-                     "metrics": metrics})
-        print(f"{label}: {metrics} ({time.perf_counter() - started:.0f} s)", flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        stored.write_text(json.dumps(rows, indent=1), encoding="utf-8")
-        args.out.write_text(report(rows), encoding="utf-8")
-    print(table(rows))
+        print(f"{label}: {metrics} ({seconds:.0f} s)", flush=True)
+        runs.add({"variant": name, "name": label, "command": command, "threads": torch.get_num_threads(),
+                  "metrics": metrics})
+    print(table(runs.rows))
 
 
 if __name__ == "__main__":

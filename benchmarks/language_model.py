@@ -17,50 +17,25 @@ the model files, go to ``runs/benchmark-<recipe>``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import time
-from pathlib import Path
 
-import torch
+from _common import (RESULTS, add_budget_arguments, command_line, curve_table, machine_line, parse_arguments,
+                     publish, run_models, settings_json)
 
 RECIPES = {"lstm": "shakespeare-char-lstm", "transformer": "shakespeare-char-transformer"}
-RESULTS = Path(__file__).parent / "results"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=30.0, help="training-time budget per model")
-    parser.add_argument("--models", default="lstm,transformer", help="comma-separated: lstm, transformer")
+    add_budget_arguments(parser, minutes=30.0, models="lstm,transformer", recipes=RECIPES)
     parser.add_argument("--eval-every", type=int, default=0, help="steps between curve points (0: the recipe's)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if not os.environ.get("DEEPZEN_DATA") and SHARED_DATA.is_dir():
-        os.environ["DEEPZEN_DATA"] = str(SHARED_DATA)
+    args = parse_arguments(parser, argv)
 
     import deepzen.text.generation_recipes  # noqa: F401  (registers the recipes)
-    from deepzen.recipes import RECIPES as REGISTRY, make_config, run_recipe
 
     sections = []
-    for model in args.models.split(","):
-        name = RECIPES[model]
-        overrides = {"minutes": args.minutes, **({"eval_every": args.eval_every} if args.eval_every else {})}
-        run_dir = Path("runs") / f"benchmark-{name}"
-        start = time.perf_counter()
-        metrics = run_recipe(name, overrides, run_dir)
-        wall = time.perf_counter() - start
-        config = make_config(REGISTRY.get(name), overrides)
-        curve = (run_dir / "curve.csv").read_text().splitlines()[1:]
-        table = ["| steps | training minutes | train loss | val loss (nats/char) |", "| ---: | ---: | ---: | ---: |"]
-        for line in curve:
-            steps, seconds, loss, val_loss = line.split(",")
-            table.append(f"| {steps} | {float(seconds) / 60:.1f} | {float(loss):.3f} | {float(val_loss):.3f} |")
+    overrides = {"minutes": args.minutes, **({"eval_every": args.eval_every} if args.eval_every else {})}
+    for name, run_dir, metrics, wall, config in run_models(RECIPES, args.models, overrides):
         sample = (run_dir / "sample.txt").read_text(encoding="utf-8")
-        settings = {key: value for key, value in vars(config).items() if key not in ("verbose", "data")}
         sections += [
             f"## {name}",
             "",
@@ -69,9 +44,9 @@ def main() -> None:
             f"({metrics['steps']} steps, {metrics['parameters']:,} parameters; {wall / 60:.1f} minutes in all with "
             f"validation and sampling).",
             "",
-            *table,
+            *curve_table(run_dir, "val loss (nats/char)"),
             "",
-            f"Settings: `{json.dumps(settings)}`",
+            f"Settings: `{settings_json(config)}`",
             "",
             f"Sample (prompt {config.prompt!r}, temperature {config.temperature}):",
             "",
@@ -83,17 +58,13 @@ def main() -> None:
     header = [
         "# Character language models on Tiny Shakespeare",
         "",
-        f"Train: first 90% of the text, validation: last 10%. torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs.",
+        f"Train: first 90% of the text, validation: last 10%. {machine_line()}.",
         f"Budget: {args.minutes:g} training minutes per model (validation not counted). Target: <= 1.60 nats/char.",
         "",
-        f"Command: `python benchmarks/language_model.py --minutes {args.minutes:g} --models {args.models}"
-        + (f" --threads {args.threads}" if args.threads else "") + "`",
+        f"Command: `{command_line('language_model.py', argv)}`",
         "",
     ]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "language_model.md").write_text("\n".join(header + sections))
-    print("\n".join(header + sections))
+    publish(RESULTS / "language_model.md", header + sections)
 
 
 if __name__ == "__main__":

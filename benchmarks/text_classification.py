@@ -14,14 +14,14 @@ runs are also kept in ``text_classification.json``, so recipes run by separate c
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import sys
 from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results" / "text_classification.md"
+from _common import RESULTS, StoredRuns, command_line, parse_arguments, run_timed
+
+REPORT = RESULTS / "text_classification.md"
 RECIPES = ("mr-textcnn", "sst2-textcnn", "sst2-bilstm-attention")
 PAPER = {"mr-textcnn": "76.1 (Kim 2014, CNN-rand)", "mr-bilstm-attention": "-",
          "sst2-textcnn": "82.7 (Kim 2014, CNN-rand, phrase-level training)", "sst2-bilstm-attention": "-"}
@@ -51,30 +51,20 @@ def report(entries: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe settings")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    parser.add_argument("--out", type=Path, default=REPORT)
+    args = parse_arguments(parser, argv)
 
     import deepzen.text.recipes  # noqa: F401  (registers the recipes)
-    from deepzen.recipes import run_recipe
 
     overrides = dict(item.split("=", 1) for item in args.set)
-    command = ("python benchmarks/text_classification.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    stored = args.out.with_suffix(".json")  # earlier runs; a repeated command replaces its rows
-    names = args.recipes.split(",")
-    entries = [e for e in (json.loads(stored.read_text()) if stored.is_file() else []) if e["command"] != command]
-    for name in names:
-        metrics = run_recipe(name, overrides, run_dir=f"runs/{name}")
+    command = command_line("text_classification.py", argv)
+    runs = StoredRuns(args.out, command, report)
+    for name in args.recipes.split(","):
+        metrics, _ = run_timed(name, overrides, f"runs/{name}")
         print(f"{name}: {metrics}", flush=True)
-        entries.append({"recipe": name, "command": command, "threads": torch.get_num_threads(),
-                        "metrics": metrics})
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        stored.write_text(json.dumps(entries, indent=1), encoding="utf-8")
-        args.out.write_text(report(entries), encoding="utf-8")
-    print(report(entries))
+        runs.add({"recipe": name, "command": command, "threads": torch.get_num_threads(), "metrics": metrics})
+    print(report(runs.rows))
 
 
 if __name__ == "__main__":

@@ -21,44 +21,25 @@ Writes ``benchmarks/results/translation.md`` (run folders under ``runs/benchmark
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import time
-from pathlib import Path
 
-import torch
+from _common import (RESULTS, add_budget_arguments, command_line, curve_table, machine_line, parse_arguments,
+                     publish, run_models, settings_json)
 
 RECIPES = {"transformer": "multi30k-transformer", "gru": "multi30k-gru-attention"}
-RESULTS = Path(__file__).parent / "results"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=90.0, help="training-time budget per model")
-    parser.add_argument("--models", default="transformer", help="comma-separated: transformer, gru")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if not os.environ.get("DEEPZEN_DATA") and SHARED_DATA.is_dir():
-        os.environ["DEEPZEN_DATA"] = str(SHARED_DATA)
+    add_budget_arguments(parser, minutes=90.0, models="transformer", recipes=RECIPES)
+    args = parse_arguments(parser, argv)
 
     import deepzen.text.generation_recipes  # noqa: F401  (registers the recipes)
     from deepzen.data.text_datasets import load_multi30k
-    from deepzen.recipes import RECIPES as REGISTRY, make_config, run_recipe
     from deepzen.text.translation import corpus_bleu
 
     test_en, test_de = load_multi30k(split="test")
     rows, sections = [], []
-    for model in args.models.split(","):
-        name = RECIPES[model]
-        run_dir = Path("runs") / f"benchmark-{name}"
-        start = time.perf_counter()
-        metrics = run_recipe(name, {"minutes": args.minutes}, run_dir)
-        wall = time.perf_counter() - start
-        config = make_config(REGISTRY.get(name), {"minutes": args.minutes})
+    for name, run_dir, metrics, wall, config in run_models(RECIPES, args.models, {"minutes": args.minutes}):
         outputs = {label: (run_dir / f"test_{label}.de").read_text(encoding="utf-8").splitlines()
                    for label in ("greedy", "beam")}
         lowercased = {label: corpus_bleu(lines, test_de, lowercase=True) for label, lines in outputs.items()}
@@ -66,28 +47,20 @@ def main() -> None:
                     f"{metrics['parameters']:,} | {metrics['val_loss']:.3f} | **{metrics['test_bleu_greedy']:.2f}** | "
                     f"**{metrics['test_bleu_beam']:.2f}** | {lowercased['greedy']:.2f} / {lowercased['beam']:.2f} | "
                     f"{metrics['test_decode_seconds_greedy']:.0f} / {metrics['test_decode_seconds_beam']:.0f} |")
-        curve = (run_dir / "curve.csv").read_text().splitlines()[1:]
-        points = ["| steps | training minutes | train loss | val loss |", "| ---: | ---: | ---: | ---: |"]
-        for line in curve[:: max(1, len(curve) // 15)] + ([curve[-1]] if len(curve) > 15 else []):
-            steps, seconds, loss, val_loss = line.split(",")
-            points.append(f"| {steps} | {float(seconds) / 60:.1f} | {float(loss):.3f} | {float(val_loss):.3f} |")
         examples = [f"- EN: {test_en[i]}\n  - reference: {test_de[i]}\n  - greedy: {outputs['greedy'][i]}\n"
                     f"  - beam 5: {outputs['beam'][i]}" for i in range(3)]
-        settings = {key: value for key, value in vars(config).items() if key not in ("verbose", "data")}
         sections += [f"## {name}", "", f"{wall / 60:.1f} minutes in all (training, validation, test decoding). "
-                     f"Settings: `{json.dumps(settings)}`", "", *points, "", *examples, ""]
+                     f"Settings: `{settings_json(config)}`", "", *curve_table(run_dir, max_rows=15), "", *examples, ""]
     header = [
         "# Multi30k English->German translation (test2016, 1,000 sentences)",
         "",
         "BLEU: sacrebleu corpus BLEU, default 13a tokenization, cased, on detokenized output against the raw "
         "references (one reference each). Models read and write sentencepiece BPE subwords learned on the "
         "training split. Beam search: beam 5, GNMT length penalty 0.6.",
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs. Budget: {args.minutes:g} training "
-        "minutes per model (validation not counted). Target: Transformer >= 30 BLEU, beam not worse than greedy.",
+        f"{machine_line()}. Budget: {args.minutes:g} training minutes per model (validation not counted). "
+        "Target: Transformer >= 30 BLEU, beam not worse than greedy.",
         "",
-        f"Command: `python benchmarks/translation.py --minutes {args.minutes:g} --models {args.models}"
-        + (f" --threads {args.threads}" if args.threads else "") + "`",
+        f"Command: `{command_line('translation.py', argv)}`",
         "",
         "| recipe | training minutes | epochs | parameters | val loss | BLEU greedy | BLEU beam 5 | "
         "lower-cased greedy / beam | decoding seconds greedy / beam |",
@@ -95,9 +68,7 @@ def main() -> None:
         *rows,
         "",
     ]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "translation.md").write_text("\n".join(header + sections))
-    print("\n".join(header + sections))
+    publish(RESULTS / "translation.md", header + sections)
 
 
 if __name__ == "__main__":

@@ -174,6 +174,15 @@ def test_sample_grids_are_saved_each_epoch_from_fixed_noise(tmp_path):
     assert not np.array_equal(mpimg.imread(grids.paths[0]), last)  # the generator changed in between
 
 
+def test_sample_grids_are_written_by_rank_zero_only(tmp_path, monkeypatch):
+    from deepzen.training import distributed
+
+    monkeypatch.setattr(distributed, "is_rank_zero", lambda: False)
+    grids = SampleGrid(tmp_path / "samples", num_images=4, nrow=2)
+    tiny_gan().fit(torch.rand(16, 1, 8, 8) * 2 - 1, epochs=2, batch_size=8, verbose=0, callbacks=[grids])
+    assert grids.paths == [] and not (tmp_path / "samples").exists()
+
+
 def test_save_and_load_round_trip(tmp_path):
     torch.manual_seed(0)
     gan = build_dcgan((3, 16, 16), latent_dim=6, base_filters=4, minibatch_std=True)

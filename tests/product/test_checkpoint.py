@@ -190,3 +190,27 @@ def test_a_training_checkpoint_is_not_taken_for_a_model_file(tmp_path):
     model.save(tmp_path / "m.dz")
     with pytest.raises(ValueError, match="not a training checkpoint"):
         read_checkpoint(tmp_path / "m.dz")
+
+
+def test_a_fit_resumed_in_the_middle_of_early_stopping_patience_stops_at_the_same_epoch(tmp_path):
+    def fit(path, crash=None):
+        deepzen.seed(7)
+        model = tiny_model(dropout=0.0)
+        model.compile(optimizer=deepzen.optimizers.SGD(learning_rate=1e-3),
+                      loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True))
+        # the weights move every epoch, but no epoch after the first improves by min_delta
+        stopper = EarlyStopping("loss", patience=3, min_delta=1e6, restore_best_weights=True)
+        extra = [Crash(*crash)] if crash else []
+        model.fit(X, Y, batch_size=16, epochs=20, verbose=0,
+                  callbacks=[stopper, *extra, TrainingCheckpoint(path, every_steps=None)])
+        return model, stopper
+
+    reference, reference_stopper = fit(tmp_path / "reference.ckpt")
+    assert reference_stopper.stopped_epoch == 4
+    path = tmp_path / "crashed.ckpt"
+    with pytest.raises(CallbackError, match="simulated crash"):
+        fit(path, crash=(3, 0))  # the checkpoint after epoch 3 (0-based 2) holds wait = 2 of patience 3
+    resumed, resumed_stopper = fit(path)
+    assert resumed_stopper.stopped_epoch == 4 and resumed_stopper.best_epoch == 0
+    assert resumed.history.history == reference.history.history
+    assert_same_weights(weights(reference), weights(resumed))  # both restored the first epoch's weights

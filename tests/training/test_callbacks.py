@@ -135,3 +135,74 @@ def test_unused_step_events_cost_nothing():
     callbacks = CallbackList([History(), EarlyStopping(monitor="loss")], model=None)
     assert not callbacks.listens("on_train_batch_end") and not callbacks.listens("on_after_backward")
     assert callbacks.listens("on_epoch_end")
+
+
+def test_early_stopping_state_round_trips_and_continues_mid_patience():
+    import json
+
+    from deepzen.training.checkpoint import flatten_state, unflatten_state
+
+    deepzen.seed(0)
+    x, y = regression()
+    model = linear_model(deepzen.optimizers.SGD(learning_rate=1e-3))  # the weights move every epoch ...
+    settings = dict(monitor="loss", patience=3, min_delta=1e6, restore_best_weights=True)  # ... but never "improve"
+    stopper = EarlyStopping(**settings)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[stopper])
+    assert (stopper.wait, stopper.best_epoch, stopper.stopped_epoch) == (2, 0, None)  # mid-patience
+    tensors: dict = {}
+    saved = json.loads(json.dumps(flatten_state(stopper.state_dict(), "early_stopping", tensors)))  # as a checkpoint
+    restored = EarlyStopping(**settings)
+    restored.load_state_dict(unflatten_state(saved, tensors))
+    fresh = EarlyStopping(**settings)
+    state, again = stopper.state_dict(), restored.state_dict()
+    assert {k: v for k, v in again.items() if k != "best_weights"} == \
+           {k: v for k, v in state.items() if k != "best_weights"}
+    assert again["best_weights"].keys() == state["best_weights"].keys()
+    for key, value in state["best_weights"].items():
+        assert torch.equal(again["best_weights"][key], value)
+
+    def stopping_epoch(callback):
+        callback.set_model(model)
+        model.stop_training = False
+        for epoch in range(3, 20):
+            callback.on_epoch_end(epoch, {"loss": stopper.best - 1.0})  # better, but not by min_delta
+            if model.stop_training:
+                return epoch
+
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)  # moved away from the best epoch's weights
+    assert stopping_epoch(restored) == 4  # waits 3 and 4 exceed patience 3 one epoch after the checkpoint
+    for key, value in model.state_dict().items():  # restore_best_weights used the restored tensors
+        assert torch.equal(value, state["best_weights"][key])
+    assert stopping_epoch(fresh) > 4  # without the state, the patience starts over
+
+
+@pytest.mark.parametrize("make", [
+    lambda path: ModelCheckpoint(path / "model-{epoch}.dz", monitor="val_loss", save_best_only=True),
+    lambda path: CSVLogger(path / "log.csv"),
+    lambda path: ProgressBar(verbose=2, stream=open(path / "progress.txt", "w")),
+    lambda path: LearningRateScheduler(lambda epoch, lr: lr, verbose=1),
+    lambda path: ReduceLROnPlateau(monitor="loss", patience=0, min_delta=1e6, verbose=1),
+], ids=["ModelCheckpoint", "CSVLogger", "ProgressBar", "LearningRateScheduler", "ReduceLROnPlateau"])
+def test_only_rank_zero_writes_files_and_prints(tmp_path, monkeypatch, capsys, make):
+    from deepzen.training import distributed
+
+    x, y = regression()
+    for rank_zero, folder in ((True, tmp_path / "rank0"), (False, tmp_path / "rank1")):
+        folder.mkdir()
+        monkeypatch.setattr(distributed, "is_rank_zero", lambda: rank_zero)
+        callback = make(folder)
+        deepzen.seed(0)
+        linear_model().fit(x, y, epochs=2, verbose=0, validation_split=0.25, callbacks=[callback])
+        if isinstance(callback, ProgressBar):
+            callback.stream.close()
+        written = {p.name: p.stat().st_size for p in folder.iterdir()}
+        printed = capsys.readouterr().out
+        if rank_zero:
+            assert any(written.values()) or printed  # the callback does write or print on rank 0 ...
+            rank0_state = callback.state_dict() if hasattr(callback, "state_dict") else None
+        else:
+            assert not any(written.values()) and not printed  # ... and nothing on the other ranks
+            if rank0_state is not None:  # while keeping the same state (the epoch logs agree on all ranks)
+                assert callback.state_dict() == rank0_state

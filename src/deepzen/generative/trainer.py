@@ -41,8 +41,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepzen.optimizers import clip_gradients
+from deepzen.training import distributed
 from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar, RunningLogs
-from deepzen.training.engine import SYNC_SECONDS, NonFiniteLossError
+from deepzen.training.engine import SYNC_SECONDS, NonFiniteLossError, first_non_finite
 from deepzen.training.model import InputSpec, Model
 from deepzen.training.serialization import module_config, module_from_config, register_architecture
 
@@ -273,9 +274,8 @@ class GAN(Model):
         return self._epoch_logs(stats, step, epoch)
 
     def _check_finite(self, stats: torch.Tensor, step: int, epoch: int) -> None:
-        finite = torch.isfinite(stats[:step + 1]).all(dim=1)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0, 0])
+        bad = first_non_finite(stats, step + 1)
+        if bad is not None:
             self.stop_training = True
             values = ", ".join(f"{name}={value:.4g}" for name, value in zip(LOG_NAMES, stats[bad].tolist()))
             raise NonFiniteLossError(f"The GAN's training became non-finite at epoch {epoch + 1}, step {bad + 1} "
@@ -339,7 +339,7 @@ class SampleGrid(Callback):
     """Saves a PNG grid of the generator's images for one fixed batch of noise after every epoch.
 
     The same noise every epoch shows how the generator's mapping evolves; the files are
-    ``<directory>/epoch_001.png``, ``epoch_002.png``, ...
+    ``<directory>/epoch_001.png``, ``epoch_002.png``, ... Under torchrun only rank 0 draws and writes them.
 
     Args:
         directory: folder for the PNG files (created).
@@ -360,6 +360,8 @@ class SampleGrid(Callback):
             self.noise = self.model.sample_noise(self.num_images, torch.Generator().manual_seed(self.seed))
 
     def on_epoch_end(self, epoch, logs=None):
+        if not distributed.is_rank_zero():
+            return
         from deepzen.vision.augment import save_grid
 
         images = self.model.generate(noise=self.noise)  # (num_images, C, H, W) in [-1, 1]

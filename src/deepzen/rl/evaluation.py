@@ -140,7 +140,7 @@ def plot_learning_curve(history: Any, path: str | os.PathLike, *, title: str | N
         solved_return: draws the "solved" threshold as a dashed line.
         window: episodes in the moving mean.
     """
-    from deepzen.training.plots import pyplot
+    from deepzen.training.plots import pyplot, save_figure
 
     logs = history.as_dict() if hasattr(history, "as_dict") else history
     plt = pyplot()
@@ -164,8 +164,4 @@ def plot_learning_curve(history: Any, path: str | os.PathLike, *, title: str | N
     if title:
         axis.set_title(title)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -4,6 +4,14 @@ CSVLogger and GradientMonitor.
 A callback overrides the events it needs. ``fit`` resolves once which callbacks implement each
 event, so an event nobody listens to costs nothing. Per-step events receive the step index and a
 :class:`RunningLogs`; reading it is a host sync, so a callback reads it only when it has to.
+
+A callback that keeps state across epochs (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint) has
+``state_dict()`` / ``load_state_dict(state)``, which resumable training checkpoints save and restore.
+
+Under ``torchrun`` every process runs the callbacks, and they keep the same state everywhere (the
+epoch logs are reduced over the processes), but only rank 0 prints and writes files: ProgressBar,
+ModelCheckpoint, CSVLogger and the messages of the others are silent on the other ranks. None of
+these callbacks runs a collective operation, so skipping them on some ranks cannot hang a run.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from deepzen.training import distributed
 
 EVENTS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
           "on_train_batch_end", "on_after_backward", "on_test_begin", "on_test_end")
@@ -127,12 +137,16 @@ class ProgressBar(Callback):
             terminal), 2 = one line per epoch.
         interval: seconds between bar updates (each update is a host sync).
         stream: where to write (default ``sys.stdout``).
+
+    Under torchrun it writes only on rank 0 (decided when it is created).
     """
 
     def __init__(self, verbose: int = 1, interval: float = 0.25, stream=None):
         self.stream = stream or sys.stdout
         self.interval = interval
-        interactive = verbose == 1 and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.silent = not distributed.is_rank_zero()
+        interactive = (not self.silent and verbose == 1 and hasattr(self.stream, "isatty")
+                       and self.stream.isatty())
         if interactive:  # only a terminal bar listens to the step event
             self.on_train_batch_end = self._update_bar
         self.interactive = interactive
@@ -162,6 +176,8 @@ class ProgressBar(Callback):
         self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.silent:
+            return
         seconds = time.monotonic() - self.epoch_start
         if self.interactive:
             self.stream.write(f"\r{self.steps}/{self.steps} - {seconds:.1f}s - {format_logs(logs or {})}\x1b[K\n")
@@ -179,6 +195,7 @@ class EarlyStopping(Callback):
         patience: epochs without improvement before stopping.
         mode: "min", "max" or "auto" (max for accuracy-like names).
         restore_best_weights: load the weights of the best epoch when stopping.
+        baseline: a value the monitored quantity must beat before any epoch counts as an improvement.
     """
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
@@ -186,11 +203,25 @@ class EarlyStopping(Callback):
         self.monitor, self.min_delta, self.patience = monitor, abs(min_delta), patience
         self.mode = _resolve_mode(mode, monitor)
         self.restore_best_weights, self.baseline = restore_best_weights, baseline
+        self._reset()
 
     def on_train_begin(self, logs=None):
+        self._reset()
+
+    def _reset(self) -> None:
         self.wait, self.stopped_epoch, self.best_epoch = 0, None, None
         self.best = self.baseline if self.baseline is not None else (math.inf if self.mode == "min" else -math.inf)
-        self.best_weights = None
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epochs waited, the best value and its epoch, the stopping epoch and, with
+        ``restore_best_weights``, the best epoch's weights (a model state dict of tensors, or None)."""
+        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
+        self.stopped_epoch, self.best_weights = state["stopped_epoch"], state["best_weights"]
 
     def on_epoch_end(self, epoch, logs=None):
         value = _monitored(logs, self.monitor, type(self).__name__)
@@ -214,6 +245,8 @@ class ModelCheckpoint(Callback):
         filepath: may contain ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.dz"``.
         save_best_only: keep only files from improving epochs ("best"); otherwise every epoch ("last").
         save_weights_only: kept for Keras compatibility; deepzen files always hold weights + config.
+
+    Under torchrun every process tracks the best value, and rank 0 writes the files.
     """
 
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
@@ -222,6 +255,13 @@ class ModelCheckpoint(Callback):
         self.mode = _resolve_mode(mode, monitor)
         self.best = math.inf if self.mode == "min" else -math.inf
 
+    def state_dict(self) -> dict[str, Any]:
+        """The best monitored value so far (what ``save_best_only`` compares with)."""
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state["best"]
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.save_best_only:
@@ -229,6 +269,8 @@ class ModelCheckpoint(Callback):
             if not _improved(value, self.best, self.mode, 0.0):
                 return
             self.best = value
+        if not distributed.is_rank_zero():
+            return
         path = self.filepath.format(epoch=epoch + 1, **logs)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.model.save(path)
@@ -245,7 +287,7 @@ class LearningRateScheduler(Callback):
         if not math.isfinite(lr) or lr < 0:
             raise ValueError(f"The schedule returned an invalid learning rate for epoch {epoch}: {lr}")
         set_learning_rate(self.model.optimizer, lr)
-        if self.verbose:
+        if self.verbose and distributed.is_rank_zero():
             print(f"Epoch {epoch + 1}: learning rate set to {lr:.6g}")
 
     def on_epoch_end(self, epoch, logs=None):
@@ -263,10 +305,21 @@ class ReduceLROnPlateau(Callback):
         self.monitor, self.factor, self.patience = monitor, factor, patience
         self.mode = _resolve_mode(mode, monitor)
         self.min_delta, self.cooldown, self.min_lr, self.verbose = min_delta, cooldown, min_lr, verbose
+        self._reset()
 
     def on_train_begin(self, logs=None):
+        self._reset()
+
+    def _reset(self) -> None:
         self.wait, self.cooldown_left = 0, 0
         self.best = math.inf if self.mode == "min" else -math.inf
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epochs waited, cooldown epochs left and the best monitored value."""
+        return {"wait": self.wait, "cooldown_left": self.cooldown_left, "best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.wait, self.cooldown_left, self.best = state["wait"], state["cooldown_left"], state["best"]
 
     def on_epoch_end(self, epoch, logs=None):
         value = _monitored(logs, self.monitor, type(self).__name__)
@@ -281,18 +334,21 @@ class ReduceLROnPlateau(Callback):
             if self.wait >= self.patience:
                 lr = max(get_learning_rate(self.model.optimizer) * self.factor, self.min_lr)
                 set_learning_rate(self.model.optimizer, lr)
-                if self.verbose:
+                if self.verbose and distributed.is_rank_zero():
                     print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {lr:.6g}")
                 self.cooldown_left, self.wait = self.cooldown, 0
 
 
 class CSVLogger(Callback):
-    """Writes the epoch logs to a CSV file (one row per epoch, flushed each epoch)."""
+    """Writes the epoch logs to a CSV file (one row per epoch, flushed each epoch); under torchrun, rank 0 does."""
 
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
         self.filename, self.separator, self.append = Path(filename), separator, append
+        self.file = None
 
     def on_train_begin(self, logs=None):
+        if not distributed.is_rank_zero():
+            return
         self.filename.parent.mkdir(parents=True, exist_ok=True)
         existing = self.append and self.filename.exists() and self.filename.stat().st_size > 0
         self.file = open(self.filename, "a" if self.append else "w", newline="")
@@ -303,6 +359,8 @@ class CSVLogger(Callback):
             self.writer = csv.writer(self.file, delimiter=self.separator)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.file is None:  # not rank 0
+            return
         logs = logs or {}
         if self.writer is None:
             self.keys = list(logs)
@@ -312,7 +370,9 @@ class CSVLogger(Callback):
         self.file.flush()
 
     def on_train_end(self, logs=None):
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 class GradientMonitor(Callback):
@@ -320,7 +380,8 @@ class GradientMonitor(Callback):
 
     Every ``every`` steps the L2 norm of each parameter's gradient is stacked into one device tensor
     (no host sync); the host reads them at the end of each epoch. ``history[name]`` is a list of
-    per-epoch mean norms per parameter; ``steps`` keeps every recorded value for plotting.
+    per-epoch mean norms per parameter; ``steps`` keeps every recorded value for plotting. Under
+    torchrun (where DDP has averaged the gradients) every process records, and rank 0 warns.
 
     Args:
         every: record every N steps.
@@ -361,7 +422,7 @@ class GradientMonitor(Callback):
             values = norms[:, column].tolist()
             self.steps[name].extend(values)
             self.history[name].append(sum(values) / len(values))
-        if self.warn:
+        if self.warn and distributed.is_rank_zero():
             self._warn(epoch)
 
     def _warn(self, epoch):

@@ -1,7 +1,8 @@
 """Training checkpoints: everything needed to continue a ``fit`` exactly where it stopped.
 
 A checkpoint holds the model weights, the optimizer state (and the fp16 grad scaler's), the state
-of the callbacks that keep some (EarlyStopping, ReduceLROnPlateau, ...), the History so far, the
+of the callbacks that keep some (those with ``state_dict()`` / ``load_state_dict(state)``:
+EarlyStopping, ReduceLROnPlateau, ModelCheckpoint, ...), the History so far, the
 RNG states of Python, NumPy and torch (CPU and CUDA) of every process, the epoch, and - for a
 checkpoint taken inside an epoch - the step plus that epoch's losses and metric sums so far.
 
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from deepzen.training import distributed
-from deepzen.training.callbacks import Callback, EarlyStopping, ModelCheckpoint, ReduceLROnPlateau
+from deepzen.training.callbacks import Callback
 from deepzen.training.engine import EpochProgress
 from deepzen.training.serialization import ModelFileError, read_tensors, write_tensors
 
@@ -111,13 +112,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # -- callbacks' own state ------------------------------------------------------------------------------
-# The built-in callbacks that keep state across epochs, and the attributes holding it. Other
-# callbacks take part by defining state_dict() / load_state_dict(state).
-BUILTIN_CALLBACK_STATE = {EarlyStopping: ("wait", "best", "best_epoch", "stopped_epoch", "best_weights"),
-                          ReduceLROnPlateau: ("wait", "cooldown_left", "best"),
-                          ModelCheckpoint: ("best",)}
-
-
+# A callback keeps state across epochs by defining state_dict() and load_state_dict(state).
 def callback_states(callbacks: list[Callback]) -> dict[str, Any]:
     """``{"EarlyStopping": {...}, "EarlyStopping#2": {...}}`` for the callbacks that keep state."""
     states, seen = {}, {}
@@ -125,22 +120,16 @@ def callback_states(callbacks: list[Callback]) -> dict[str, Any]:
         key = _callback_key(callback, seen)
         if hasattr(callback, "state_dict"):
             states[key] = callback.state_dict()
-        elif type(callback) in BUILTIN_CALLBACK_STATE:
-            states[key] = {name: getattr(callback, name, None) for name in BUILTIN_CALLBACK_STATE[type(callback)]}
     return states
 
 
 def load_callback_states(callbacks: list[Callback], states: dict[str, Any]) -> None:
+    """Gives each callback with ``load_state_dict`` its saved state (matched by class name and position)."""
     seen = {}
     for callback in callbacks:
         state = states.get(_callback_key(callback, seen))
-        if state is None:
-            continue
-        if hasattr(callback, "load_state_dict"):
+        if state is not None and hasattr(callback, "load_state_dict"):
             callback.load_state_dict(state)
-        else:
-            for name, value in state.items():
-                setattr(callback, name, value)
 
 
 def _callback_key(callback: Callback, seen: dict[str, int]) -> str:

@@ -35,6 +35,15 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message names the epoch and step."""
 
 
+def first_non_finite(step_values: torch.Tensor, steps: int) -> int | None:
+    """The index of the first of the first ``steps`` rows of ``step_values`` ((steps, ...) per-step losses
+    or statistics in a device buffer) that holds a NaN or inf, or None. A host sync."""
+    finite = torch.isfinite(step_values[:steps].reshape(steps, -1)).all(dim=1)  # (steps,)
+    if bool(finite.all()):
+        return None
+    return int((~finite).nonzero()[0, 0])
+
+
 def call_model(model: nn.Module, x: Any) -> Any:
     """Tensor -> model(x); tuple/list -> model(*x); dict -> model(**x) (multi-input models)."""
     if isinstance(x, (tuple, list)):
@@ -330,9 +339,8 @@ class Engine:
         return EpochProgress(steps_done, step_losses[:steps_done].clone(), list(sizes[:steps_done]), states)
 
     def _check_finite(self, step_losses: torch.Tensor, step: int, epoch: int) -> None:
-        finite = torch.isfinite(step_losses[:step + 1])
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0, 0])
+        bad = first_non_finite(step_losses, step + 1)
+        if bad is not None:
             self.model.stop_training = True
             raise NonFiniteLossError(f"The training loss became {float(step_losses[bad])} at epoch {epoch + 1}, "
                                      f"step {bad + 1}. Lower the learning rate, check the inputs for NaN/inf, or "

@@ -37,8 +37,14 @@ def plot_history(history: Any, path: str | Path, title: str | None = None) -> Pa
     if title:
         figure.suptitle(title)
     figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def save_figure(figure: Any, path: str | Path) -> Path:
+    """Writes a matplotlib figure as a PNG (creating the folder) and closes it, so nothing accumulates
+    in pyplot; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
+    pyplot().close(figure)
     return path
