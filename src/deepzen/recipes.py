@@ -4,6 +4,14 @@ A recipe is a function ``run(config, run_dir) -> metrics`` registered with its c
 The command line, the benchmarks and the tests run the same recipe by name with overrides::
 
     metrics = run_recipe("digits-cnn", {"epochs": 3}, run_dir="runs/demo")
+
+A recipe may also register a *predictor*, ``predictor(run_dir, inputs, top) -> results``, that
+``deepzen predict RUN INPUT...`` calls on raw inputs (text lines, user ids) with what the recipe
+left in the run folder; each result is a dict with the ``"input"`` and the prediction's fields::
+
+    predict = RECIPES.get("sst2-textcnn").predictor
+    predict(Path("runs/sst2"), ["a fine film"], None)
+    # [{"input": "a fine film", "label": "positive", "probability": 0.93, "top": [...]}]
 """
 
 from __future__ import annotations
@@ -17,24 +25,41 @@ from typing import Any, Callable
 from deepzen._registry import Registry
 
 
+# predictor(run_dir, inputs, top) -> one dict per input; top=None means the predictor's own default
+Predictor = Callable[[Path, list[str], int | None], list[dict[str, Any]]]
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
     run: Callable[[Any, Path], dict[str, float]]
     config: type  # a dataclass whose defaults are the recipe's default settings
     description: str
+    predictor: Predictor | None = None  # raw-input prediction for `deepzen predict` (None: arrays/images only)
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
 
 
-def register_recipe(name: str, config: type, description: str) -> Callable:
-    """Decorator registering ``fn(config, run_dir) -> metrics`` under ``name``."""
+def register_recipe(name: str, config: type, description: str, predictor: Predictor | None = None) -> Callable:
+    """Decorator registering ``fn(config, run_dir) -> metrics`` under ``name``.
+
+    Args:
+        name: the recipe's name on the command line.
+        config: the settings dataclass; its defaults are the recipe's defaults.
+        description: one line for ``deepzen list``.
+        predictor: optional ``predictor(run_dir, inputs, top) -> [{"input": ..., ...}, ...]`` that
+            predicts on raw input strings (text lines, user ids) from what the recipe saved in
+            ``run_dir``; ``top`` is how many classes / items to list (None: the predictor's default).
+            Bad inputs raise ``ValueError`` with a message naming the input and what was expected.
+    """
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"Recipe {name!r}: config must be a dataclass. Received: {config!r}")
+    if predictor is not None and not callable(predictor):
+        raise TypeError(f"Recipe {name!r}: predictor must be callable. Received: {predictor!r}")
 
     def add(fn: Callable) -> Callable:
-        RECIPES.register(name, Recipe(name, fn, config, description))
+        RECIPES.register(name, Recipe(name, fn, config, description, predictor))
         return fn
 
     return add
@@ -77,6 +102,39 @@ def make_config(recipe: Recipe, overrides: dict[str, Any] | None = None) -> Any:
         except ValueError as error:
             raise ValueError(f"Recipe {recipe.name!r}: bad value for {key}: {error}") from error
     return dataclasses.replace(config, **changes)
+
+
+def run_config(run_dir: str | Path) -> tuple[Recipe, Any]:
+    """The recipe and the resolved config of the run in ``run_dir`` (read from its ``config.json``).
+
+    Predictors use it to rebuild the run's model with the settings it was trained with.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no config.json: expected a run folder written by `deepzen train`")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        name, values = saved["recipe"], saved["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a run config (expected the keys recipe and config): {error}") from error
+    recipe = RECIPES.get(name)
+    return recipe, make_config(recipe, values)
+
+
+def run_file(run_dir: str | Path, name: str, what: str) -> Path:
+    """``run_dir / name`` if it exists, else a FileNotFoundError naming the file and ``what`` it holds."""
+    path = Path(run_dir) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {name} ({what}): expected the folder of a finished run of a "
+                                f"recipe that saves it")
+    return path
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Writes a UTF-8 text file of a run folder atomically (a crash leaves the old file or the new one)."""
+    from deepzen.training.serialization import atomic_write
+
+    atomic_write(path, lambda file: file.write(text.encode("utf-8")))
 
 
 def run_recipe(name: str, overrides: dict[str, Any] | None = None, run_dir: str | Path = "runs/latest") -> dict:

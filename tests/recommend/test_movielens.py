@@ -40,7 +40,7 @@ def test_matrix_factorization_on_u1(u1):
     model = MatrixFactorization(seed=0).fit(train)
     metrics = rating_metrics(model, test)
     assert time.perf_counter() - start < 60
-    assert metrics["rmse"] <= 0.93  # measured 0.9285 (scikit-surprise's SVD: 0.9513 on u1)
+    assert metrics["rmse"] <= 0.93  # measured 0.9292 (scikit-surprise's SVD: 0.9513 on u1)
 
 
 def test_knn_recipe_writes_its_results(real_dataset, tmp_path):

@@ -9,6 +9,7 @@ import deepzen
 from deepzen.data.text_datasets import conll_entities, entity_f1, to_bioes
 from deepzen.layers.crf import CRFLoss
 from deepzen.losses import SparseCategoricalCrossentropy
+from deepzen.text import recipes as text_recipes  # noqa: F401 - registers conll-bilstm-crf
 from deepzen.text import tagging
 from deepzen.text.tagging import EntityF1, SequenceTagger, TaggingVocabulary, evaluate_entities, predict_tags
 

@@ -7,20 +7,28 @@ every other method takes and returns those same ids: the published 1-based ids f
 you pass the id arrays it returned: ``fit(ratings, user_ids=user_ids, item_ids=item_ids)``.
 Internally users and items are rows ``0..n_users-1`` / ``0..n_items-1`` in sorted id order.
 
-Subclasses implement ``_fit`` and ``_estimate`` (and ``_item_similarity`` for ``similar_items``).
+Subclasses implement ``_fit`` and ``_estimate`` (and ``_item_similarity`` for ``similar_items``), and
+``get_config``, ``_state`` and ``_load_state`` for ``save`` / ``load``.
+
+Files. ``model.save(path)`` writes a fitted recommender to one safetensors file (atomically, with a
+checksum): its tensors, and as JSON its class, constructor arguments, id maps and rating range;
+``Recommender.load(path)`` rebuilds it without pickle and predicts exactly as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
+from deepzen._registry import Registry
 from deepzen.data.ratings import Ratings
 
 UNKNOWN = -1  # the row index given to ids that were not in the training ratings
+RECOMMENDERS: Registry[type] = Registry("recommender", overwrite=True)  # every subclass, by class name
 
 
 @contextlib.contextmanager
@@ -49,6 +57,10 @@ class Recommender:
     Args:
         device: where the model's tensors live (default: deepzen's default device).
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        RECOMMENDERS.register(cls.__name__, cls)  # so that load() can rebuild any recommender by its name
 
     def __init__(self, device: Any = None):
         from deepzen.runtime import default_device
@@ -131,8 +143,11 @@ class Recommender:
     def _known_row(self, rows: torch.Tensor, what: str, value: Any) -> int:
         row = int(rows.reshape(-1)[0])
         if row == UNKNOWN:
-            raise ValueError(f"{type(self).__name__}: unknown {what} {value!r}; expected one of the "
-                             f"{len(self.user_ids if what == 'user' else self.item_ids)} {what} ids seen by fit()")
+            known = self.user_ids if what == "user" else self.item_ids
+            examples = ", ".join(repr(known_id) for known_id in known[:3].tolist())
+            raise ValueError(f"{type(self).__name__}: unknown {what} {value!r}; expected one of the {len(known)} "
+                             f"{what} ids seen by fit(), from {known[0].item()!r} to {known[-1].item()!r} "
+                             f"(e.g. {examples})")
         return row
 
     # -- the verbs -------------------------------------------------------------------------------------
@@ -189,3 +204,69 @@ class Recommender:
         n = min(n, int(torch.isfinite(scores).sum()))  # host sync: once per call
         values, rows = scores.topk(n)
         return list(zip(self.item_ids[rows.cpu().numpy()].tolist(), values.float().cpu().tolist()))
+
+    # -- files -----------------------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON-ready values (the device excluded)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], device: Any = None) -> "Recommender":
+        """A new, unfitted recommender with the arguments of :meth:`get_config`."""
+        return cls(**config, device=device)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        """The fitted model's tensors (what ``_estimate`` and ``_item_similarity`` read)."""
+        raise NotImplementedError
+
+    def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restores :meth:`_state` on ``self.device``; the ids and rating range are already set."""
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the fitted recommender to ``path``: one safetensors file, written atomically, holding its
+        tensors and, as JSON, its class, constructor arguments, user and item ids and rating range."""
+        from deepzen.training.serialization import write_tensors
+
+        self._check_fitted()
+        tensors = {f"model.{key}": value for key, value in self._state().items()}
+        tensors["seen_items"] = torch.as_tensor(self._seen_items, dtype=torch.long)
+        tensors["seen_start"] = torch.as_tensor(self._seen_start, dtype=torch.long)
+        metadata = {"recommender": type(self).__name__, "config": self.get_config(),
+                    "user_ids": _ids_to_json(self.user_ids), "item_ids": _ids_to_json(self.item_ids),
+                    "rating_range": list(self.rating_range)}
+        write_tensors(path, tensors, metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: Any = None) -> "Recommender":
+        """Rebuilds a recommender written by :meth:`save` (of this class or a subclass), on ``device``.
+
+        Raises:
+            deepzen.training.serialization.ModelFileError: the file is missing, damaged, or holds
+                something else than a ``cls``.
+        """
+        from deepzen.training.serialization import ModelFileError, read_tensors
+
+        tensors, metadata = read_tensors(path)
+        name = metadata.get("recommender")
+        if name is None or name not in RECOMMENDERS:
+            raise ModelFileError(f"{path} holds no recommender (expected a file written by Recommender.save). "
+                                 f"Received: {name or 'a model file'}")
+        kind = RECOMMENDERS.get(name)
+        if not issubclass(kind, cls):
+            raise ModelFileError(f"{path} holds a {name}, not a {cls.__name__}")
+        model = kind.from_config(metadata["config"], device=device)
+        model.user_ids, model.item_ids = _ids_from_json(metadata["user_ids"]), _ids_from_json(metadata["item_ids"])
+        model.rating_range = tuple(metadata["rating_range"])
+        model._seen_items, model._seen_start = tensors["seen_items"].numpy(), tensors["seen_start"].numpy()
+        model._load_state({key.removeprefix("model."): value.to(model.device)
+                           for key, value in tensors.items() if key.startswith("model.")})
+        return model
+
+
+def _ids_to_json(ids: np.ndarray) -> dict[str, Any]:
+    return {"dtype": ids.dtype.str if ids.dtype.kind != "O" else "object", "values": ids.tolist()}
+
+
+def _ids_from_json(saved: dict[str, Any]) -> np.ndarray:
+    return np.asarray(saved["values"], dtype=np.dtype(saved["dtype"]))

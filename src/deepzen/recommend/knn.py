@@ -29,6 +29,7 @@ Ties between equal similarities at the k-th place are broken by ``topk`` (implem
 
 from __future__ import annotations
 
+import inspect
 from functools import cached_property
 from typing import Any
 
@@ -223,6 +224,29 @@ class KNN(Recommender):
         default_shrinkage = 100.0 if similarity in ON_BASELINE_RESIDUALS else 0.0
         self.shrinkage = default_shrinkage if shrinkage is None else float(shrinkage)
         self.dtype = dtype
+
+    # The tensors _estimate and _item_similarity read (x_bias / y_bias only with baselines).
+    STATE = ("global_mean", "x_mean", "x_bias", "y_bias", "sim", "_values", "_mask", "column_count", "column_start",
+             "column_rows", "column_residual")
+
+    def get_config(self) -> dict[str, Any]:
+        config = {"k": self.k, "similarity": self.similarity, "user_based": self.user_based,
+                  "centering": self.centering, "min_support": self.min_support, "min_k": self.min_k,
+                  "shrinkage": self.shrinkage, "dtype": str(self.dtype).removeprefix("torch.")}
+        if "centering" not in inspect.signature(type(self).__init__).parameters:
+            del config["centering"]  # KNNBasic, KNNWithMeans, KNNBaseline: their class fixes it
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], device: Any = None) -> "KNN":
+        return cls(**{**config, "dtype": getattr(torch, config["dtype"])}, device=device)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self.STATE if hasattr(self, name)}
+
+    def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, tensor in tensors.items():
+            setattr(self, name, tensor)
 
     def _fit(self, user, item, rating):
         # x: the rows that are neighbours (users when user-based), y: the columns they rate.

@@ -153,6 +153,21 @@ class NeuralCF(Recommender):
         self.model = None
         self.history: dict[str, list[float]] = {}
 
+    def get_config(self) -> dict[str, Any]:
+        return {"model": self.model_name, "factors": self.factors, "layers": list(self.layers),
+                "negatives": self.negatives, "epochs": self.epochs, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "seed": self.seed, "verbose": self.verbose}
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return dict(self.model.module.state_dict())
+
+    def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        import deepzen
+
+        network = NeuMF(self.n_users, self.n_items, self.factors, self.layers, self.model_name).to(self.device)
+        network.load_state_dict(tensors)
+        self.model = deepzen.Model(network)
+
     def _fit(self, user, item, rating):
         import deepzen
         from deepzen.losses import BinaryCrossentropy

@@ -9,6 +9,10 @@
   tokenization, cased, detokenized output) on test2016 with greedy search and with beam search.
   ``data=`` takes a folder holding files in Multi30k's format (``train.en.gz`` ...).
 
+Both leave ``model.dz`` and their tokenizers (``vocab.json``; ``subwords.LANG.model``) in the run
+folder, so ``deepzen predict RUN "ROMEO:"`` continues a prompt (:func:`predict_continuations`) and
+``deepzen predict RUN "A man rides a bike."`` translates (:func:`predict_translations`).
+
 Training time budgets count training steps only (validation passes are excluded); the learning
 rate warms up linearly and then follows a cosine to a floor as the budget (or ``max_steps``) runs
 out, so a shorter budget still ends with a decayed, well-converged model.
@@ -27,8 +31,9 @@ import torch
 
 import deepzen
 from deepzen.callbacks import Callback
-from deepzen.recipes import register_recipe
+from deepzen.recipes import register_recipe, run_file, write_text
 from deepzen.training.callbacks import set_learning_rate
+from deepzen.training.serialization import atomic_write
 
 _FOREVER = 10 ** 9  # epochs: the time budget or max_steps ends training
 
@@ -186,19 +191,50 @@ def train_language_model(config: LanguageModelConfig, run_dir: Path) -> dict:
     _write_curve(budget.curve, run_dir / "curve.csv")
     (run_dir / "sample.txt").write_text(sample, encoding="utf-8")
     model.save(run_dir / "model.dz")
-    vocab.save(run_dir / "vocab.json")
+    write_text(run_dir / "vocab.json", json.dumps(vocab.get_config(), ensure_ascii=False))
     return {"val_loss": val_loss, "val_bits_per_char": val_loss / math.log(2), "val_perplexity": math.exp(val_loss),
             "training_minutes": budget.curve[-1]["seconds"] / 60.0, "steps": budget.steps,
             "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(vocab),
             "train_chars": split, "val_chars": len(text) - split}
 
 
+PREDICT_LENGTH = 200  # characters `deepzen predict` generates after each prompt
+
+
+def load_language_model(run_dir: Path):
+    """The language model a ``shakespeare-char-*`` run saved: rebuilt from its config and ``vocab.json``,
+    with the weights of ``model.dz``."""
+    from deepzen.data.text import Vocab
+    from deepzen.recipes import run_config
+
+    _, config = run_config(run_dir)
+    characters = json.loads(run_file(run_dir, "vocab.json", "the model's characters").read_text(encoding="utf-8"))
+    model = language_model(config, Vocab.from_config(characters))
+    model.load_weights(run_file(run_dir, "model.dz", "the trained model"))
+    return model, config
+
+
+def predict_continuations(run_dir: Path, prompts: list[str], top: int | None = None) -> list[dict]:
+    """Continues each prompt by :data:`PREDICT_LENGTH` characters with the run's language model.
+
+    Sampling uses the run's ``temperature``, ``top_k``, ``top_p`` and ``seed`` (the same prompt gives
+    the same text); ``top`` is not used.
+
+    Returns:
+        ``[{"input": prompt, "text": prompt + continuation}]``.
+    """
+    model, config = load_language_model(run_dir)
+    return [{"input": prompt, "text": model.generate(prompt, PREDICT_LENGTH, config.temperature, config.top_k or None,
+                                                     config.top_p if config.top_p < 1.0 else None, seed=config.seed)}
+            for prompt in prompts]
+
+
 register_recipe("shakespeare-char-lstm", LanguageModelConfig,
-                "Character LSTM language model on Tiny Shakespeare (val nats/char, text generation)"
-                )(train_language_model)
+                "Character LSTM language model on Tiny Shakespeare (val nats/char, text generation)",
+                predict_continuations)(train_language_model)
 register_recipe("shakespeare-char-transformer", TransformerLanguageModelConfig,
-                "Small decoder-only Transformer (GPT) on Tiny Shakespeare characters (val nats/char, generation)"
-                )(train_language_model)
+                "Small decoder-only Transformer (GPT) on Tiny Shakespeare characters (val nats/char, generation)",
+                predict_continuations)(train_language_model)
 
 
 # == translation ============================================================================================
@@ -313,16 +349,42 @@ def train_translation(config: TranslationConfig, run_dir: Path) -> dict:
                                                                        encoding="utf-8")
     _write_curve(budget.curve, run_dir / "curve.csv")
     model.save(run_dir / "model.dz")
-    source_tokenizer.save(run_dir / f"subwords.{config.source_language}.model")
-    target_tokenizer.save(run_dir / f"subwords.{config.target_language}.model")
+    for language, tokenizer in ((config.source_language, source_tokenizer), (config.target_language, target_tokenizer)):
+        atomic_write(run_dir / f"subwords.{language}.model", lambda file: file.write(tokenizer.model_proto))
     (run_dir / "bleu.json").write_text(json.dumps({"tokenize": "13a", "lowercase": False, "references": "test2016",
                                                    **{k: v for k, v in metrics.items() if "bleu" in k}}, indent=2))
     return metrics
 
 
+def load_translator(run_dir: Path):
+    """The translator a ``multi30k-*`` run saved: rebuilt from its config and the two sentencepiece models,
+    with the weights of ``model.dz``."""
+    from deepzen.recipes import run_config
+    from deepzen.text.subword import SubwordTokenizer
+
+    _, config = run_config(run_dir)
+    source, target = (SubwordTokenizer.load(run_file(run_dir, f"subwords.{language}.model", "a subword model"))
+                      for language in (config.source_language, config.target_language))
+    model = translation_model(config, source, target)
+    model.load_weights(run_file(run_dir, "model.dz", "the trained model"))
+    return model, config
+
+
+def predict_translations(run_dir: Path, sentences: list[str], top: int | None = None) -> list[dict]:
+    """Translates each sentence with the run's translator: beam search with the run's ``beam_size`` and
+    ``length_penalty``. ``top`` is not used.
+
+    Returns:
+        ``[{"input": sentence, "translation": text}]``.
+    """
+    model, config = load_translator(run_dir)
+    translations = model.translate(sentences, beam_size=config.beam_size, length_penalty=config.length_penalty)
+    return [{"input": sentence, "translation": translation} for sentence, translation in zip(sentences, translations)]
+
+
 register_recipe("multi30k-transformer", TranslationConfig,
-                "Transformer English->German on Multi30k (sacrebleu BLEU on test2016, greedy and beam 5)"
-                )(train_translation)
+                "Transformer English->German on Multi30k (sacrebleu BLEU on test2016, greedy and beam 5)",
+                predict_translations)(train_translation)
 register_recipe("multi30k-gru-attention", RNNTranslationConfig,
-                "GRU encoder-decoder with Bahdanau attention, English->German on Multi30k (sacrebleu BLEU)"
-                )(train_translation)
+                "GRU encoder-decoder with Bahdanau attention, English->German on Multi30k (sacrebleu BLEU)",
+                predict_translations)(train_translation)

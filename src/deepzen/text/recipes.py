@@ -11,6 +11,11 @@
 Sections: shared helpers (length-bucketed batches, a time budget); text classification; sequence
 labeling. Each recipe is a plain function of its config dataclass and a run directory, returning
 its metrics.
+
+``deepzen predict RUN "a fine film"`` works on their runs: the classification recipes save the model
+of the best epoch (MR: of the last fold) as ``model.dz`` with the text encoding in ``vocabulary.json``
+(:func:`predict_text_classes`); the tagger saves ``tagger.dz`` and ``vocabulary.json``
+(:func:`predict_entities`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch
 
 import deepzen
 from deepzen.data.text import length_buckets
-from deepzen.recipes import register_recipe
+from deepzen.recipes import register_recipe, run_file, write_text
 from deepzen.training.callbacks import Callback
 
 
@@ -161,10 +166,14 @@ class BiLSTMAttentionConfig(TextClassificationConfig):
 
 
 def train_text_classifier(config: TextClassificationConfig, train: tuple[list, np.ndarray],
-                          dev: tuple[list, np.ndarray], test: tuple[list, np.ndarray], num_classes: int) -> dict:
+                          dev: tuple[list, np.ndarray], test: tuple[list, np.ndarray], classes: Sequence[str],
+                          run_dir: Path | None = None) -> dict:
     """Trains ``config.model`` on ``train`` and returns the test accuracy of the best development epoch.
 
-    Each split is ``(texts, labels)``. The vocabulary comes from the training texts only.
+    Each split is ``(texts, labels)``, labels indexing ``classes`` (the class names). The vocabulary
+    comes from the training texts only. With ``run_dir``, the model of the best epoch is saved
+    there as ``model.dz`` and the text encoding as ``vocabulary.json`` (what
+    :func:`predict_text_classes` reads).
     """
     from deepzen.callbacks import EarlyStopping
     from deepzen.data.text import Vocab, WordTokenizer, pad_sequences
@@ -184,7 +193,7 @@ def train_text_classifier(config: TextClassificationConfig, train: tuple[list, n
                "embeddings_initializer": RandomUniform(-config.embedding_scale, config.embedding_scale)}
     options.update({"filter_sizes": [int(width) for width in config.filter_sizes], "num_filters": config.num_filters}
                    if config.model == "textcnn" else {"units": config.units})
-    network = text_classifier(config.model, len(vocab), num_classes, **options)
+    network = text_classifier(config.model, len(vocab), len(classes), **options)
     model = deepzen.Model(network)
     model.compile(optimizer=deepzen.optimizers.Adam(learning_rate=config.learning_rate),
                   loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True),
@@ -201,6 +210,11 @@ def train_text_classifier(config: TextClassificationConfig, train: tuple[list, n
     if best.best_weights is not None:
         model.load_state_dict(best.best_weights)
     test_loss, test_accuracy = model.evaluate(batches([tokenize(t) for t in test[0]], test[1], 256, False), verbose=0)
+    if run_dir is not None:
+        model.save(run_dir / "model.dz")
+        encoding = {"vocab": vocab.get_config(), "lower": tokenize.lower,
+                    "split_punctuation": tokenize.split_punctuation, "classes": list(classes)}
+        write_text(run_dir / "vocabulary.json", json.dumps(encoding, ensure_ascii=False))
     return {"test_accuracy": test_accuracy, "test_loss": test_loss, "best_epoch": (best.best_epoch or 0) + 1,
             "dev_accuracy": best.best, "train_seconds": seconds, "vocab_size": len(vocab),
             "train_samples": len(train[0])}
@@ -225,12 +239,13 @@ def run_mr(config: TextClassificationConfig, run_dir: Path) -> dict:
     rng = np.random.default_rng(config.seed)
     folds = np.array_split(rng.permutation(len(texts)), config.folds)
     results = []
-    for k, test_index in enumerate(folds[:config.max_folds or config.folds]):
+    chosen = folds[:config.max_folds or config.folds]
+    for k, test_index in enumerate(chosen):
         rest = rng.permutation(np.concatenate([f for j, f in enumerate(folds) if j != k]))
         cut = len(rest) // 10
         pick = lambda index: ([texts[i] for i in index], labels[index])  # noqa: E731
         result = train_text_classifier(config, _limit(config, *pick(rest[cut:])), pick(rest[:cut]), pick(test_index),
-                                       len(classes))
+                                       classes, run_dir if k == len(chosen) - 1 else None)  # keep the last fold's
         results.append(result)
         if config.verbose:
             print(f"fold {k + 1}/{config.folds}: test accuracy {result['test_accuracy']:.4f} "
@@ -247,17 +262,58 @@ def run_sst2(config: TextClassificationConfig, run_dir: Path) -> dict:
 
     deepzen.seed(config.seed)
     splits = load_sst2(_data_path(config.data))
-    return train_text_classifier(config, _limit(config, *splits["train"]), splits["dev"], splits["test"], 2)
+    return train_text_classifier(config, _limit(config, *splits["train"]), splits["dev"], splits["test"],
+                                 ["negative", "positive"], run_dir)
+
+
+def predict_text_classes(run_dir: Path, texts: list[str], top: int | None = None) -> list[dict]:
+    """The class of each text by the classifier a text classification recipe saved in ``run_dir``.
+
+    Texts are tokenized and encoded as in training (``vocabulary.json``); words outside the
+    training vocabulary become ``<unk>``.
+
+    Returns:
+        ``[{"input": text, "label": best class, "probability": p, "top": [{"label", "probability"}, ...]}]``
+        with the ``top`` most probable classes (default 3).
+    """
+    from deepzen.data.text import Vocab, WordTokenizer, pad_sequences
+    from deepzen.training.serialization import load_model
+
+    encoding = _read_json(run_dir, "vocabulary.json", "the classifier's vocabulary")
+    vocab = Vocab.from_config(encoding["vocab"])
+    tokenize = WordTokenizer(lower=encoding["lower"], split_punctuation=encoding["split_punctuation"])
+    classes = encoding["classes"]
+    model = load_model(run_file(run_dir, "model.dz", "the trained classifier"), compile=False)
+    tokens = [tokenize(text) for text in texts]
+    empty = next((text for text, words in zip(texts, tokens) if not words), None)
+    if empty is not None:
+        raise ValueError(f"Cannot classify {empty!r}: expected a text with at least one word")
+    ids = pad_sequences([vocab.encode(words) for words in tokens])                    # (N, T)
+    with torch.no_grad():
+        probabilities = torch.softmax(model.predict(ids).float(), dim=-1).cpu()       # (N, C)
+    ranked = probabilities.argsort(dim=-1, descending=True)[:, :top or 3]
+    results = []
+    for text, row, order in zip(texts, probabilities.tolist(), ranked.tolist()):
+        ranking = [{"label": classes[c], "probability": row[c]} for c in order]
+        results.append({"input": text, "label": ranking[0]["label"], "probability": ranking[0]["probability"],
+                        "top": ranking})
+    return results
+
+
+def _read_json(run_dir: Path, name: str, what: str):
+    return json.loads(run_file(run_dir, name, what).read_text(encoding="utf-8"))
 
 
 register_recipe("mr-textcnn", TextClassificationConfig,
-                "Kim's CNN-rand on MR movie reviews, 10-fold cross-validated accuracy")(run_mr)
+                "Kim's CNN-rand on MR movie reviews, 10-fold cross-validated accuracy",
+                predict_text_classes)(run_mr)
 register_recipe("mr-bilstm-attention", BiLSTMAttentionConfig,
-                "BiLSTM with attention pooling on MR movie reviews, 10-fold cross-validated accuracy")(run_mr)
+                "BiLSTM with attention pooling on MR movie reviews, 10-fold cross-validated accuracy",
+                predict_text_classes)(run_mr)
 register_recipe("sst2-textcnn", TextClassificationConfig,
-                "Kim's CNN-rand on SST-2 sentences, test accuracy")(run_sst2)
+                "Kim's CNN-rand on SST-2 sentences, test accuracy", predict_text_classes)(run_sst2)
 register_recipe("sst2-bilstm-attention", BiLSTMAttentionConfig,
-                "BiLSTM with attention pooling on SST-2 sentences, test accuracy")(run_sst2)
+                "BiLSTM with attention pooling on SST-2 sentences, test accuracy", predict_text_classes)(run_sst2)
 
 
 # == sequence labeling =======================================================================================
@@ -355,7 +411,7 @@ def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
         tagger.load_state_dict(best.best_weights)
     scores = {split: evaluate_entities(tagger, vocabulary, *data) for split, data in evaluation.items()}
     tagger.save(run_dir / "tagger.dz")
-    (run_dir / "vocabulary.json").write_text(json.dumps(vocabulary.get_config()), encoding="utf-8")
+    write_text(run_dir / "vocabulary.json", json.dumps(vocabulary.get_config(), ensure_ascii=False))
     epochs_run = len(history.history.get("loss", []))
     return {"test_f1": scores["test"]["f1"], "test_precision": scores["test"]["precision"],
             "test_recall": scores["test"]["recall"], "dev_f1": scores["valid"]["f1"],
@@ -365,8 +421,35 @@ def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
             "test_per_type_f1": {kind: round(s["f1"], 4) for kind, s in scores["test"]["per_type"].items()}}
 
 
+def predict_entities(run_dir: Path, sentences: list[str], top: int | None = None) -> list[dict]:
+    """Tags and named entities of each sentence by the tagger ``conll-bilstm-crf`` saved in ``run_dir``.
+
+    A sentence is split into tokens at whitespace (write punctuation apart, as CoNLL does:
+    ``"EU rejects German call ."``). ``top`` is not used (the tagger gives one tag sequence).
+
+    Returns:
+        ``[{"input": sentence, "tokens": [...], "tags": [...], "entities": [[type, start, end, text], ...]}]``
+        with tags in the tagger's scheme and entity spans as token positions (end exclusive).
+    """
+    from deepzen.data.text_datasets import conll_entities
+    from deepzen.text.tagging import TaggingVocabulary, predict_tags
+    from deepzen.training.serialization import load_model
+
+    vocabulary = TaggingVocabulary.from_config(_read_json(run_dir, "vocabulary.json", "the tagger's vocabulary"))
+    tagger = load_model(run_file(run_dir, "tagger.dz", "the trained tagger"), compile=False)
+    tokens = [sentence.split() for sentence in sentences]
+    empty = next((sentence for sentence, words in zip(sentences, tokens) if not words), None)
+    if empty is not None:
+        raise ValueError(f"Cannot tag {empty!r}: expected a sentence with at least one token")
+    results = []
+    for sentence, words, tags in zip(sentences, tokens, predict_tags(tagger, vocabulary, tokens)):
+        entities = [[kind, start, end, " ".join(words[start:end])] for kind, start, end in conll_entities(tags)]
+        results.append({"input": sentence, "tokens": words, "tags": tags, "entities": entities})
+    return results
+
+
 register_recipe("conll-bilstm-crf", ConllTaggingConfig,
                 "BiLSTM-CRF tagger with character features on CoNLL-2003 English NER, test entity F1 "
-                "(crf=false: the same network with softmax)")(run_conll)
+                "(crf=false: the same network with softmax)", predict_entities)(run_conll)
 
 from deepzen.text import generation_recipes  # noqa: E402,F401  (language-model and translation recipes)
