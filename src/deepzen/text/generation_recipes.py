@@ -11,7 +11,9 @@
 
 Both leave ``model.dz`` and their tokenizers (``vocab.json``; ``subwords.LANG.model``) in the run
 folder, so ``deepzen predict RUN "ROMEO:"`` continues a prompt (:func:`predict_continuations`) and
-``deepzen predict RUN "A man rides a bike."`` translates (:func:`predict_translations`).
+``deepzen predict RUN "A man rides a bike."`` translates (:func:`predict_translations`). ``model.dz``
+alone rebuilds the network (``load_model``, ``deepzen serve``); a language model's file also holds
+its characters, while a translator needs its two subword models to turn text into ids.
 
 Training time budgets count training steps only (validation passes are excluded); the learning
 rate warms up linearly and then follows a cosine to a floor as the budget (or ``max_steps``) runs
@@ -33,7 +35,7 @@ import deepzen
 from deepzen.callbacks import Callback
 from deepzen.recipes import register_recipe, run_file, write_text
 from deepzen.training.callbacks import set_learning_rate
-from deepzen.training.serialization import atomic_write
+from deepzen.training.serialization import atomic_write, load_model
 
 _FOREVER = 10 ** 9  # epochs: the time budget or max_steps ends training
 
@@ -202,16 +204,12 @@ PREDICT_LENGTH = 200  # characters `deepzen predict` generates after each prompt
 
 
 def load_language_model(run_dir: Path):
-    """The language model a ``shakespeare-char-*`` run saved: rebuilt from its config and ``vocab.json``,
-    with the weights of ``model.dz``."""
-    from deepzen.data.text import Vocab
+    """The language model a ``shakespeare-char-*`` run saved in ``model.dz`` (its vocabulary included),
+    and the run's config."""
     from deepzen.recipes import run_config
 
     _, config = run_config(run_dir)
-    characters = json.loads(run_file(run_dir, "vocab.json", "the model's characters").read_text(encoding="utf-8"))
-    model = language_model(config, Vocab.from_config(characters))
-    model.load_weights(run_file(run_dir, "model.dz", "the trained model"))
-    return model, config
+    return load_model(run_file(run_dir, "model.dz", "the trained model"), compile=False), config
 
 
 def predict_continuations(run_dir: Path, prompts: list[str], top: int | None = None) -> list[dict]:
@@ -357,16 +355,16 @@ def train_translation(config: TranslationConfig, run_dir: Path) -> dict:
 
 
 def load_translator(run_dir: Path):
-    """The translator a ``multi30k-*`` run saved: rebuilt from its config and the two sentencepiece models,
-    with the weights of ``model.dz``."""
+    """The translator a ``multi30k-*`` run saved in ``model.dz``, given the run's two sentencepiece models,
+    and the run's config."""
     from deepzen.recipes import run_config
     from deepzen.text.subword import SubwordTokenizer
 
     _, config = run_config(run_dir)
-    source, target = (SubwordTokenizer.load(run_file(run_dir, f"subwords.{language}.model", "a subword model"))
-                      for language in (config.source_language, config.target_language))
-    model = translation_model(config, source, target)
-    model.load_weights(run_file(run_dir, "model.dz", "the trained model"))
+    model = load_model(run_file(run_dir, "model.dz", "the trained model"), compile=False)
+    model.source_tokenizer, model.target_tokenizer = (
+        SubwordTokenizer.load(run_file(run_dir, f"subwords.{language}.model", "a subword model"))
+        for language in (config.source_language, config.target_language))
     return model, config
 
 

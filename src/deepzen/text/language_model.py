@@ -13,7 +13,10 @@ stream, and both generate text from a prompt through :func:`deepzen.text.decodin
     model.fit(TextWindows(ids, seq_len=128, batch_size=64, steps=500), epochs=4)
     print(model.generate("ROMEO:", length=200, temperature=0.8))
 
-Losses are in nats per character (natural log); bits per character = nats / ln 2.
+Losses are in nats per character (natural log); bits per character = nats / ln 2. Both models
+are registered architectures: ``model.save(path)`` stores the vocabulary in the config, so
+``deepzen.training.serialization.load_model(path)`` (and ``deepzen serve`` / ``export``) rebuilds
+them from the file alone.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import torch
 from deepzen.data.text import CharTokenizer, Vocab
 from deepzen.layers import (LSTM, Dense, Dropout, Embedding, LearnedPositionalEmbedding, TransformerDecoder)
 from deepzen.text.decoding import greedy_search, sample
+from deepzen.training import distributed
 from deepzen.training.model import Model
+from deepzen.training.serialization import register_architecture
 
 
 def char_vocab(text: str) -> Vocab:
@@ -40,10 +45,14 @@ class TextWindows:
     (drawn on the stream's device, no per-sample Python), as in char-rnn and nanoGPT. An "epoch"
     is ``steps`` batches. Pass an instance to ``Model.fit`` as ``x``.
 
+    Under torchrun ``batch_size`` is the global batch, as for arrays (see
+    :mod:`deepzen.training.distributed`): every process draws the same seeded global batch and keeps
+    its slice of the windows, so the processes together train on the windows one process would.
+
     Args:
         ids: (L,) long token stream.
         seq_len: tokens per window.
-        batch_size: windows per batch.
+        batch_size: windows per (global) batch.
         steps: batches per epoch.
         seed: seed of the offsets (the stream continues across epochs).
     """
@@ -60,10 +69,15 @@ class TextWindows:
         return self.steps
 
     def __iter__(self):
+        rank, world = distributed.rank(), distributed.world_size()
+        if self.batch_size < world:
+            raise ValueError(f"TextWindows' batch_size is the global batch, split over {world} processes; it must "
+                             f"be at least {world}. Received: batch_size={self.batch_size}")
         for _ in range(self.steps):
             starts = torch.randint(0, self.ids.numel() - self.seq_len - 1, (self.batch_size, 1),
-                                   generator=self.generator, device=self.ids.device)
-            windows = self.ids[starts + self.offsets]                                  # (B, T + 1)
+                                   generator=self.generator, device=self.ids.device)  # (B, 1), the same on every rank
+            starts = torch.tensor_split(starts, world)[rank]                           # (~B / world, 1)
+            windows = self.ids[starts + self.offsets]                                  # (b, T + 1)
             yield windows[:, :-1], windows[:, 1:]
 
 
@@ -84,6 +98,9 @@ class LanguageModel(Model):
     Subclasses implement ``forward(ids (N, T)) -> logits (N, T, V)`` and :meth:`step`, the
     decoding step function of :mod:`deepzen.text.decoding`.
 
+    Subclasses store their other constructor arguments in :attr:`hyperparameters`, so that
+    :meth:`get_config` / :meth:`from_config` round-trip the model (``save`` / ``load_model``).
+
     Args:
         vocab: the token table; :meth:`generate` reads prompts as characters through it.
     """
@@ -94,6 +111,16 @@ class LanguageModel(Model):
             raise ValueError(f"{type(self).__name__} expects a vocabulary of at least 2 tokens. Received: {vocab!r}")
         self.vocab = vocab
         self.tokenize = CharTokenizer()
+        self.hyperparameters: dict[str, Any] = {}
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON-ready data, the vocabulary included."""
+        return {"vocab": self.vocab.get_config(), **self.hyperparameters, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "LanguageModel":
+        arguments = dict(config)
+        return cls(Vocab.from_config(arguments.pop("vocab")), **arguments)
 
     def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         """(B, t) tokens so far and the state (None at first) -> (B, V) next-token log-probs, new state."""
@@ -143,6 +170,7 @@ class LanguageModel(Model):
         return prompt + "".join(self.vocab.decode(generated[0]))
 
 
+@register_architecture
 class CharLSTM(LanguageModel):
     """A character-level LSTM language model (char-rnn): embedding -> stacked LSTM -> softmax.
 
@@ -166,6 +194,8 @@ class CharLSTM(LanguageModel):
     def __init__(self, vocab: Vocab, embedding_dim: int = 64, units: int = 512, num_layers: int = 2,
                  dropout: float = 0.2, *, name: str | None = None):
         super().__init__(vocab, name=name)
+        self.hyperparameters = {"embedding_dim": embedding_dim, "units": units, "num_layers": num_layers,
+                                "dropout": dropout}
         self.embedding = Embedding(len(vocab), embedding_dim)
         self.dropout = Dropout(dropout)
         self.lstm = LSTM(units, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0,
@@ -190,6 +220,7 @@ class CharLSTM(LanguageModel):
         return torch.log_softmax(logits[:, -1], dim=-1), (h.transpose(0, 1), c.transpose(0, 1))
 
 
+@register_architecture
 class TransformerLM(LanguageModel):
     """A decoder-only Transformer language model (GPT): causal self-attention over a context window.
 
@@ -220,6 +251,8 @@ class TransformerLM(LanguageModel):
     def __init__(self, vocab: Vocab, context: int = 256, d_model: int = 256, num_heads: int = 4, num_layers: int = 4,
                  intermediate_dim: int | None = None, dropout: float = 0.1, *, name: str | None = None):
         super().__init__(vocab, name=name)
+        self.hyperparameters = {"context": context, "d_model": d_model, "num_heads": num_heads,
+                                "num_layers": num_layers, "intermediate_dim": intermediate_dim, "dropout": dropout}
         self.context = context
         self.embedding = Embedding(len(vocab), d_model, embeddings_initializer="random_normal")
         self.positions = LearnedPositionalEmbedding(context, dropout=dropout,

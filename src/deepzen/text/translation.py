@@ -16,6 +16,11 @@ length penalty) with each model's incremental ``step``: the RNN carries its hidd
 Transformer caches its self-attention keys and values. Ids follow :class:`deepzen.data.text.Vocab`
 and :class:`deepzen.text.subword.SubwordTokenizer`: ``<pad>`` = 0, ``<bos>`` = 2, ``<eos>`` = 3.
 
+Both models are registered architectures: ``deepzen.training.serialization.load_model(path)`` (and
+``deepzen serve`` / ``export``) rebuilds them from a file written by ``model.save(path)``. The
+tokenizers are not part of the file: give them to the loaded model (``model.source_tokenizer = ...``)
+before calling :meth:`Seq2Seq.translate`.
+
 Scores: :func:`corpus_bleu` is sacrebleu's corpus BLEU on detokenized text.
 """
 
@@ -33,6 +38,7 @@ from deepzen.layers import (GRU, LSTM, AdditiveAttention, Attention, Dense, Drop
                             TransformerDecoder, TransformerEncoder)
 from deepzen.text.decoding import beam_search, greedy_search
 from deepzen.training.model import Model
+from deepzen.training.serialization import register_architecture
 
 IGNORE_INDEX = -100  # target positions the loss skips (sparse_categorical_crossentropy's default)
 
@@ -117,7 +123,9 @@ class Seq2Seq(Model):
     """Base of the translators: teacher-forced ``forward``, incremental ``step``, ``generate``, ``translate``.
 
     Subclasses implement :meth:`encode` (source -> decoder state, batch first), :meth:`decode`
-    (all target steps at once, for training) and :meth:`step` (one step, for search).
+    (all target steps at once, for training) and :meth:`step` (one step, for search). They store
+    their other constructor arguments in :attr:`hyperparameters`, so that :meth:`get_config` /
+    :meth:`from_config` round-trip the model (``save`` / ``load_model``) — all but the tokenizers.
 
     Args:
         source_vocab_size, target_vocab_size: sizes of the id spaces.
@@ -136,6 +144,17 @@ class Seq2Seq(Model):
         self.source_vocab_size, self.target_vocab_size = source_vocab_size, target_vocab_size
         self.source_tokenizer, self.target_tokenizer = source_tokenizer, target_tokenizer
         self.pad_index, self.bos_index, self.eos_index = pad_index, bos_index, eos_index
+        self.hyperparameters: dict[str, Any] = {}
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON-ready data, without the tokenizers."""
+        return {"source_vocab_size": self.source_vocab_size, "target_vocab_size": self.target_vocab_size,
+                **self.hyperparameters, "pad_index": self.pad_index, "bos_index": self.bos_index,
+                "eos_index": self.eos_index, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Seq2Seq":
+        return cls(**config)
 
     def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
         """(N, S) source ids and (N, T) decoder inputs -> (N, T, target_vocab_size) logits."""
@@ -223,6 +242,7 @@ _CELLS = {"gru": GRU, "lstm": LSTM}
 _SCORES = ("bahdanau", "luong")
 
 
+@register_architecture
 class RNNTranslator(Seq2Seq):
     """A bidirectional GRU/LSTM encoder and a GRU/LSTM decoder with global attention.
 
@@ -259,6 +279,8 @@ class RNNTranslator(Seq2Seq):
             raise ValueError(f"RNNTranslator expects cell in {tuple(_CELLS)}. Received: cell={cell!r}")
         if attention not in _SCORES:
             raise ValueError(f"RNNTranslator expects attention in {_SCORES}. Received: attention={attention!r}")
+        self.hyperparameters = {"embedding_dim": embedding_dim, "units": units, "cell": cell, "attention": attention,
+                                "num_layers": num_layers, "dropout": dropout}
         self.cell, self.num_layers, self.units = cell, num_layers, units
         rnn_dropout = dropout if num_layers > 1 else 0.0
         self.source_embedding = Embedding(source_vocab_size, embedding_dim)
@@ -302,6 +324,7 @@ class RNNTranslator(Seq2Seq):
 
 
 # -- the Transformer -----------------------------------------------------------------------------------------
+@register_architecture
 class TransformerTranslator(Seq2Seq):
     """The Transformer of Vaswani et al. (2017): encoder and decoder stacks, sinusoidal positions.
 
@@ -333,6 +356,9 @@ class TransformerTranslator(Seq2Seq):
                  num_encoder_layers: int = 3, num_decoder_layers: int = 3, intermediate_dim: int | None = None,
                  dropout: float = 0.1, norm_first: bool = True, max_len: int = 512, **kwargs):
         super().__init__(source_vocab_size, target_vocab_size, **kwargs)
+        self.hyperparameters = {"d_model": d_model, "num_heads": num_heads, "num_encoder_layers": num_encoder_layers,
+                                "num_decoder_layers": num_decoder_layers, "intermediate_dim": intermediate_dim,
+                                "dropout": dropout, "norm_first": norm_first, "max_len": max_len}
         self.d_model = d_model
         embedding_init = initializers.RandomNormal(stddev=d_model ** -0.5)  # times sqrt(d_model): unit variance
         self.source_embedding = Embedding(source_vocab_size, d_model, embeddings_initializer=embedding_init)

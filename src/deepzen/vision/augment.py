@@ -8,7 +8,9 @@ Python loop over images. In eval mode the random transforms are the identity (:c
 takes the central window), while :class:`Normalize` applies in both modes.
 
 :class:`Augment` chains transforms and owns the randomness: with ``seed=`` it draws from its own
-``torch.Generator`` (one per device), so two runs with the same seed augment identically. Inside it,
+``torch.Generator`` (one per device), so two runs with the same seed augment identically; under
+torchrun, process ``r`` draws from ``seed + r``, so the processes augment their slices of a batch
+independently (and process 0 exactly as a single process would). Inside it,
 consecutive rotations, zooms and translations are multiplied into one affine matrix per image and the
 batch is resampled once: one interpolation instead of three, and no border filled twice.
 
@@ -34,6 +36,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from deepzen.training import distributed
 
 _FILL_MODES = {"reflect": "reflection", "nearest": "border", "constant": "zeros"}  # Keras name -> grid_sample's
 _INTERPOLATIONS = ("bilinear", "nearest")
@@ -355,8 +359,9 @@ class Augment(nn.Module):
     Args:
         *transforms: :class:`Transform`s, applied in order.
         seed: seeds the pipeline's own ``torch.Generator`` (one per device, created on the first batch
-            there), so the same seed gives the same augmentations; ``None`` draws from torch's global
-            generator (seeded by ``torch.manual_seed``).
+            there), so the same seed gives the same augmentations; under torchrun the process of rank
+            ``r`` uses ``seed + r`` (rank 0 matches a single process). ``None`` draws from torch's
+            global generator (seeded by ``torch.manual_seed``).
 
     Call arguments:
         images: ``(N, C, H, W)`` float. Returns the augmented batch, same dtype and device.
@@ -377,11 +382,12 @@ class Augment(nn.Module):
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def generator(self, device: torch.device) -> torch.Generator | None:
-        """The pipeline's generator on ``device`` (None without a seed: torch's global one)."""
+        """The pipeline's generator on ``device`` (None without a seed: torch's global one), seeded with
+        ``seed + rank`` so that DDP processes do not all draw the same augmentations."""
         if self.seed is None:
             return None
         if device not in self._generators:
-            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed + distributed.rank())
         return self._generators[device]
 
     def stages(self) -> list[Transform | list[AffineTransform]]:

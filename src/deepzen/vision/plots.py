@@ -17,15 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepzen.training.plots import pyplot
-
-
-def _save(figure, path: str | Path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    pyplot().close(figure)
-    return figure
+from deepzen.training.plots import pyplot, save_figure
 
 
 def _as_display(image: np.ndarray, value_range: tuple[float, float] | None) -> tuple[np.ndarray, dict]:
@@ -100,7 +92,8 @@ def plot_confusion_matrix(matrix: np.ndarray | torch.Tensor, path: str | Path, *
                           color="white" if fractions[row, column] > 0.5 else "black")
     axis.set_title(title or "confusion matrix")
     figure.tight_layout()
-    return _save(figure, path)
+    save_figure(figure, path)
+    return figure
 
 
 def plot_misclassified(images: np.ndarray | torch.Tensor, y_true: Sequence[int], y_pred: Sequence[int],
@@ -140,7 +133,8 @@ def plot_misclassified(images: np.ndarray | torch.Tensor, y_true: Sequence[int],
         axis.set_title(label, fontsize=8, color="firebrick")
     figure.suptitle("misclassified: true → predicted", fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    save_figure(figure, path)
+    return figure
 
 
 def _conv_layers() -> tuple[type, ...]:
@@ -234,4 +228,5 @@ def plot_feature_maps(model: nn.Module, image: np.ndarray | torch.Tensor, path: 
         axis.set_title(f"#{channel}", fontsize=8)
     figure.suptitle(f"feature maps of {name}", fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    save_figure(figure, path)
+    return figure
