@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from deepzen.data.paths import data_home
 
@@ -40,3 +41,13 @@ def real_dataset(deepzen_data_env):
         return path
 
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on one intra-op thread: a second thread only adds synchronization (and stalls on a busy
+    machine). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -89,13 +89,7 @@ def test_aux_classifiers_are_off_by_default_and_counted_when_on():
     assert count_parameters(with_aux.aux_heads) > 0 and len(plain.aux_heads) == 0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Inputs here are tiny: a second intra-op thread only adds synchronization (and stalls on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module", params=NAMES)
