@@ -3,7 +3,6 @@ the run folder's structure, finite numbers, a finding that names the variants, d
 a seed; and the shared pieces (data split, step recorder, smoothing, layer statistics, report)
 against reference computations."""
 
-import argparse
 import json
 import math
 
@@ -14,10 +13,14 @@ import torch.nn.functional as F
 
 from deepzen import optimizers
 from deepzen.callbacks import Callback
-from deepzen.experiments import EXPERIMENTS, add_experiment_command, experiment_options, run_experiment
-from deepzen.experiments.common import CosineDecay, first_below, load_data, mlp, smooth, train
+from deepzen.cli import main
+from deepzen.experiments import EXPERIMENTS, experiment_options, parse_option, run_experiment
+from deepzen.experiments.common import (CosineDecay, check_variants, first_below, load_data, mlp, smooth,
+                                       smoothing_window, train)
 from deepzen.experiments.initialization import layer_statistics
-from deepzen.experiments.report import Column, markdown_table
+from deepzen.experiments.report import Column, markdown_table, points
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 TINY = {
     "initialization": dict(train_samples=200, epochs=1, width=16, probe_samples=64),
@@ -56,15 +59,6 @@ def _terms(name: str, row: dict) -> list[str]:
         return [f"learning rate {row['learning_rate']:g}", "with batch normalization" if row["batchnorm"] == "yes"
                 else "without batch normalization"]
     return [row["variant"]]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: the test machine is shared, and two threads contend badly under load."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -133,18 +127,37 @@ def test_unknown_option_names_the_valid_ones(tmp_path):
 
 
 def test_command_line_runs_an_experiment_and_prints_the_finding(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="deepzen")
-    add_experiment_command(parser.add_subparsers(dest="verb"))
-    args = parser.parse_args(["experiment", "optimizers", "--run-dir", str(tmp_path), "--set", "dataset=digits",
-                              "--set", "optimizers=('sgd', 'adam')", "--set", "train_samples=100",
-                              "--set", "epochs=1", "--set", "verbose=0"])
-    assert args.handler(args) == 0
+    status = main(["experiment", "optimizers", "--run-dir", str(tmp_path), "--set", "dataset=digits",
+                   "--set", "optimizers=sgd,adam", "--set", "train_samples=100", "--set", "epochs=1",
+                   "--set", "verbose=0"])
+    assert status == 0
     output = capsys.readouterr().out
-    assert str(tmp_path / "report.md") in output and "sgd" in output and "adam" in output
-    args = parser.parse_args(["experiment", "residual", "--options"])
-    assert args.handler(args) == 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [row["variant"] for row in saved["rows"]] == ["sgd", "adam"]
+    assert saved["settings"]["epochs"] == 1 and saved["data"].startswith("digits (8x8): 100 training")
+    assert str(tmp_path / "report.md") in output and saved["finding"] in output
+    assert (tmp_path / "report.md").read_text().startswith("# Optimizers")
+    assert main(["experiment", "residual", "--options"]) == 0
     assert "depths = (8, 20, 56)" in capsys.readouterr().out
     assert experiment_options("residual")["depths"] == (8, 20, 56)
+    assert main(["experiment", "optimizers", "--set", "epoch=1", "--run-dir", str(tmp_path / "unused")]) == 2
+    assert "no option 'epoch'" in capsys.readouterr().err and not (tmp_path / "unused").exists()
+
+
+@pytest.mark.parametrize("text, default, expected", [
+    ("3", 20000, 3), ("None", 20000, None), ("1e-3", 0.01, 0.001), ("(8, 20)", (8, 20, 56), (8, 20)),
+    ("8", (8, 20, 56), (8,)), ("sgd,adam", ("sgd", "momentum"), ("sgd", "adam")), ("none", ("none", "l1"), ("none",)),
+    ("false", True, False), ("True", False, True), ("0", True, False), ("mnist", "auto", "mnist"),
+    ("{'sgd': 0.1}", None, {"sgd": 0.1}),
+])
+def test_set_values_are_parsed_by_the_option_default(text, default, expected):
+    value = parse_option(text, default)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_set_rejects_text_that_is_no_number_for_a_number_option():
+    with pytest.raises(ValueError):
+        parse_option("many", 3)
 
 
 # -- the shared pieces ---------------------------------------------------------------------------------
@@ -249,3 +262,14 @@ def test_markdown_table_formats_each_kind():
                                      {"variant": "b", "accuracy": 0.5, "loss": None, "steps": None, "bn": "no"}])
     assert table.splitlines() == ["| variant | accuracy | loss | steps | bn |", "|:--|--:|--:|--:|:--|",
                                   "| a | 97.1% | 0.000123 | 1,234 | yes |", "| b | 50.0% | — | — | no |"]
+
+
+def test_points_and_the_helpers_of_the_run_functions():
+    assert points(0.081) == "8.1 points" and points(-0.048, signed=True) == "-4.8 points"
+    assert points(0.0004, signed=True) == "+0.0 points" and points(-0.0004, signed=True) == "+0.0 points"
+    data = load_data("digits", train_samples=1000, seed=0)
+    assert smoothing_window(data, 32) == 3  # ceil(1000 / 32) = 32 steps an epoch, a tenth of it
+    assert smoothing_window(data, 1000) == 1
+    check_variants(("none", "flip"), ("none", "flip", "zoom"))
+    with pytest.raises(ValueError, match="Expected variants among none, flip. Received: mirror"):
+        check_variants(("none", "mirror"), ("none", "flip"))

@@ -94,31 +94,39 @@ def run_experiment(name: str, run_dir: str | Path, **options: Any) -> Experiment
 
 
 # -- the `deepzen experiment` command ------------------------------------------------------------------
-def _parse_value(text: str) -> Any:
-    """``"3"`` -> 3, ``"(8, 20)"`` -> (8, 20), ``"0.1"`` -> 0.1; anything else stays a string."""
+def parse_option(text: str, default: Any) -> Any:
+    """The value of ``--set key=text`` for an option whose default is ``default``.
+
+    A Python literal (``3``, ``0.1``, ``(8, 20)``, ``{'sgd': 0.1}``, ``None``) is taken as written, so
+    tuples of numbers and dicts work, and a single value for a tuple option becomes a 1-tuple. Other
+    text is read as a recipe's settings are (:func:`deepzen.recipes.parse_value`): ``true``/``false``
+    (also ``yes``/``no``, ``1``/``0``) for a bool option, comma-separated words for a tuple option
+    (``sgd,adam``), a plain string for a string option (``mnist``); text that is no number for a
+    number option raises a ValueError.
+    """
+    from deepzen.recipes import parse_value
+
+    if isinstance(default, bool):
+        return parse_value(text, default)
     try:
-        return ast.literal_eval(text)
+        value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return text
-
-
-def _parse_options(pairs: list[str]) -> dict[str, Any]:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE. Received: {pair!r}")
-        options[key.strip()] = _parse_value(value.strip())
-    return options
+        return parse_value(text, default)
+    if isinstance(default, (list, tuple)) and not isinstance(value, (list, tuple)):
+        return (value,)
+    return value
 
 
 def command_experiment(args: argparse.Namespace) -> int:
     """Runs ``deepzen experiment NAME``: prints where the report is and the finding."""
+    from deepzen.cli import parse_overrides
+
+    defaults = experiment_options(args.name)
     if args.options:
-        for key, value in experiment_options(args.name).items():
+        for key, value in defaults.items():
             print(f"{key} = {value!r}")
         return 0
-    options = _parse_options(args.set)
+    options = {key: parse_option(text.strip(), defaults.get(key)) for key, text in parse_overrides(args.set).items()}
     run_dir = Path(args.run_dir or f"runs/experiment-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     result = run_experiment(args.name, run_dir, **options)
     print(f"\n{result.title}\n\n{result.finding}\n\nReport: {result.report_path}")

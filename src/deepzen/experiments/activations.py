@@ -19,7 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from deepzen.experiments.common import load_data, mlp, train
-from deepzen.experiments.report import Column, ExperimentResult, join, number, percent, save_figure, write_report
+from deepzen.experiments.report import (TRAINING_COLUMNS, Column, ExperimentResult, join, number, percent, save_figure,
+                                        write_report)
 
 VANISHED = 1e-2  # a first-layer / output-layer gradient ratio below this is reported as vanished
 
@@ -83,8 +84,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int | None
                Column("first_gradient", "gradient norm, layer 1 (mean over training)"),
                Column("output_gradient", "gradient norm, output layer (mean)"),
                Column("ratio", "layer 1 / output layer"),
-               Column("diverged_at", "diverged at step", "integer"),
-               Column("seconds", "training time", "seconds", timing=True)]
+               *TRAINING_COLUMNS]
     result = ExperimentResult(
         name="activations", title="Activations and vanishing gradients in deep MLPs",
         claim="Backpropagating through many sigmoid (or tanh) layers shrinks the gradient, so the first layers of "

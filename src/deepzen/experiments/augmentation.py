@@ -21,8 +21,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from deepzen.experiments.common import cnn, evaluate, load_data, train
-from deepzen.experiments.report import Column, ExperimentResult, join, percent, save_figure, write_report
+from deepzen.experiments.common import check_variants, cnn, evaluate, load_data, train, with_augmentation
+from deepzen.experiments.report import (TRAINING_COLUMNS, Column, ExperimentResult, join, percent, points, save_figure,
+                                        write_report)
 
 VARIANTS = ("none", "rotation", "zoom", "translation", "crop", "flip", "combined")
 
@@ -76,12 +77,8 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int = 1000
         verbose: 1 prints a line per variant.
     """
     from deepzen import optimizers
-    from deepzen.models import Model
-    from deepzen.vision.tasks import Augmented
 
-    unknown = [name for name in variants if name not in VARIANTS]
-    if unknown:
-        raise ValueError(f"Expected variants among {', '.join(VARIANTS)}. Received: {', '.join(unknown)}")
+    check_variants(variants, VARIANTS)
     start = time.perf_counter()
     run_dir = Path(run_dir)
     data = load_data(dataset, train_samples=train_samples, test_samples=test_samples, seed=seed)
@@ -91,7 +88,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int = 1000
 
     def build(name: str):
         net = cnn(data, widths=widths)
-        return net if name == "none" else Model(Augmented(pipelines(size, **factors, seed=seed)[name], net))
+        return net if name == "none" else with_augmentation(net, pipelines(size, **factors, seed=seed)[name])
 
     rows = []
     for name in variants:
@@ -115,8 +112,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int = 1000
                Column("test_accuracy", "test accuracy", "percent"),
                Column("gain", "test accuracy vs none", "percent"),
                Column("gap", "gap (train - test)", "percent"),
-               Column("diverged_at", "diverged at step", "integer"),
-               Column("seconds", "training time", "seconds", timing=True)]
+               *TRAINING_COLUMNS]
     result = ExperimentResult(
         name="augmentation", title=f"Data augmentation on {len(data.y_train):,} training images",
         claim="Random label-preserving transforms improve test accuracy when training data is scarce; a transform "
@@ -133,10 +129,6 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int = 1000
     return result
 
 
-def _signed_points(fraction: float) -> str:
-    return f"{'+' if fraction >= 0 else '−'}{abs(100 * fraction):.1f} points"
-
-
 def finding(rows: list[dict]) -> str:
     """The paragraph of the report, from the measurements."""
     baseline = next((row for row in rows if row["variant"] == "none"), None)
@@ -146,15 +138,16 @@ def finding(rows: list[dict]) -> str:
     sentences = [f"Without augmentation the CNN reached {percent(baseline['test_accuracy'])} test accuracy "
                  f"({percent(baseline['train_accuracy'])} on its training images)."]
     if others:
-        sentences.append("With augmentation: " + join([f"{row['variant']} {percent(row['test_accuracy'])} "
-                                                       f"({_signed_points(row['gain'])})" for row in others]) + ".")
+        gains = [f"{row['variant']} {percent(row['test_accuracy'])} ({points(row['gain'], signed=True)})"
+                 for row in others]
+        sentences.append(f"With augmentation: {join(gains)}.")
         helped = [row["variant"] for row in others if row["gain"] > 0]
         hurt = [row["variant"] for row in others if row["gain"] < 0]
         sentences.append(f"Test accuracy rose with {join(helped) if helped else 'no transform'}"
                          f"{' and fell with ' + join(hurt) if hurt else ''}.")
         narrowest = min(rows, key=lambda row: row["gap"])
-        sentences.append(f"The smallest train-test gap was {100 * narrowest['gap']:.1f} points "
-                         f"({narrowest['variant']}), against {100 * baseline['gap']:.1f} points without augmentation.")
+        sentences.append(f"The smallest train-test gap was {points(narrowest['gap'])} ({narrowest['variant']}), "
+                         f"against {points(baseline['gap'])} without augmentation.")
     return " ".join(sentences)
 
 

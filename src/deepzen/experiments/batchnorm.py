@@ -20,8 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from deepzen.experiments.common import cnn, evaluate, first_below, load_data, smooth, train
-from deepzen.experiments.report import Column, ExperimentResult, number, percent, save_figure, write_report
+from deepzen.experiments.common import cnn, evaluate, first_below, load_data, smooth, smoothing_window, train
+from deepzen.experiments.report import (TRAINING_COLUMNS, Column, ExperimentResult, number, percent, save_figure,
+                                        write_report)
 
 
 def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int | None = 20000,
@@ -47,7 +48,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int | None
     start = time.perf_counter()
     run_dir = Path(run_dir)
     data = load_data(dataset, train_samples=train_samples, test_samples=test_samples, seed=seed)
-    window = max(1, -(-len(data.y_train) // batch_size) // 10)  # a tenth of an epoch
+    window = smoothing_window(data, batch_size)
     rows, curves, accuracy_curves = [], {}, {}
     for learning_rate in learning_rates:
         for batchnorm in (False, True):
@@ -80,8 +81,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int | None
                Column("train_loss", f"training loss, epoch {epochs}"),
                Column("loss_spread", "std of step losses, last epoch"),
                Column("test_accuracy", "test accuracy", "percent"),
-               Column("diverged_at", "diverged at step", "integer"),
-               Column("seconds", "training time", "seconds", timing=True)]
+               *TRAINING_COLUMNS]
     result = ExperimentResult(
         name="batchnorm", title="Batch normalization at a small and a large learning rate",
         claim="Batch normalization makes a network converge in fewer steps and keeps it stable at a learning rate "

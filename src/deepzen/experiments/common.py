@@ -141,6 +141,13 @@ def _split(x_train, y_train, x_test, y_test, train_samples, validation_samples, 
                           normalize(x_test[test]), y_test[test].astype(np.int64), name, note)
 
 
+def check_variants(variants: Sequence[str], valid: Sequence[str]) -> None:
+    """Raises a ValueError naming the valid variants when ``variants`` has another."""
+    unknown = [name for name in variants if name not in valid]
+    if unknown:
+        raise ValueError(f"Expected variants among {', '.join(valid)}. Received: {', '.join(unknown)}")
+
+
 # -- networks ------------------------------------------------------------------------------------------
 def mlp(data: ExperimentData, *, depth: int, width: int, activation: str = "relu",
         initializer: str = "glorot_uniform", dropout: float = 0.0, regularizer: Any = None):
@@ -206,6 +213,19 @@ def cnn(data: ExperimentData, *, widths: Sequence[int], batchnorm: bool = False)
         layers += [Activation("relu"), MaxPooling2D(2)]
     layers += [Flatten(), Dense(data.num_classes)]
     return Sequential(layers)
+
+
+def with_augmentation(net, pipeline):
+    """``net`` behind a batched augmentation that runs in training only (``Augmented``), with the ``fit`` verbs.
+
+    Args:
+        net: a model mapping ``(N, C, H, W)`` images to logits.
+        pipeline: a :class:`~deepzen.vision.augment.Augment` (or any module mapping a batch to a batch).
+    """
+    from deepzen.models import Model
+    from deepzen.vision.tasks import Augmented
+
+    return Model(Augmented(pipeline, net))
 
 
 def dense_layers(model: torch.nn.Module) -> list:
@@ -360,6 +380,11 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     sums = np.cumsum(np.insert(values, 0, 0.0))
     counts = np.minimum(np.arange(1, len(values) + 1), window)
     return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
+
+
+def smoothing_window(data: ExperimentData, batch_size: int) -> int:
+    """The moving-average window of the step-loss curves: the steps of a tenth of an epoch (at least 1)."""
+    return max(1, -(-len(data.y_train) // batch_size) // 10)
 
 
 def first_below(values: Sequence[float], target: float) -> int | None:

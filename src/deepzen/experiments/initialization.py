@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from deepzen.experiments.common import dense_layers, load_data, mlp, train
-from deepzen.experiments.report import Column, ExperimentResult, join, number, percent, save_figure, write_report
+from deepzen.experiments.report import (TRAINING_COLUMNS, Column, ExperimentResult, join, number, percent, save_figure,
+                                        write_report)
 from deepzen.training.callbacks import Callback
 
 LABELS = {"zeros": "zeros", "random_normal": "N(0, 0.01)", "glorot_uniform": "Glorot uniform",
@@ -135,8 +136,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int | None
                Column("first_gradient", "gradient norm, layer 1 (step 0)"),
                Column("output_gradient", f"gradient norm, layer {depth} (step 0)"),
                Column("unit_difference", "largest difference between two units of a layer (after training)"),
-               Column("diverged_at", "diverged at step", "integer"),
-               Column("seconds", "training time", "seconds", timing=True)]
+               *TRAINING_COLUMNS]
     result = ExperimentResult(
         name="initialization", title=f"Initialization of a {depth}-layer {activation} MLP",
         claim="Zero weights keep every hidden unit of a layer identical; small random weights make the signal "

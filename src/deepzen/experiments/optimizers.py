@@ -20,8 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from deepzen.experiments.common import first_below, load_data, mlp, smooth, train
-from deepzen.experiments.report import Column, ExperimentResult, join, number, percent, save_figure, write_report
+from deepzen.experiments.common import first_below, load_data, mlp, smooth, smoothing_window, train
+from deepzen.experiments.report import (TRAINING_COLUMNS, Column, ExperimentResult, join, number, percent, save_figure,
+                                        write_report)
 
 BUSY = 0.75  # below this CPU share (see common.Trained.cpu_share) the report warns about wall times
 
@@ -59,7 +60,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int | None
         raise ValueError(f"No learning rate for {', '.join(missing)}: pass learning_rates={{name: rate}}. "
                          f"Received: optimizers={tuple(optimizers)}")
     data = load_data(dataset, train_samples=train_samples, test_samples=test_samples, seed=seed)
-    window = max(1, -(-len(data.y_train) // batch_size) // 10)  # a tenth of an epoch
+    window = smoothing_window(data, batch_size)
     rows, curves, shares = [], {}, []
     for name in optimizers:
         trained = train(partial(mlp, data, depth=depth, width=width), data,
@@ -96,8 +97,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int | None
                Column("seconds_to_target", f"seconds to loss {target_loss:g}", "seconds", timing=True),
                Column("ms_per_step", "ms per step (median)", timing=True),
                Column("cpu_ms_per_step", "CPU ms per step (median)", timing=True),
-               Column("diverged_at", "diverged at step", "integer"),
-               Column("seconds", "training time", "seconds", timing=True)]
+               *TRAINING_COLUMNS]
     result = ExperimentResult(
         name="optimizers", title="Optimizers on the same model and data",
         claim="Momentum speeds SGD up; the adaptive optimizers (Adagrad, RMSprop, Adadelta, Adam, AdamW) bring the "

@@ -20,8 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from deepzen.experiments.common import evaluate, load_data, mlp, train
-from deepzen.experiments.report import Column, ExperimentResult, join, percent, save_figure, write_report
+from deepzen.experiments.common import check_variants, evaluate, load_data, mlp, train, with_augmentation
+from deepzen.experiments.report import (TRAINING_COLUMNS, Column, ExperimentResult, join, percent, points, save_figure,
+                                        write_report)
 
 VARIANTS = ("none", "l1", "l2", "dropout", "augmentation", "early_stopping")
 
@@ -53,13 +54,10 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int = 1000
     """
     from deepzen import optimizers
     from deepzen.callbacks import EarlyStopping
-    from deepzen.models import Model
     from deepzen.regularizers import L1, L2
-    from deepzen.vision.tasks import Augmented, augmentation
+    from deepzen.vision.tasks import augmentation
 
-    unknown = [name for name in variants if name not in VARIANTS]
-    if unknown:
-        raise ValueError(f"Expected variants among {', '.join(VARIANTS)}. Received: {', '.join(unknown)}")
+    check_variants(variants, VARIANTS)
     start = time.perf_counter()
     run_dir = Path(run_dir)
     data = load_data(dataset, train_samples=train_samples, validation_samples=validation_samples,
@@ -73,7 +71,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int = 1000
         if name != "augmentation":
             return net
         # the digits recipe's pipeline: rotations up to ±9°, zooms and shifts up to 10%
-        return Model(Augmented(augmentation("digits", data.input_shape[1], seed=seed), net))
+        return with_augmentation(net, augmentation("digits", data.input_shape[1], seed=seed))
 
     rows, curves = [], {}
     for name in variants:
@@ -102,8 +100,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int = 1000
                Column("test_loss", "test loss"),
                Column("epochs", "epochs trained", "integer"),
                Column("chosen_epoch", "weights from epoch", "integer"),
-               Column("diverged_at", "diverged at step", "integer"),
-               Column("seconds", "training time", "seconds", timing=True)]
+               *TRAINING_COLUMNS]
     result = ExperimentResult(
         name="regularization", title=f"Regularization on {len(data.y_train):,} training images",
         claim="With few training examples a large network memorizes them (training accuracy far above test "
@@ -121,12 +118,6 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int = 1000
     return result
 
 
-def _points(fraction: float, signed: bool = False) -> str:
-    """``0.081`` -> ``"8.1 points"`` (percentage points); signed: ``"+8.1 points"``, ``"-0.3 points"``."""
-    value = round(100 * fraction, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
-    return f"{value:+.1f} points" if signed else f"{value:.1f} points"
-
-
 def finding(rows: list[dict]) -> str:
     """The paragraph of the report, from the measurements."""
     sentences = []
@@ -134,13 +125,13 @@ def finding(rows: list[dict]) -> str:
     if baseline is not None:
         sentences.append(f"Without regularization the network reached {percent(baseline['train_accuracy'])} training "
                          f"and {percent(baseline['test_accuracy'])} test accuracy, a gap of "
-                         f"{_points(baseline['gap'])}.")
+                         f"{points(baseline['gap'])}.")
     by_gap = sorted(rows, key=lambda row: row["gap"])
-    sentences.append("Ranked by the gap: " + join([f"{row['variant']}: {_points(row['gap'])}" for row in by_gap]) + ".")
+    sentences.append("Ranked by the gap: " + join([f"{row['variant']}: {points(row['gap'])}" for row in by_gap]) + ".")
     best = max(rows, key=lambda row: row["test_accuracy"])
     sentences.append(f"The highest test accuracy was {percent(best['test_accuracy'])}, with {best['variant']}.")
     if baseline is not None:
-        changes = [f"{row['variant']}: {_points(row['test_accuracy'] - baseline['test_accuracy'], signed=True)}"
+        changes = [f"{row['variant']}: {points(row['test_accuracy'] - baseline['test_accuracy'], signed=True)}"
                    for row in rows if row is not baseline]
         sentences.append("Test accuracy against no regularization: " + join(changes) + ".")
     for row in rows:

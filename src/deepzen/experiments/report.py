@@ -4,7 +4,7 @@ numbers for programs).
 
 Each experiment fills an :class:`ExperimentResult` and calls :func:`write_report`; the words of
 its finding are assembled from the measurements with the small formatters here (:func:`percent`,
-:func:`number`, :func:`join`), so a different run tells a different story.
+:func:`number`, :func:`points`, :func:`join`), so a different run tells a different story.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ class Column:
         if self.kind == "seconds":
             return f"{value:.1f} s"
         return number(value)
+
+
+# The last columns of every experiment's table: each row has "diverged_at" (the step whose loss
+# was not finite, or None) and "seconds" (the variant's training time, from common.Trained).
+TRAINING_COLUMNS = (Column("diverged_at", "diverged at step", "integer"),
+                    Column("seconds", "training time", "seconds", timing=True))
 
 
 @dataclass
@@ -109,6 +115,13 @@ def percent(fraction: float) -> str:
 def number(value: float) -> str:
     """Three significant digits: ``0.000123`` -> ``"0.000123"``, ``3.2e-09`` -> ``"3.2e-09"``, ``0`` -> ``"0"``."""
     return f"{value:.3g}"
+
+
+def points(fraction: float, signed: bool = False) -> str:
+    """A difference of two fractions in percentage points: ``0.081`` -> ``"8.1 points"``; signed:
+    ``"+8.1 points"``, ``"-0.3 points"``."""
+    value = round(100 * fraction, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{value:+.1f} points" if signed else f"{value:.1f} points"
 
 
 def join(items: list[str], word: str = "and") -> str:

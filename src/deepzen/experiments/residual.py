@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepzen.experiments.common import CosineDecay, evaluate, load_data, smooth, train
-from deepzen.experiments.report import Column, ExperimentResult, join, percent, save_figure, write_report
+from deepzen.experiments.common import CosineDecay, evaluate, load_data, smooth, smoothing_window, train
+from deepzen.experiments.report import (TRAINING_COLUMNS, Column, ExperimentResult, join, percent, save_figure,
+                                        write_report)
 
 
 class Block(nn.Module):
@@ -129,7 +130,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int | None
     start = time.perf_counter()
     run_dir = Path(run_dir)
     data = load_data(dataset, train_samples=train_samples, test_samples=test_samples, seed=seed)
-    window = max(1, -(-len(data.y_train) // batch_size) // 10)  # a tenth of an epoch
+    window = smoothing_window(data, batch_size)
     rows, curves = [], {}
     for residual in (False, True):
         for depth in depths:
@@ -161,8 +162,7 @@ def run(run_dir: str | Path, *, dataset: str = "auto", train_samples: int | None
                Column("train_loss", "training loss"),
                Column("last_epoch_loss", f"mean step loss, epoch {epochs}"),
                Column("test_error", "test error", "percent"),
-               Column("diverged_at", "diverged at step", "integer"),
-               Column("seconds", "training time", "seconds", timing=True)]
+               *TRAINING_COLUMNS]
     result = ExperimentResult(
         name="residual", title="Plain vs residual networks of growing depth",
         claim="A deeper plain network (with batch normalization) reaches a higher training error than a shallower "
