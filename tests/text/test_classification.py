@@ -11,15 +11,6 @@ from deepzen.text.classification import BiLSTMAttentionClassifier, MaxNormConstr
 from deepzen.text.recipes import BucketedBatches
 
 
-@pytest.fixture
-def one_thread():
-    """Training runs use one intra-op thread: on 2 shared cores, two threads mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def padded_batch():
     """Three sentences of lengths 3, 6, 1 post-padded to 6; ids in [1, 20)."""
     return torch.tensor([[3, 4, 5, 0, 0, 0], [1, 2, 3, 4, 5, 6], [7, 0, 0, 0, 0, 0]])

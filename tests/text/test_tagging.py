@@ -18,15 +18,6 @@ SENTENCES = [["EU", "rejects", "German", "call", "in", "1996"], ["Peter", "Black
 TAGS = [["B-ORG", "O", "B-MISC", "O", "O", "O"], ["B-PER", "I-PER"], ["B-LOC", "O"], ["B-MISC", "O"]]
 
 
-@pytest.fixture
-def one_thread():
-    """Training runs use one intra-op thread: on 2 shared cores, two threads mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_tagger(vocabulary, **options):
     torch.manual_seed(0)
     settings = dict(word_dim=6, char_dim=4, char_units=3, units=5, dropout=0.0)
