@@ -12,7 +12,7 @@ from deepzen.layers.conv import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspos
 from deepzen.layers.core import Activation, Dense, Dropout, Flatten, Input, Reshape
 from deepzen.layers.crf import CRF, CRFLoss, allowed_transitions
 from deepzen.layers.embedding import Embedding
-from deepzen.layers.normalization import BatchNormalization, LayerNormalization
+from deepzen.layers.normalization import BatchNormalization, LayerNormalization, SpectralNormalization
 from deepzen.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
                                     GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
                                     GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D,

@@ -82,3 +82,55 @@ class LayerNormalization(Layer):
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.epsilon)
+
+
+class SpectralNormalization(Layer):
+    """Divides a layer's weight by its largest singular value (Miyato et al. 2018), as Keras's wrapper does.
+
+    The wrapped layer then has a Lipschitz constant of about 1, which keeps a GAN discriminator's
+    gradients in check without batch statistics. The singular value is estimated by power iteration:
+    ``power_iterations`` steps per training call, continuing from the previous estimate (the
+    estimate is frozen in evaluation mode). Built on ``torch.nn.utils.parametrizations.spectral_norm``.
+
+    Args:
+        layer: an unbuilt layer with a ``weight`` parameter (Dense, a convolution, a transposed convolution).
+        power_iterations: power-iteration steps per training call.
+
+    Call arguments: as the wrapped layer.
+
+    Example:
+        >>> import torch
+        >>> from deepzen.layers import Conv2D
+        >>> SpectralNormalization(Conv2D(8, 3))(torch.randn(2, 3, 9, 9)).shape
+        torch.Size([2, 8, 7, 7])
+    """
+
+    def __init__(self, layer: Layer, power_iterations: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(layer, Layer) or layer.built:
+            raise ValueError(f"SpectralNormalization expects an unbuilt deepzen layer. Received: "
+                             f"{type(layer).__name__}{' (already built)' if isinstance(layer, Layer) else ''}")
+        if not isinstance(power_iterations, int) or isinstance(power_iterations, bool) or power_iterations < 1:
+            raise ValueError(f"SpectralNormalization expects power_iterations to be a positive integer. "
+                             f"Received: power_iterations={power_iterations!r}")
+        self.layer, self.power_iterations = layer, power_iterations
+
+    def build(self, input_shape):
+        from deepzen.layers.conv import BaseConvTranspose
+
+        self.layer.build_for(torch.empty((1, *input_shape[1:]), device=self._device, dtype=self._dtype))
+        if not isinstance(getattr(self.layer, "weight", None), torch.nn.Parameter):
+            raise ValueError(f"Layer '{self.display_name}' (SpectralNormalization) wraps a layer with a `weight` "
+                             f"parameter. Received: '{self.layer.display_name}' ({type(self.layer).__name__})")
+        # The output channels index dim 1 of a transposed convolution's (C_in, filters, *k) weight.
+        dim = 1 if isinstance(self.layer, BaseConvTranspose) else 0
+        torch.nn.utils.parametrizations.spectral_norm(self.layer, "weight", self.power_iterations, dim=dim)
+
+    def forward(self, *args, **kwargs):
+        return self.layer(*args, **kwargs)
+
+    def get_config(self):
+        # Parametrization swaps the wrapped layer's class for a generated torch subclass: save the original.
+        layer_class = type(self.layer).__bases__[0] if self.built else type(self.layer)
+        return {**super().get_config(), "layer": {"class": layer_class.__name__, "module": layer_class.__module__,
+                                                  "config": self.layer.get_config()}}
