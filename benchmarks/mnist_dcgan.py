@@ -32,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--base-filters", type=int, default=32)
     parser.add_argument("--minibatch-std", action="store_true", help="a minibatch std-dev channel in D")
+    parser.add_argument("--spectral-norm", action="store_true", help="spectral norm instead of batch norm in D")
+    parser.add_argument("--discriminator-lr", type=float, default=0.0, help="D's learning rate (0: G's, 2e-4)")
     parser.add_argument("--classifier-epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default=str(ROOT / "runs" / "bench-mnist-dcgan"))
@@ -52,7 +54,9 @@ def report(metrics: dict, args: argparse.Namespace, command: str, seconds: float
         "",
         f"DCGAN (generator {2 * args.base_filters}->{args.base_filters}->1 channels from a 7x7 projection of "
         f"100-d noise, discriminator {args.base_filters}->{2 * args.base_filters}"
-        f"{' + a minibatch std-dev channel' if args.minibatch_std else ''}), Adam(2e-4, beta_1=0.5), "
+        f"{', spectral normalization' if args.spectral_norm else ''}"
+        f"{' + a minibatch std-dev channel' if args.minibatch_std else ''}), Adam(2e-4, beta_1=0.5)"
+        f"{f' (discriminator {args.discriminator_lr:g})' if args.discriminator_lr else ''}, "
         f"one-sided label smoothing 0.1, batch {args.batch_size}, {metrics['epochs']} epochs over "
         f"{metrics['train_images']:,} training digits: {metrics['train_seconds']:.0f} s of training "
         f"({metrics['train_seconds'] / max(metrics['epochs'], 1):.0f} s per epoch), {seconds:.0f} s in all.",
@@ -104,7 +108,9 @@ def main(argv=None) -> int:
     from deepzen.recipes import run_recipe
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "base_filters": args.base_filters,
-                 "minibatch_std": args.minibatch_std, "classifier_epochs": args.classifier_epochs, "seed": args.seed,
+                 "minibatch_std": args.minibatch_std, "spectral_norm": args.spectral_norm,
+                 "discriminator_learning_rate": args.discriminator_lr, "classifier_epochs": args.classifier_epochs,
+                 "seed": args.seed,
                  "cache_dir": str(Path(args.run_dir) / "cache")}
     start = time.perf_counter()
     metrics = run_recipe("mnist-dcgan", overrides, args.run_dir)

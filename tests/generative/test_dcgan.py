@@ -9,7 +9,7 @@ import torch
 import deepzen.generative.dcgan as dcgan_module
 from deepzen.generative.dcgan import (MinibatchStdDev, build_dcgan, dcgan_discriminator, dcgan_generator,
                                       upsampling_plan)
-from deepzen.layers import BatchNormalization, Conv2D, Conv2DTranspose
+from deepzen.layers import BatchNormalization, Conv2D, Conv2DTranspose, SpectralNormalization
 
 # (image shape, stride-2 stages, first feature map): halve while even and >= 4
 SHAPES = [((1, 28, 28), 2, (7, 7)), ((3, 32, 32), 3, (4, 4)), ((3, 64, 64), 4, (4, 4)),
@@ -117,3 +117,11 @@ def test_build_dcgan_wires_both_networks():
 
 def test_docstring_examples():
     assert doctest.testmod(dcgan_module).failed == 0
+
+
+def test_discriminator_with_spectral_norm_has_no_batch_norm():
+    discriminator = dcgan_discriminator((1, 28, 28), base_filters=4, spectral_norm=True)
+    wrapped = [layer for layer in discriminator.layers if isinstance(layer, SpectralNormalization)]
+    assert [type(layer.layer).__name__ for layer in wrapped] == ["Conv2D", "Conv2D", "Dense"]
+    assert not any(isinstance(layer, BatchNormalization) for layer in discriminator.layers)
+    assert discriminator(torch.randn(5, 1, 28, 28)).shape == (5, 1)

@@ -30,7 +30,7 @@ import torch
 
 from deepzen.initializers import RandomNormal
 from deepzen.layers import (Activation, BatchNormalization, Conv2D, Conv2DTranspose, Dense, Flatten, Input, Layer,
-                            Reshape)
+                            Reshape, SpectralNormalization)
 from deepzen.models import Sequential
 
 KERNEL_SIZE = 4  # the paper's 4x4 kernels: stride 2 then covers each pixel exactly twice
@@ -141,7 +141,7 @@ def dcgan_generator(image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 
 
 
 def dcgan_discriminator(image_shape: Sequence[int] = (1, 28, 28), base_filters: int = 64,
-                        minibatch_std: bool = False) -> Sequential:
+                        minibatch_std: bool = False, spectral_norm: bool = False) -> Sequential:
     """The DCGAN discriminator: stride-2 convolutions with leaky ReLU -> one logit per image.
 
     Args:
@@ -149,6 +149,8 @@ def dcgan_discriminator(image_shape: Sequence[int] = (1, 28, 28), base_filters: 
         base_filters: channels of the first convolution; each later stage has twice as many.
         minibatch_std: add a :class:`MinibatchStdDev` channel before the output layer (not in the
             DCGAN paper; helps the generator cover all modes).
+        spectral_norm: normalize every convolution and the output layer by its largest singular value
+            (:class:`~deepzen.layers.SpectralNormalization`, Miyato et al. 2018) instead of batch norm.
 
     Call arguments:
         images: (N, *image_shape) in [-1, 1].
@@ -161,25 +163,26 @@ def dcgan_discriminator(image_shape: Sequence[int] = (1, 28, 28), base_filters: 
                          f"Received: base_filters={base_filters!r}")
     image_shape = check_image_shape(image_shape, "dcgan_discriminator")
     stages, _ = upsampling_plan(image_shape)
+    normalized = SpectralNormalization if spectral_norm else (lambda layer: layer)
     layers = [
         Input(image_shape),
         # No batch norm on the input layer (the paper: it made samples oscillate).
-        Conv2D(base_filters, KERNEL_SIZE, strides=2, padding="same", activation="leaky_relu",
-               kernel_initializer=dcgan_weights()),  # (N, base_filters, H/2, W/2)
+        normalized(Conv2D(base_filters, KERNEL_SIZE, strides=2, padding="same", activation="leaky_relu",
+                          kernel_initializer=dcgan_weights())),  # (N, base_filters, H/2, W/2)
     ]
     for stage in range(1, stages):
-        layers += [Conv2D(base_filters * 2 ** stage, KERNEL_SIZE, strides=2, padding="same", use_bias=False,
-                          kernel_initializer=dcgan_weights()),  # (N, base_filters * 2^stage, H/2^(stage+1), ...)
-                   _batch_norm(),
-                   Activation("leaky_relu")]
+        layers.append(normalized(Conv2D(base_filters * 2 ** stage, KERNEL_SIZE, strides=2, padding="same",
+                                        use_bias=spectral_norm, kernel_initializer=dcgan_weights())))
+        # (N, base_filters * 2^stage, H/2^(stage+1), W/2^(stage+1))
+        layers += [Activation("leaky_relu")] if spectral_norm else [_batch_norm(), Activation("leaky_relu")]
     if minibatch_std:
         layers.append(MinibatchStdDev())  # one more channel
-    layers += [Flatten(), Dense(1, kernel_initializer=dcgan_weights())]  # (N, 1) logits
+    layers += [Flatten(), normalized(Dense(1, kernel_initializer=dcgan_weights()))]  # (N, 1) logits
     return Sequential(layers, name="dcgan_discriminator")
 
 
 def build_dcgan(image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 100, base_filters: int = 64,
-                minibatch_std: bool = False):
+                minibatch_std: bool = False, spectral_norm: bool = False):
     """A :class:`~deepzen.generative.trainer.GAN` of a DCGAN generator and discriminator, ready to compile.
 
     Example:
@@ -190,4 +193,4 @@ def build_dcgan(image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 100,
     from deepzen.generative.trainer import GAN
 
     return GAN(dcgan_generator(image_shape, latent_dim, base_filters),
-               dcgan_discriminator(image_shape, base_filters, minibatch_std), name="dcgan")
+               dcgan_discriminator(image_shape, base_filters, minibatch_std, spectral_norm), name="dcgan")

@@ -31,7 +31,9 @@ class MnistDCGANConfig:
     latent_dim: int = 100
     base_filters: int = 32  # discriminator 32 -> 64 channels, generator 64 -> 32 -> 1
     minibatch_std: bool = False  # a minibatch standard-deviation channel in the discriminator
+    spectral_norm: bool = False  # spectral normalization instead of batch norm in the discriminator
     learning_rate: float = 2e-4
+    discriminator_learning_rate: float = 0.0  # 0: learning_rate (a larger one: the two time-scale rule)
     beta_1: float = 0.5
     label_smoothing: float = 0.1
     num_generated: int = 10000  # samples per Fréchet distance (the test set has 10,000)
@@ -108,9 +110,11 @@ def mnist_dcgan(config: MnistDCGANConfig, run_dir: Path) -> dict:
     train_mean, train_cov, _ = statistics(mnist_images(x_train[real_sample]))
 
     deepzen.seed(config.seed)
-    gan = build_dcgan((1, 28, 28), config.latent_dim, config.base_filters, config.minibatch_std)
+    gan = build_dcgan((1, 28, 28), config.latent_dim, config.base_filters, config.minibatch_std,
+                      config.spectral_norm)
+    discriminator_learning_rate = config.discriminator_learning_rate or config.learning_rate
     gan.compile(generator_optimizer=Adam(learning_rate=config.learning_rate, beta_1=config.beta_1),
-                discriminator_optimizer=Adam(learning_rate=config.learning_rate, beta_1=config.beta_1),
+                discriminator_optimizer=Adam(learning_rate=discriminator_learning_rate, beta_1=config.beta_1),
                 label_smoothing=config.label_smoothing)
     untrained_mean, untrained_cov, _ = statistics(gan.generate(config.num_generated))
 
