@@ -131,8 +131,18 @@ class StoredRuns:
         self.rows = [row for row in earlier if row["command"] != command]
 
     def add(self, row: dict) -> None:
-        """Adds a run and rewrites the JSON and the report at once (a later crash keeps it)."""
+        """Adds a run, stamped with the date and the load average at its end, and rewrites the JSON and the
+        report at once (a later crash keeps it)."""
+        row = {**row, "date": time.strftime("%Y-%m-%d"), "load_average": round(os.getloadavg()[0], 1)}
         self.rows.append(row)
         self.report.parent.mkdir(parents=True, exist_ok=True)
         self.stored.write_text(json.dumps(self.rows, indent=1), encoding="utf-8")
         write_report(self.report, self.render(self.rows))
+
+
+def run_conditions(row: dict) -> str:
+    """When and how a stored run ran: date, torch threads and the load average at its end (runs stored
+    before these were recorded ran on a shared machine at load 10-13)."""
+    if "load_average" not in row:
+        return f"{row['threads']} thread(s), shared machine (load 10-13)"
+    return f"{row['date']}, {row['threads']} thread(s), load {row['load_average']}"

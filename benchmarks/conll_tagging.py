@@ -15,33 +15,35 @@ runs are also kept in ``conll_tagging.json``, so variants run by separate comman
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 from pathlib import Path
 
 import torch
 
-from _common import RESULTS, StoredRuns, command_line, parse_arguments, run_timed
+from _common import RESULTS, StoredRuns, command_line, parse_arguments, run_conditions, run_timed
 
 REPORT = RESULTS / "conll_tagging.md"
 VARIANTS = {"crf": {"crf": True}, "softmax": {"crf": False}}
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | test F1 | test P | test R | dev F1 | best epoch / run | train time | s / epoch | command |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| model | test F1 | test P | test R | dev F1 | best epoch / run | train time | s / epoch | run | command |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
     for row in rows:
         m = row["metrics"]
         lines.append(f"| {row['name']} | {100 * m['test_f1']:.2f} | {100 * m['test_precision']:.2f} | "
                      f"{100 * m['test_recall']:.2f} | {100 * m['dev_f1']:.2f} | {m['best_epoch']} / {m['epochs_run']} "
-                     f"| {m['train_seconds'] / 60:.1f} min | {m['seconds_per_epoch']:.0f} | `{row['command']}` |")
+                     f"| {m['train_seconds'] / 60:.1f} min | {m['seconds_per_epoch']:.0f} | {run_conditions(row)} "
+                     f"| `{row['command']}` |")
     return "\n".join(lines)
 
 
 def report(rows: list[dict]) -> str:
     return "\n".join([
         "# CoNLL-2003 English NER (test = eng.testb), no pretrained word vectors", "",
-        f"Machine: {platform.machine()}, torch {torch.__version__}; the 2 cores were shared with other jobs "
-        "(load average 10-13), so times are upper bounds.", "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}. Times depend on the load "
+        "(each row gives the load average at the end of its run; on 2 cores, load above 2 slows a run).", "",
         table(rows), "",
         "Reference: Lample et al. (2016), LSTM-CRF without pretrained embeddings: 83.63 F1.", "",
         "Dev F1 per epoch:", "",

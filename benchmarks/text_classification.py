@@ -14,12 +14,13 @@ runs are also kept in ``text_classification.json``, so recipes run by separate c
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 from pathlib import Path
 
 import torch
 
-from _common import RESULTS, StoredRuns, command_line, parse_arguments, run_timed
+from _common import RESULTS, StoredRuns, command_line, parse_arguments, run_conditions, run_timed
 
 REPORT = RESULTS / "text_classification.md"
 RECIPES = ("mr-textcnn", "sst2-textcnn", "sst2-bilstm-attention")
@@ -36,15 +37,15 @@ def row(entry: dict) -> str:
         accuracy = f"{100 * metrics['test_accuracy']:.2f} (test; dev {100 * metrics['dev_accuracy']:.2f}, " \
                    f"epoch {metrics['best_epoch']})"
     return (f"| {name} | {accuracy} | {PAPER.get(name, '-')} | {metrics['train_seconds'] / 60:.1f} min "
-            f"| `{entry['command']}` |")
+            f"| {run_conditions(entry)} | `{entry['command']}` |")
 
 
 def report(entries: list[dict]) -> str:
     return "\n".join([
         "# Sentence classification (no pretrained word vectors)", "",
-        f"Machine: {platform.machine()}, torch {torch.__version__}; the 2 cores were shared with other jobs "
-        "(load average 10-13), so times are upper bounds.", "",
-        "| recipe | accuracy (%) | paper | train time | command |", "| --- | --- | --- | ---: | --- |",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}. Times depend on the load "
+        "(each row gives the load average at the end of its run; on 2 cores, load above 2 slows a run).", "",
+        "| recipe | accuracy (%) | paper | train time | run | command |", "| --- | --- | --- | ---: | --- | --- |",
         *map(row, entries), ""])
 
 
