@@ -3,7 +3,8 @@
 All three train the same network (LeNet-5 with ReLU and max pooling, 61,706 parameters) on the same
 normalized arrays with the ``mnist-lenet5`` recipe's settings: Adam at 2e-3 with a per-epoch cosine
 decay over 12 epochs, batch 128, no augmentation. deepzen runs the recipe's own building blocks
-(:mod:`deepzen.vision.tasks`); the hand loop is what a careful PyTorch user writes (tensors in memory,
+(:mod:`deepzen.vision.tasks`), whose ``compile`` trains the convolutions channels-last on the CPU (its
+default ``memory_format="auto"``); the hand loop is what a careful PyTorch user writes (tensors in memory,
 a random permutation per epoch, index slicing, default ``torch.optim.Adam``, no per-step ``.item()``);
 Keras builds the same layers channels-last with its default initializers.
 
@@ -76,7 +77,7 @@ def worker_deepzen(seed: int) -> dict:
 
 def worker_hand(seed: int) -> dict:
     import torch
-    import torch.nn.functional as F
+    from _common import hand_written_epoch
 
     from deepzen.vision.models import create
 
@@ -90,16 +91,7 @@ def worker_hand(seed: int) -> dict:
     for epoch in range(EPOCHS):
         for group in optimizer.param_groups:
             group["lr"] = cosine(epoch)
-        start = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), BATCH):
-            index = order[i:i + BATCH]
-            loss = F.cross_entropy(net(x[index]), y[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        log["epoch_seconds"].append(time.perf_counter() - start)
+        log["epoch_seconds"].append(hand_written_epoch(net, optimizer, x, y, BATCH))
         net.eval()
         with torch.no_grad():
             correct = sum(int((net(x_test[i:i + 1000]).argmax(1) == y_test[i:i + 1000]).sum())

@@ -91,25 +91,14 @@ def matmul_peak_gflops() -> float:
 # -- workers: each trains two epochs and reports the second one's seconds -----------------------------
 def worker_hand(model: str, fused: bool) -> float:
     import torch
-    import torch.nn.functional as F
+    from _common import hand_written_epoch
 
     torch.manual_seed(0)
     x_np, y_np = mnist(model)
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
     net = torch_module(model)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True if fused else None)
-    batch = BATCH[model]
-    seconds = []
-    for _ in range(2):
-        start = time.perf_counter()
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), batch):
-            index = order[i:i + batch]
-            loss = F.cross_entropy(net(x[index]), y[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        seconds.append(time.perf_counter() - start)
+    seconds = [hand_written_epoch(net, optimizer, x, y, BATCH[model]) for _ in range(2)]
     return seconds[1]
 
 
