@@ -50,9 +50,10 @@ def command_line(script: str, argv: list[str] | None = None) -> str:
 
 
 def machine_line() -> str:
-    """torch's version and threads, the processor and the number of CPUs."""
-    return (f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    """The date, torch's version and threads, the processor, the number of CPUs and the load average now."""
+    return (f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 def run_timed(recipe: str, overrides: dict[str, Any], run_dir: str | Path) -> tuple[dict[str, Any], float]:
