@@ -34,6 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--minibatch-std", action="store_true", help="a minibatch std-dev channel in D")
     parser.add_argument("--spectral-norm", action="store_true", help="spectral norm instead of batch norm in D")
     parser.add_argument("--discriminator-lr", type=float, default=0.0, help="D's learning rate (0: G's, 2e-4)")
+    parser.add_argument("--generator-average", type=float, default=0.0,
+                        help="sample from a moving average of G's weights with this decay (0: the live G)")
     parser.add_argument("--classifier-epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default=str(ROOT / "runs" / "bench-mnist-dcgan"))
@@ -57,7 +59,9 @@ def report(metrics: dict, args: argparse.Namespace, command: str, seconds: float
         f"{', spectral normalization' if args.spectral_norm else ''}"
         f"{' + a minibatch std-dev channel' if args.minibatch_std else ''}), Adam(2e-4, beta_1=0.5)"
         f"{f' (discriminator {args.discriminator_lr:g})' if args.discriminator_lr else ''}, "
-        f"one-sided label smoothing 0.1, batch {args.batch_size}, {metrics['epochs']} epochs over "
+        f"one-sided label smoothing 0.1"
+        f"{f', samples from a moving average of the generator (decay {args.generator_average:g})' if args.generator_average else ''}"
+        f", batch {args.batch_size}, {metrics['epochs']} epochs over "
         f"{metrics['train_images']:,} training digits: {metrics['train_seconds']:.0f} s of training "
         f"({metrics['train_seconds'] / max(metrics['epochs'], 1):.0f} s per epoch), {seconds:.0f} s in all.",
         "",
@@ -109,7 +113,8 @@ def main(argv=None) -> int:
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "base_filters": args.base_filters,
                  "minibatch_std": args.minibatch_std, "spectral_norm": args.spectral_norm,
-                 "discriminator_learning_rate": args.discriminator_lr, "classifier_epochs": args.classifier_epochs,
+                 "discriminator_learning_rate": args.discriminator_lr, "generator_average": args.generator_average,
+                 "classifier_epochs": args.classifier_epochs,
                  "seed": args.seed,
                  "cache_dir": str(Path(args.run_dir) / "cache")}
     start = time.perf_counter()

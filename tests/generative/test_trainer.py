@@ -154,6 +154,37 @@ def test_generate_uses_moving_statistics_and_restores_the_mode():
         gan.generate(noise=torch.randn(3, 5))
 
 
+def test_generator_average_follows_each_generator_step_and_is_what_generate_draws_from():
+    """After every step: averaged = d * averaged + (1 - d) * live for the weights, live batch-norm statistics."""
+    torch.manual_seed(0)
+    gan = build_dcgan((1, 8, 8), latent_dim=6, base_filters=4, generator_average=0.75)
+    gan.compile(device="cpu")
+    expected = [p.detach().clone() for p in gan.generator.parameters()]
+    assert all(torch.equal(a, e) for a, e in zip(gan.averaged_generator.parameters(), expected))
+    gan.train()
+    for _ in range(3):
+        gan.train_step(torch.rand(8, 1, 8, 8) * 2 - 1)
+        expected = [0.75 * e + 0.25 * p.detach() for e, p in zip(expected, gan.generator.parameters())]
+        for averaged, want in zip(gan.averaged_generator.parameters(), expected):
+            torch.testing.assert_close(averaged, want)
+    for averaged, live in zip(gan.averaged_generator.buffers(), gan.generator.buffers()):
+        torch.testing.assert_close(averaged, live)
+    assert not any(p.requires_grad for p in gan.averaged_generator.parameters())
+    assert not gan.averaged_generator.training  # train() leaves the average in evaluation mode
+
+    noise = torch.randn(5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(gan.generate(noise=noise), gan.averaged_generator(noise))
+        gan.generator.eval()
+        assert not torch.allclose(gan.generate(noise=noise), gan.generator(noise))
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, True, "0.9"])
+def test_generator_average_must_be_a_decay_in_0_1(decay):
+    with pytest.raises(ValueError, match="generator_average"):
+        build_dcgan((1, 8, 8), latent_dim=6, base_filters=4, generator_average=decay)
+
+
 def test_sample_grids_are_saved_each_epoch_from_fixed_noise(tmp_path):
     from matplotlib import image as mpimg
 
@@ -185,12 +216,15 @@ def test_sample_grids_are_written_by_rank_zero_only(tmp_path, monkeypatch):
 
 def test_save_and_load_round_trip(tmp_path):
     torch.manual_seed(0)
-    gan = build_dcgan((3, 16, 16), latent_dim=6, base_filters=4, minibatch_std=True)
+    gan = build_dcgan((3, 16, 16), latent_dim=6, base_filters=4, minibatch_std=True, generator_average=0.5)
     gan.compile(device="cpu")
     gan.fit(torch.rand(16, 3, 16, 16) * 2 - 1, epochs=1, batch_size=8, verbose=0)
     gan.save(tmp_path / "gan.dz")
     loaded = deepzen.load_model(tmp_path / "gan.dz")
     assert isinstance(loaded, GAN) and loaded.latent_dim == 6 and loaded.image_shape == (3, 16, 16)
+    assert loaded.generator_average == 0.5
+    for mine, theirs in zip(loaded.averaged_generator.parameters(), gan.averaged_generator.parameters()):
+        torch.testing.assert_close(mine, theirs)
     noise = torch.randn(4, 6)
     torch.testing.assert_close(loaded.generate(noise=noise), gan.generate(noise=noise))
     images = gan.generate(noise=noise)

@@ -182,8 +182,11 @@ def dcgan_discriminator(image_shape: Sequence[int] = (1, 28, 28), base_filters: 
 
 
 def build_dcgan(image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 100, base_filters: int = 64,
-                minibatch_std: bool = False, spectral_norm: bool = False):
+                minibatch_std: bool = False, spectral_norm: bool = False, generator_average: float = 0.0):
     """A :class:`~deepzen.generative.trainer.GAN` of a DCGAN generator and discriminator, ready to compile.
+
+    ``generator_average`` is the decay of the generator's weight average that the GAN samples from
+    (0: none; see :class:`~deepzen.generative.trainer.GAN`).
 
     Example:
         >>> gan = build_dcgan((1, 28, 28), latent_dim=16, base_filters=8)
@@ -193,4 +196,5 @@ def build_dcgan(image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 100,
     from deepzen.generative.trainer import GAN
 
     return GAN(dcgan_generator(image_shape, latent_dim, base_filters),
-               dcgan_discriminator(image_shape, base_filters, minibatch_std, spectral_norm), name="dcgan")
+               dcgan_discriminator(image_shape, base_filters, minibatch_std, spectral_norm),
+               generator_average=generator_average, name="dcgan")

@@ -32,6 +32,7 @@ class MnistDCGANConfig:
     base_filters: int = 32  # discriminator 32 -> 64 channels, generator 64 -> 32 -> 1
     minibatch_std: bool = False  # a minibatch standard-deviation channel in the discriminator
     spectral_norm: bool = False  # spectral normalization instead of batch norm in the discriminator
+    generator_average: float = 0.0  # decay of the generator's weight average that samples are drawn from (0: none)
     learning_rate: float = 2e-4
     discriminator_learning_rate: float = 0.0  # 0: learning_rate (a larger one: the two time-scale rule)
     beta_1: float = 0.5
@@ -111,7 +112,7 @@ def mnist_dcgan(config: MnistDCGANConfig, run_dir: Path) -> dict:
 
     deepzen.seed(config.seed)
     gan = build_dcgan((1, 28, 28), config.latent_dim, config.base_filters, config.minibatch_std,
-                      config.spectral_norm)
+                      config.spectral_norm, config.generator_average)
     discriminator_learning_rate = config.discriminator_learning_rate or config.learning_rate
     gan.compile(generator_optimizer=Adam(learning_rate=config.learning_rate, beta_1=config.beta_1),
                 discriminator_optimizer=Adam(learning_rate=discriminator_learning_rate, beta_1=config.beta_1),

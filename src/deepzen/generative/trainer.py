@@ -12,6 +12,11 @@ Each training step updates the discriminator once, then the generator once (Good
 Label smoothing is one-sided (Salimans et al. 2016): only the real labels are softened, since
 softening the fake ones would reward the generator for samples that match neither distribution.
 
+With ``generator_average`` the GAN also keeps an exponential moving average of the generator's
+weights, updated after every generator step, and generates from it (Karras et al. 2018; Yazici et
+al. 2019): the live generator keeps cycling between the modes it favours, and the average over
+that cycle draws the data's modes more evenly.
+
 The training step does no host sync: the per-step statistics go into a preallocated device tensor
 that the host reads about once a second (to check they are finite) and at the end of each epoch.
 
@@ -30,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 from pathlib import Path
@@ -67,14 +73,18 @@ class GAN(Model):
         discriminator: maps (N, C, H, W) images to (N, 1) logits.
         latent_dim: size of the noise vector; read from the generator when it declares its input
             shape (a ``Sequential`` starting with ``Input((latent_dim,))``).
+        generator_average: in [0, 1): the decay of an exponential moving average of the generator's
+            weights, kept as ``averaged_generator`` and used by :meth:`generate` (0: none; 0.999
+            averages over about the last 1,000 steps). Its batch-norm statistics are the live
+            generator's.
         name: a display name.
 
     Both networks are built at construction (one probe forward pass), so their parameters exist.
-    Calling the GAN, ``gan(z)``, is ``generator(z)``.
+    Calling the GAN, ``gan(z)``, is ``generator(z)``, the live generator.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, latent_dim: int | None = None,
-                 name: str | None = None):
+                 generator_average: float = 0.0, name: str | None = None):
         super().__init__(name=name)
         for arg, value in (("generator", generator), ("discriminator", discriminator)):
             if not isinstance(value, nn.Module):
@@ -85,8 +95,13 @@ class GAN(Model):
         if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
             raise ValueError(f"GAN expects latent_dim, a positive integer, given or declared by the generator's "
                              f"input shape. Received: latent_dim={latent_dim!r}, generator input shape={declared}")
+        if (not isinstance(generator_average, (int, float)) or isinstance(generator_average, bool)
+                or not 0.0 <= generator_average < 1.0):
+            raise ValueError(f"GAN expects generator_average, the moving average's decay, in [0, 1) (0: none). "
+                             f"Received: generator_average={generator_average!r}")
         self.generator, self.discriminator = generator, discriminator
         self.latent_dim = latent_dim
+        self.generator_average = float(generator_average)
         parameter = next(generator.parameters(), None)  # a generator built already may live on a GPU
         noise = torch.zeros(2, latent_dim, device=parameter.device if parameter is not None else None)
         images = _probe(generator, noise)  # (2, C, H, W)
@@ -98,6 +113,9 @@ class GAN(Model):
             raise ValueError(f"GAN expects the discriminator to return (N, 1) logits. "
                              f"Received: output shape {tuple(logits.shape)} for images of shape {tuple(images.shape)}")
         self.image_shape = tuple(images.shape[1:])
+        self.averaged_generator = None
+        if self.generator_average:
+            self.averaged_generator = copy.deepcopy(generator).requires_grad_(False).eval()
         self.input_spec = InputSpec((latent_dim,), torch.float32)
         self.generator_optimizer = self.discriminator_optimizer = None
         self.label_smoothing = 0.0
@@ -169,8 +187,24 @@ class GAN(Model):
         self.generator_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         _step(self.generator_optimizer, self.generator, self._generator_clipping)
+        if self.averaged_generator is not None:
+            self._update_average()
         return torch.stack([d_loss.detach(), g_loss.detach(), torch.sigmoid(real_logits.detach()).mean(),
                             torch.sigmoid(fake_logits.detach()).mean()])
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """averaged <- decay * averaged + (1 - decay) * live, in one fused kernel; buffers are copied."""
+        averaged = list(self.averaged_generator.parameters())
+        torch._foreach_lerp_(averaged, [p.detach() for p in self.generator.parameters()], 1.0 - self.generator_average)
+        for mine, live in zip(self.averaged_generator.buffers(), self.generator.buffers()):
+            mine.copy_(live)
+
+    def train(self, mode: bool = True) -> "GAN":
+        super().train(mode)
+        if self.averaged_generator is not None:
+            self.averaged_generator.eval()  # only ever sampled from; its statistics are copied in
+        return self
 
     # -- fit -----------------------------------------------------------------------------------------
     def fit(self, x: Any, epochs: int = 1, batch_size: int = 64, verbose: Any = "auto",
@@ -296,7 +330,8 @@ class GAN(Model):
     @torch.no_grad()
     def generate(self, n: int | None = None, noise: torch.Tensor | None = None,
                  batch_size: int = GENERATE_BATCH_SIZE) -> torch.Tensor:
-        """Images from the generator in evaluation mode (batch norm uses its moving statistics).
+        """Images from the generator in evaluation mode (batch norm uses its moving statistics); from the
+        averaged generator when the GAN keeps one.
 
         Args:
             n: how many images, from fresh noise (give ``n`` or ``noise``).
@@ -316,23 +351,25 @@ class GAN(Model):
         elif noise.dim() != 2 or noise.shape[1] != self.latent_dim:
             raise ValueError(f"GAN.generate expects noise of shape (n, {self.latent_dim}). "
                              f"Received: noise.shape={tuple(noise.shape)}")
-        was_training = self.generator.training
-        self.generator.eval()
+        generator = self.averaged_generator if self.averaged_generator is not None else self.generator
+        was_training = generator.training
+        generator.eval()
         try:
             noise = noise.to(self.device)
-            return torch.cat([self.generator(chunk) for chunk in noise.split(batch_size)])
+            return torch.cat([generator(chunk) for chunk in noise.split(batch_size)])
         finally:
-            self.generator.train(was_training)
+            generator.train(was_training)
 
     # -- files ---------------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "latent_dim": self.latent_dim,
+        return {"name": self.name, "latent_dim": self.latent_dim, "generator_average": self.generator_average,
                 "generator": module_config(self.generator), "discriminator": module_config(self.discriminator)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "GAN":
         return cls(module_from_config(config["generator"]), module_from_config(config["discriminator"]),
-                   latent_dim=config["latent_dim"], name=config.get("name"))
+                   latent_dim=config["latent_dim"], generator_average=config.get("generator_average", 0.0),
+                   name=config.get("name"))
 
 
 class SampleGrid(Callback):
