@@ -143,8 +143,10 @@ class StoredRuns:
 
 def run_conditions(row: dict) -> str:
     """When and how a stored run ran: date, torch threads and the load average at its end (runs stored
-    before these were recorded ran on a shared machine at load 10-13)."""
+    before dates were recorded ran on a shared machine at load 10-13)."""
     if "load_average" not in row:
+        if "date" in row:  # recorded without its load
+            return f"{row['date']}, {row['threads']} thread(s)"
         return f"{row['threads']} thread(s), shared machine (load 10-13)"
     return f"{row['date']}, {row['threads']} thread(s), load {row['load_average']}"
 
