@@ -164,16 +164,21 @@ def test_sst2_recipe_on_a_slice_beats_a_floor(real_dataset, one_thread, tmp_path
     assert metrics["test_accuracy"] > 0.70
 
 
-def test_mr_recipe_cross_validates_on_your_own_file(tmp_path, one_thread):
-    rng = np.random.default_rng(0)
-    good, bad = ["great", "superb", "fine", "lovely"], ["awful", "dull", "poor", "bad"]
+def labeled_reviews(path, count, seed=0, labels=("0", "1")):
+    """``count`` lines ``label<TAB>text`` whose label is given away by two of the words; returns ``path``."""
+    rng = np.random.default_rng(seed)
+    cues = [["great", "superb", "fine", "lovely"], ["awful", "dull", "poor", "bad"], ["odd", "long", "quiet", "grey"]]
     lines = []
-    for i in range(200):
-        label = i % 2
-        words = list(rng.choice(good if label else bad, 2)) + list(rng.choice(["movie", "plot", "the", "a"], 3))
-        lines.append(f"{label}\t{' '.join(rng.permutation(words))}")
-    path = tmp_path / "reviews.tsv"
+    for i in range(count):
+        label = i % len(labels)
+        words = list(rng.choice(cues[label], 2)) + list(rng.choice(["movie", "plot", "the", "a"], 3))
+        lines.append(f"{labels[label]}\t{' '.join(rng.permutation(words))}")
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_mr_recipe_cross_validates_on_your_own_file(tmp_path, one_thread):
+    path = labeled_reviews(tmp_path / "reviews.tsv", 200)
     from deepzen.recipes import run_recipe
 
     metrics = run_recipe("mr-textcnn", {"data": str(path), "folds": 5, "max_folds": 2, "epochs": 8,
@@ -182,3 +187,27 @@ def test_mr_recipe_cross_validates_on_your_own_file(tmp_path, one_thread):
                          run_dir=tmp_path / "run")
     assert metrics["folds_run"] == 2 and len(metrics["fold_accuracies"]) == 2 and metrics["samples"] == 200
     assert metrics["cv_accuracy"] > 0.9
+
+
+def test_sst2_recipe_trains_on_your_own_files_with_their_class_names(tmp_path, one_thread):
+    from deepzen.recipes import run_recipe
+    from deepzen.text.recipes import predict_text_classes
+
+    names = ("positive", "negative", "neutral")
+    files = {"data": labeled_reviews(tmp_path / "train.tsv", 300, seed=0, labels=names),
+             # the dev file has two of the classes, so its own class ids differ: they are mapped by name
+             "valid_data": labeled_reviews(tmp_path / "dev.tsv", 60, seed=1, labels=names[:2]),
+             "test_data": labeled_reviews(tmp_path / "test.tsv", 60, seed=2, labels=names)}
+    settings = {**{key: str(path) for key, path in files.items()}, "epochs": 6, "learning_rate": 0.01,
+                "embedding_dim": 16, "num_filters": 8, "batch_size": 20}
+    metrics = run_recipe("sst2-textcnn", settings, run_dir=tmp_path / "run")
+    assert metrics["train_samples"] == 300 and metrics["dev_accuracy"] > 0.9 and metrics["test_accuracy"] > 0.9
+    predictions = predict_text_classes(tmp_path / "run", ["a superb lovely movie", "the dull awful plot",
+                                                          "a long quiet movie"])
+    assert [p["label"] for p in predictions] == ["positive", "negative", "neutral"]
+
+    with pytest.raises(ValueError, match="valid_data and test_data"):
+        run_recipe("sst2-textcnn", {"data": str(files["data"])}, run_dir=tmp_path / "no-dev")
+    labeled_reviews(tmp_path / "other.tsv", 20, labels=("positive", "mixed"))
+    with pytest.raises(ValueError, match=r"other\.tsv has labels .*'mixed'"):
+        run_recipe("sst2-textcnn", {**settings, "test_data": str(tmp_path / "other.tsv")}, run_dir=tmp_path / "bad")

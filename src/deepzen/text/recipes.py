@@ -131,11 +131,15 @@ class TextClassificationConfig:
     """Settings of the classification recipes (defaults: Kim's CNN-rand, trained with Adam).
 
     ``data``: empty for the recipe's dataset in ``$DEEPZEN_DATA``; otherwise a folder in the
-    dataset's published format, or (MR recipes) your own ``label<TAB>text`` file, cross-validated.
+    dataset's published format, or your own ``label<TAB>text`` file: the MR recipes cross-validate
+    it; the SST-2 recipes train on it and take ``valid_data`` (selects the epoch) and ``test_data``
+    files in the same format.
     """
 
     model: str = "textcnn"              # "textcnn" or "bilstm-attention"
     data: str = ""
+    valid_data: str = ""
+    test_data: str = ""
     epochs: int = 10
     batch_size: int = 50
     learning_rate: float = 1e-3
@@ -257,13 +261,39 @@ def run_mr(config: TextClassificationConfig, run_dir: Path) -> dict:
 
 
 def run_sst2(config: TextClassificationConfig, run_dir: Path) -> dict:
-    """Trains on SST-2's training sentences; the development accuracy selects the epoch."""
+    """Trains on SST-2's training sentences (or your ``label<TAB>text`` files); the development
+    accuracy selects the epoch."""
     from deepzen.data.text_datasets import load_sst2
 
     deepzen.seed(config.seed)
-    splits = load_sst2(_data_path(config.data))
+    if config.data and Path(config.data).is_file():
+        splits, classes = _labeled_text_splits(config)
+    else:
+        splits, classes = load_sst2(_data_path(config.data)), ["negative", "positive"]
     return train_text_classifier(config, _limit(config, *splits["train"]), splits["dev"], splits["test"],
-                                 ["negative", "positive"], run_dir)
+                                 classes, run_dir)
+
+
+def _labeled_text_splits(config: TextClassificationConfig) -> tuple[dict[str, tuple[list, np.ndarray]], list]:
+    """Train, dev and test ``(texts, labels)`` from the ``label<TAB>text`` files ``data``, ``valid_data`` and
+    ``test_data``, labels indexing the training file's classes."""
+    from deepzen.data.text_datasets import load_labeled_text
+
+    if not config.valid_data or not config.test_data:
+        raise ValueError(f"{config.model} on a label<TAB>text file: data is a file, so valid_data and test_data "
+                         f"(files in the same format) are needed too. Received: valid_data={config.valid_data!r}, "
+                         f"test_data={config.test_data!r}")
+    texts, labels, classes = load_labeled_text(config.data)
+    splits = {"train": (texts, labels)}
+    for split, path in (("dev", config.valid_data), ("test", config.test_data)):
+        texts, labels, names = load_labeled_text(path)
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise ValueError(f"{path} has labels the training file {config.data} does not: {unknown}. "
+                             f"Expected labels among {classes}")
+        position = np.array([classes.index(name) for name in names], dtype=np.int64)
+        splits[split] = (texts, position[labels])
+    return splits, classes
 
 
 def predict_text_classes(run_dir: Path, texts: list[str], top: int | None = None) -> list[dict]:
