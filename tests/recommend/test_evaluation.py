@@ -8,7 +8,7 @@ import torch
 
 from deepzen.data.ratings import Ratings
 from deepzen.recommend.base import Recommender
-from deepzen.recommend.evaluation import (cross_validate, hit_ratio_and_ndcg, leave_one_out_ranking,
+from deepzen.recommend.evaluation import (cross_validate, hit_ratio_and_ndcg, holdout_ranking, leave_one_out_ranking,
                                           ranking_metrics, rating_metrics, sample_negatives)
 
 
@@ -106,3 +106,30 @@ def test_leave_one_out_ranking_end_to_end(k, hit_ratio, ndcg):
     result = leave_one_out_ranking(RawIdScore, ratings, n_negatives=2, k=k)
     assert result["users"] == 2
     assert result[f"hr@{k}"] == pytest.approx(hit_ratio) and result[f"ndcg@{k}"] == pytest.approx(ndcg)
+
+
+class LetterScore(Recommender):
+    """A stub scoring (user, item) by the item id's letter; it only takes text ids."""
+
+    def __init__(self):
+        super().__init__("cpu")
+
+    def score(self, users, items):
+        users, items = np.broadcast_arrays(users, items)
+        assert users.dtype.kind == items.dtype.kind == "U"  # the table's rows were turned into its ids
+        return torch.as_tensor(np.vectorize(ord)(items), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("k,hit_ratio,ndcg", [(1, 0.5, 0.5), (3, 1.0, (1 + 1 / math.log2(4)) / 2)])
+def test_holdout_ranking_one_item_per_user_against_the_unrated_ones(k, hit_ratio, ndcg):
+    user_ids, item_ids = np.array(["ann", "bob", "cy"]), np.array(list("abcde"))
+    ratings = Ratings([0, 0, 0, 1, 1, 1, 1, 1, 2, 2], [0, 1, 4, 0, 1, 2, 3, 4, 0, 1], np.ones(10))
+    # ann holds out e, above her unrated c and d: rank 0; bob rated everything: left out;
+    # cy holds out a and b (one is ranked), below two of his unrated c, d, e: rank 2.
+    # ann has 2 unrated items, so each held-out item is ranked against 2 negatives.
+    test = Ratings([0, 1, 2, 2], [4, 4, 0, 1], np.ones(4))
+    result = holdout_ranking(LetterScore(), ratings, test, k=k, user_ids=user_ids, item_ids=item_ids)
+    assert result["users"] == 2 and result["negatives"] == 2
+    assert result[f"hr@{k}"] == pytest.approx(hit_ratio) and result[f"ndcg@{k}"] == pytest.approx(ndcg)
+    with pytest.raises(ValueError, match="every test user rated every item"):
+        holdout_ranking(LetterScore(), ratings, test.take(np.array([1])), user_ids=user_ids, item_ids=item_ids)

@@ -11,6 +11,13 @@ item is ranked among itself and 100 items the user never rated (drawn uniformly,
 per seed). HR@10 is the share of users whose held-out item ranks in the top 10; NDCG@10 adds
 ``1 / log2(rank + 2)`` for those (rank 0 = first). Ties count against the held-out item: its rank
 is the number of sampled items scored at least as high.
+
+On your own ratings file (:func:`deepzen.data.ratings.load_ratings_table`, split with
+:func:`~deepzen.data.ratings.holdout_split`) the same measures score the hold-out part:
+:func:`rating_metrics` on every test rating, and :func:`holdout_ranking` ranking one test item per
+user (picked at random) among items that user never rated. The ``user_ids`` / ``item_ids``
+arguments take that file's id arrays, for a model fitted with them (``fit(train, user_ids=...,
+item_ids=...)``).
 """
 
 from __future__ import annotations
@@ -27,9 +34,18 @@ from deepzen.recommend.base import Recommender
 CV_FOLDS = ("u1", "u2", "u3", "u4", "u5")
 
 
-def rating_metrics(model: Recommender, test: Ratings) -> dict[str, float]:
-    """RMSE and MAE of ``model.predict`` on the ``test`` ratings."""
-    error = model.predict(test.user, test.item).astype(np.float64) - test.rating
+def _as_ids(rows: np.ndarray, ids) -> np.ndarray:
+    """``rows`` (indices into a table's id array ``ids``) as the ids themselves; unchanged when ``ids`` is None."""
+    return rows if ids is None else np.asarray(ids)[rows]
+
+
+def rating_metrics(model: Recommender, test: Ratings, *, user_ids=None, item_ids=None) -> dict[str, float]:
+    """RMSE and MAE of ``model.predict`` on the ``test`` ratings.
+
+    ``user_ids`` / ``item_ids``: the id of each value of ``test.user`` / ``test.item``, as given to
+    ``model.fit`` (``load_ratings_table``'s id arrays); default: the values are the ids.
+    """
+    error = model.predict(_as_ids(test.user, user_ids), _as_ids(test.item, item_ids)).astype(np.float64) - test.rating
     return {"rmse": float(np.sqrt(np.mean(error ** 2))), "mae": float(np.mean(np.abs(error)))}
 
 
@@ -95,15 +111,17 @@ def hit_ratio_and_ndcg(ranks: torch.Tensor, k: int = 10) -> tuple[float, float]:
     return float(hit.float().mean()), float(gain.mean())
 
 
-def ranking_metrics(model: Recommender, test: Ratings, negatives: np.ndarray, k: int = 10) -> dict[str, float]:
+def ranking_metrics(model: Recommender, test: Ratings, negatives: np.ndarray, k: int = 10, *, user_ids=None,
+                    item_ids=None) -> dict[str, float]:
     """HR@k and NDCG@k of each test item ranked among the user's ``negatives`` by ``model.score``.
 
     Args:
         test: one held-out rating per user.
         negatives: ``(U, n)`` item ids sampled for the test users (:func:`sample_negatives`).
+        user_ids, item_ids: as in :func:`rating_metrics` (they translate ``negatives`` too).
     """
     candidates = np.concatenate([test.item[:, None], negatives], axis=1)  # (U, 1 + n): held-out item first
-    scores = model.score(test.user[:, None], candidates)  # (U, 1 + n)
+    scores = model.score(_as_ids(test.user, user_ids)[:, None], _as_ids(candidates, item_ids))  # (U, 1 + n)
     ranks = (scores[:, 1:] >= scores[:, :1]).sum(1)  # (U,) ties count against the held-out item
     hit_ratio, ndcg = hit_ratio_and_ndcg(ranks, k)
     return {f"hr@{k}": hit_ratio, f"ndcg@{k}": ndcg}
@@ -118,3 +136,35 @@ def leave_one_out_ranking(make_model: Callable[[], Recommender], ratings: Rating
     model = make_model().fit(train)
     metrics = ranking_metrics(model, test, negatives, k)
     return {**metrics, "seconds": time.perf_counter() - start, "users": len(test)}
+
+
+def holdout_ranking(model: Recommender, ratings: Ratings, test: Ratings, n_negatives: int = 100, k: int = 10,
+                    seed: int = 0, *, user_ids=None, item_ids=None) -> dict[str, float]:
+    """HR@k and NDCG@k on a hold-out split, for a ``model`` fitted on the rest of ``ratings``.
+
+    Each user with test ratings has one of them (picked at random) ranked among ``n_negatives``
+    items the user rated nowhere in ``ratings`` -- fewer when some such user has fewer unrated
+    items (a small catalogue); users who rated every item are left out.
+
+    Args:
+        ratings: all ratings (train and test).
+        test: the held-out part of ``ratings``.
+        user_ids, item_ids: as in :func:`rating_metrics`.
+
+    Returns:
+        ``hr@k``, ``ndcg@k``, ``negatives`` (the number each item was ranked against) and ``users`` (ranked).
+    """
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(len(test))
+    one_per_user = np.sort(shuffled[np.unique(test.user[shuffled], return_index=True)[1]])
+    test = test.take(one_per_user)
+    pairs = np.unique(np.stack([ratings.user, ratings.item], axis=1), axis=0)  # distinct (user, item) rated
+    users, rated = np.unique(pairs[:, 0], return_counts=True)
+    unrated = len(np.unique(ratings.item)) - rated[np.searchsorted(users, test.user)]  # (U,)
+    if not np.any(unrated > 0):
+        raise ValueError("holdout_ranking: every test user rated every item, so no item is left to rank against")
+    test, unrated = test.take(unrated > 0), unrated[unrated > 0]
+    n = int(min(n_negatives, unrated.min()))
+    negatives = sample_negatives(ratings, test.user, n, seed)
+    metrics = ranking_metrics(model, test, negatives, k, user_ids=user_ids, item_ids=item_ids)
+    return {**metrics, "negatives": n, "users": len(test)}
