@@ -276,8 +276,8 @@ def describe_result(result: dict) -> str:
         entities = "; ".join(f"{kind} {text!r}" for kind, _, _, text in result["entities"]) or "no entities"
         return f"{shown}\n  tags: {' '.join(result['tags'])}\n  entities: {entities}"
     if "recommendations" in result:
-        lines = [f"{shown}:"] + [f"  {rank}. {entry.get('title') or entry['item']} (item {entry['item']}, "
-                                 f"score {entry['score']:.3f})"
+        lines = [f"{shown}:"] + [f"  {rank}. {entry['title']} (item {entry['item']}, score {entry['score']:.3f})"
+                                 if entry.get("title") else f"  {rank}. item {entry['item']} (score {entry['score']:.3f})"
                                  for rank, entry in enumerate(result["recommendations"], start=1)]
         return "\n".join(lines)
     if "translation" in result:

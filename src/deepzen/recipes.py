@@ -36,12 +36,14 @@ class Recipe:
     config: type  # a dataclass whose defaults are the recipe's default settings
     description: str
     predictor: Predictor | None = None  # raw-input prediction for `deepzen predict` (None: arrays/images only)
+    replay_file: str | None = None  # what `deepzen evaluate` loads when the recipe trains with its own loop
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
 
 
-def register_recipe(name: str, config: type, description: str, predictor: Predictor | None = None) -> Callable:
+def register_recipe(name: str, config: type, description: str, predictor: Predictor | None = None,
+                    replay_file: str | None = None) -> Callable:
     """Decorator registering ``fn(config, run_dir) -> metrics`` under ``name``.
 
     Args:
@@ -52,6 +54,9 @@ def register_recipe(name: str, config: type, description: str, predictor: Predic
             predicts on raw input strings (text lines, user ids) from what the recipe saved in
             ``run_dir``; ``top`` is how many classes / items to list (None: the predictor's default).
             Bad inputs raise ``ValueError`` with a message naming the input and what was expected.
+        replay_file: for a recipe that trains with its own loop rather than ``Model.fit``: the file in
+            the run folder it loads, instead of training, when ``deepzen evaluate`` replays the run
+            (the recipe asks :func:`deepzen.runs.current_run` whether it is replaying).
     """
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"Recipe {name!r}: config must be a dataclass. Received: {config!r}")
@@ -59,7 +64,7 @@ def register_recipe(name: str, config: type, description: str, predictor: Predic
         raise TypeError(f"Recipe {name!r}: predictor must be callable. Received: {predictor!r}")
 
     def add(fn: Callable) -> Callable:
-        RECIPES.register(name, Recipe(name, fn, config, description, predictor))
+        RECIPES.register(name, Recipe(name, fn, config, description, predictor, replay_file))
         return fn
 
     return add

@@ -124,10 +124,15 @@ class Run:
 
         path = Path(path)
         saved = read_json(path / "config.json", "the run's config")
+        recipe = RECIPES.get(saved["recipe"])
         if mode == "replay" and not (path / "checkpoint.ckpt").is_file():
-            raise RunError(f"{path} has no checkpoint.ckpt: a replay restores what Model.fit trained, and this run "
-                           f"either never finished an epoch or its recipe trains with its own loop")
-        config = make_config(RECIPES.get(saved["recipe"]), {**saved["config"], **(overrides or {})})
+            if recipe.replay_file is None:
+                raise RunError(f"{path} has no checkpoint.ckpt: a replay restores what Model.fit trained, and this "
+                               f"run either never finished an epoch or its recipe trains with its own loop")
+            if not (path / recipe.replay_file).is_file():
+                raise RunError(f"{path} has no {recipe.replay_file}: a replay of {recipe.name} loads what its "
+                               f"training saved there, and this run has not finished")
+        config = make_config(recipe, {**saved["config"], **(overrides or {})})
         run = cls(path, saved["recipe"], config, mode=mode, checkpoint_every=checkpoint_every)
         if mode == "train" and distributed.is_rank_zero():
             for leftover in path.glob(".*.tmp"):  # temporary files of writes a crash interrupted

@@ -1,4 +1,5 @@
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -49,17 +50,26 @@ def test_soft_and_hard_target_updates():
     assert all(torch.equal(t, o) for t, o in zip(target.parameters(), online.parameters()))
 
 
+REFERENCE_LOSSES = {  # DQNConfig's (loss, huber_delta) -> torch's computation of that loss
+    ("huber", 1.0): lambda q, y: F.huber_loss(q, y, delta=1.0),
+    ("huber", 0.5): lambda q, y: F.huber_loss(q, y, delta=0.5),  # not smooth_l1_loss(beta=0.5): that is huber / 0.5
+    ("mse", 1.0): F.mse_loss,
+}
+
+
+@pytest.mark.parametrize("loss_name, huber_delta", sorted(REFERENCE_LOSSES))
 @pytest.mark.parametrize("double_dqn", [False, True])
-def test_train_phase_takes_the_reference_gradient_step(double_dqn):
+def test_train_phase_takes_the_reference_gradient_step(double_dqn, loss_name, huber_delta):
     config = DQNConfig(hidden_units=(16,), batch_size=8, gradient_steps=1, double_dqn=double_dqn, gamma=0.9,
-                       max_grad_norm=0.5, learning_rate=0.01)
+                       max_grad_norm=0.5, learning_rate=0.01, loss=loss_name, huber_delta=huber_delta)
     agent = DQN("CartPole-v1", config, seed=0)
     agent.start_session(total_steps=1000)
     agent.end_session()
     generator = torch.Generator().manual_seed(5)
-    for _ in range(50):
-        agent.buffer.add(torch.randn(4, generator=generator), int(torch.randint(2, (), generator=generator)), 1.0,
-                         torch.randn(4, generator=generator), bool(torch.rand((), generator=generator) < 0.3))
+    for _ in range(50):  # rewards in [-2, 2]: TD errors on both sides of every delta tested
+        agent.buffer.add(torch.randn(4, generator=generator), int(torch.randint(2, (), generator=generator)),
+                         float(4 * torch.rand((), generator=generator) - 2), torch.randn(4, generator=generator),
+                         bool(torch.rand((), generator=generator) < 0.3))
     update_target(agent.target_network, agent.network, 1.0)
     with torch.no_grad():  # make the target net differ from the online net, so DQN and Double DQN differ
         for p in agent.target_network.parameters():
@@ -79,7 +89,11 @@ def test_train_phase_takes_the_reference_gradient_step(double_dqn):
             chosen = next_q.argmax(1)
         targets = batch.rewards + 0.9 * (1 - batch.terminated) * next_q[torch.arange(8), chosen]
     q_taken = reference(batch.observations)[torch.arange(8), batch.actions]
-    expected_loss = F.smooth_l1_loss(q_taken, targets)
+    td_errors = (q_taken - targets).abs()
+    assert (td_errors < huber_delta).any() and (td_errors > huber_delta).any()  # both branches of the Huber loss
+    expected_loss = REFERENCE_LOSSES[loss_name, huber_delta](q_taken, targets)
+    if loss_name == "mse":  # the case would be vacuous if MSE and Huber agreed on this batch
+        assert not torch.allclose(expected_loss, F.huber_loss(q_taken, targets, delta=huber_delta))
     optimizer = torch.optim.Adam(reference.parameters(), lr=0.01, eps=1e-7)
     expected_loss.backward()
     torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.5)
@@ -92,8 +106,11 @@ def test_train_phase_takes_the_reference_gradient_step(double_dqn):
 def test_config_errors_name_the_setting():
     with pytest.raises(ValueError, match="tau"):
         DQNConfig(tau=0.0)
-    with pytest.raises(ValueError, match="loss"):
+    with pytest.raises(ValueError, match=re.escape("expects loss in ('huber', 'mse'). Received: loss='hinge'")):
         DQNConfig(loss="hinge")
+    for delta in (0.0, -1.0, float("nan")):  # refused when the config is made, not at the first training phase
+        with pytest.raises(ValueError, match=re.escape(f"expects huber_delta > 0. Received: huber_delta={delta!r}")):
+            DQNConfig(huber_delta=delta)
     with pytest.raises(TypeError, match="DQNConfig"):
         DQN("CartPole-v1", config={"tau": 1.0})
 

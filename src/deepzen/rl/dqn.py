@@ -100,6 +100,7 @@ class DQNConfig:
             "gradient_steps": (self.gradient_steps > 0, "gradient_steps > 0"),
             "exploration_fraction": (0 <= self.exploration_fraction <= 1, "0 <= exploration_fraction <= 1"),
             "loss": (self.loss in LOSS_NAMES, f"loss in {LOSS_NAMES}"),
+            "huber_delta": (self.huber_delta > 0, "huber_delta > 0"),
             "max_grad_norm": (self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm > 0 or None"),
         }
         for name, (valid, expected) in checks.items():

@@ -71,7 +71,7 @@ def train_and_report(agent_class: type, config: Settings, run_dir: Path) -> dict
     deepzen.seed(config.seed)
     run = current_run()
     metrics: dict = {}
-    if run is not None and run.mode == "replay" and (run.path / AGENT_FILE).is_file():
+    if run is not None and run.mode == "replay":  # Run.open checked that the agent file is there
         agent = load_agent(run.path / AGENT_FILE)
     else:
         agent_fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(agent_class.config_class)}
@@ -105,13 +105,14 @@ def train_and_report(agent_class: type, config: Settings, run_dir: Path) -> dict
 
 @register_recipe("cartpole-dqn", CartPoleDQNConfig,
                  "DQN (replay buffer, target network, epsilon-greedy; Double DQN optional) on CartPole-v1: "
-                 "solved = mean return >= 475 over 100 episodes, within 100k environment steps")
+                 "solved = mean return >= 475 over 100 episodes, within 100k environment steps",
+                 replay_file=AGENT_FILE)
 def cartpole_dqn(config: CartPoleDQNConfig, run_dir: Path) -> dict:
     return train_and_report(DQN, config, run_dir)
 
 
 @register_recipe("cartpole-a2c", CartPoleA2CConfig,
                  "Advantage actor-critic (shared body, n-step/GAE advantages, entropy bonus, 8 parallel "
-                 "environments) on CartPole-v1, with its learning curve")
+                 "environments) on CartPole-v1, with its learning curve", replay_file=AGENT_FILE)
 def cartpole_a2c(config: CartPoleA2CConfig, run_dir: Path) -> dict:
     return train_and_report(A2C, config, run_dir)
