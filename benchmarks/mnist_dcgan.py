@@ -5,7 +5,8 @@ Runs the ``mnist-dcgan`` recipe (the same one ``deepzen train mnist-dcgan`` runs
 ``benchmarks/results/mnist_dcgan_samples.png``. The LeNet-5 that defines the feature space is
 trained once and kept in ``<run-dir>/cache``; later runs reuse it, so their distances are comparable.
 
-    python benchmarks/mnist_dcgan.py --epochs 5
+    python benchmarks/mnist_dcgan.py                       # the recipe's settings (15 epochs)
+    python benchmarks/mnist_dcgan.py --epochs 4 --no-spectral-norm --generator-average 0
 """
 
 from __future__ import annotations
@@ -27,17 +28,23 @@ MIN_CLASS_FRACTION = 0.05  # the coverage target: every digit at least 5% of the
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from deepzen.generative.recipes import MnistDCGANConfig
+
+    defaults = MnistDCGANConfig()  # the recipe's settings are the benchmark's defaults
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--base-filters", type=int, default=32)
-    parser.add_argument("--minibatch-std", action="store_true", help="a minibatch std-dev channel in D")
-    parser.add_argument("--spectral-norm", action="store_true", help="spectral norm instead of batch norm in D")
-    parser.add_argument("--discriminator-lr", type=float, default=0.0, help="D's learning rate (0: G's, 2e-4)")
-    parser.add_argument("--generator-average", type=float, default=0.0,
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--base-filters", type=int, default=defaults.base_filters)
+    parser.add_argument("--minibatch-std", action=argparse.BooleanOptionalAction, default=defaults.minibatch_std,
+                        help="a minibatch std-dev channel in D")
+    parser.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=defaults.spectral_norm,
+                        help="spectral norm instead of batch norm in D")
+    parser.add_argument("--discriminator-lr", type=float, default=defaults.discriminator_learning_rate,
+                        help="D's learning rate (0: G's, 2e-4)")
+    parser.add_argument("--generator-average", type=float, default=defaults.generator_average,
                         help="sample from a moving average of G's weights with this decay (0: the live G)")
-    parser.add_argument("--classifier-epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--classifier-epochs", type=int, default=defaults.classifier_epochs)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--run-dir", default=str(ROOT / "runs" / "bench-mnist-dcgan"))
     parser.add_argument("--results", default=str(RESULTS), help="folder for the report and the sample grid")
     return parser.parse_args(argv)
