@@ -50,6 +50,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def shown_path(path: Path) -> str:
+    """``path`` relative to the project when it is inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def report(metrics: dict, args: argparse.Namespace, command: str, seconds: float) -> str:
     fractions = metrics["class_fractions"]
     covered = metrics["classes_covered"] == 10 and metrics["min_class_fraction"] >= MIN_CLASS_FRACTION
@@ -103,7 +109,7 @@ def report(metrics: dict, args: argparse.Namespace, command: str, seconds: float
         *(f"| {epoch} | {fd:.2f} | {fraction:.1%} |" for epoch, (fd, fraction) in
           enumerate(zip(metrics["fd_per_epoch"], metrics["min_class_fraction_per_epoch"]), start=1)),
         "",
-        "Samples from fixed noise after the last epoch: `benchmarks/results/mnist_dcgan_samples.png`.",
+        f"Samples from fixed noise after the last epoch: `{shown_path(Path(args.results) / 'mnist_dcgan_samples.png')}`.",
         "",
     ]
     return "\n".join(lines)
