@@ -27,9 +27,10 @@ NUM_CLASSES = 10
 @dataclass
 class MnistDCGANConfig:
     """Settings of ``mnist-dcgan``. The defaults are the measured run that covers all ten digits (the
-    rarest 5.4%, BENCHMARKS.md): with a batch-norm discriminator and samples from the live generator
-    (``spectral_norm=false generator_average=0``, the DCGAN paper's setup) the rarest digit stayed
-    near 2.5% in every epoch."""
+    rarest 5.9%, BENCHMARKS.md). The discriminator's spectral norm does it: with batch norm (the DCGAN
+    paper's, ``spectral_norm=false``) the rarest digit stayed below 5% in every epoch; sampling from a
+    moving average of the generator (``generator_average=0.999``) changed little (rarest 5.4% against
+    5.7%, Fréchet distance 51.1 against 49.0)."""
 
     epochs: int = 15
     batch_size: int = 128
@@ -37,7 +38,7 @@ class MnistDCGANConfig:
     base_filters: int = 32  # discriminator 32 -> 64 channels, generator 64 -> 32 -> 1
     minibatch_std: bool = True  # a minibatch standard-deviation channel in the discriminator
     spectral_norm: bool = True  # spectral normalization instead of batch norm in the discriminator
-    generator_average: float = 0.999  # decay of the generator's weight average that samples are drawn from (0: none)
+    generator_average: float = 0.0  # decay of the generator's weight average that samples are drawn from (0: none)
     learning_rate: float = 2e-4
     discriminator_learning_rate: float = 0.0  # 0: learning_rate (a larger one: the two time-scale rule)
     beta_1: float = 0.5
