@@ -270,7 +270,12 @@ class TranslationConfig:
 
 @dataclass
 class RNNTranslationConfig(TranslationConfig):
+    """Settings of ``multi30k-gru-attention``: one 512-unit layer each side, as in Bahdanau et al. (a
+    3-layer 256-unit GRU was still under-fitting after 60 minutes: train loss 3.6, 5.4 BLEU)."""
+
     model: str = "gru"
+    num_layers: int = 1
+    units: int = 512
     learning_rate: float = 2e-3
     warmup_steps: int = 100
     dropout: float = 0.3
