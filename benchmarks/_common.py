@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -47,13 +46,6 @@ def command_line(script: str, argv: list[str] | None = None) -> str:
     """The command that ran ``benchmarks/<script>``, with the arguments it was given (``sys.argv`` by default)."""
     arguments = sys.argv[1:] if argv is None else argv
     return shlex.join(["python", f"benchmarks/{script}", *arguments])
-
-
-def machine_line() -> str:
-    """The date, torch's version and threads, the processor, the number of CPUs and the load average now."""
-    return (f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-            f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 def run_timed(recipe: str, overrides: dict[str, Any], run_dir: str | Path) -> tuple[dict[str, Any], float]:
@@ -107,13 +99,6 @@ def write_report(path: Path, text: str) -> None:
     """Writes a Markdown report (creating its folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
-
-
-def publish(path: Path, lines: list[str]) -> None:
-    """Writes the lines of a Markdown report and prints them."""
-    text = "\n".join(lines)
-    write_report(path, text)
-    print(text)
 
 
 class StoredRuns:
