@@ -103,7 +103,8 @@ def write_report(path: Path, text: str) -> None:
 
 class StoredRuns:
     """The runs behind a Markdown report, kept in the JSON file beside it, so that runs made by separate
-    commands share one table; the rows of an earlier run of the same command are replaced.
+    commands share one table; the rows of an earlier run of the same command are replaced. The file is
+    read again before each write, so commands running at the same time keep each other's rows.
 
     Args:
         report: the Markdown file (``<name>.md``; the runs go to ``<name>.json``).
@@ -112,18 +113,25 @@ class StoredRuns:
     """
 
     def __init__(self, report: Path, command: str, render: Callable[[list[dict]], str]):
-        self.report, self.stored, self.render = report, report.with_suffix(".json"), render
-        earlier = json.loads(self.stored.read_text()) if self.stored.is_file() else []
-        self.rows = [row for row in earlier if row["command"] != command]
+        self.report, self.stored, self.render, self.command = report, report.with_suffix(".json"), render, command
+        self.added: list[dict] = []
+
+    @property
+    def rows(self) -> list[dict]:
+        """The other commands' stored rows, then this run's."""
+        earlier = json.loads(self.stored.read_text(encoding="utf-8")) if self.stored.is_file() else []
+        return [row for row in earlier if row["command"] != self.command] + self.added
 
     def add(self, row: dict) -> None:
         """Adds a run, stamped with the date and the load average at its end, and rewrites the JSON and the
         report at once (a later crash keeps it)."""
-        row = {**row, "date": time.strftime("%Y-%m-%d"), "load_average": round(os.getloadavg()[0], 1)}
-        self.rows.append(row)
+        self.added.append({**row, "date": time.strftime("%Y-%m-%d"), "load_average": round(os.getloadavg()[0], 1)})
+        rows = self.rows
         self.report.parent.mkdir(parents=True, exist_ok=True)
-        self.stored.write_text(json.dumps(self.rows, indent=1), encoding="utf-8")
-        write_report(self.report, self.render(self.rows))
+        partial = self.stored.with_name(f"{self.stored.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        partial.replace(self.stored)  # a reader never sees half a file
+        write_report(self.report, self.render(rows))
 
 
 def run_conditions(row: dict) -> str:

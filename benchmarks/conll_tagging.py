@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="other recipe settings")
     parser.add_argument("--out", type=Path, default=REPORT)
+    parser.add_argument("--run-dir", default="runs/conll", help="run folders: <run-dir>-<variant>")
     args = parse_arguments(parser, argv)
 
     import deepzen.text.recipes  # noqa: F401  (registers the recipes)
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     command = command_line("conll_tagging.py", argv)
     runs = StoredRuns(args.out, command, report)
     for name in args.variants.split(","):
-        metrics, seconds = run_timed("conll-bilstm-crf", {**overrides, **VARIANTS[name]}, f"runs/conll-{name}")
+        metrics, seconds = run_timed("conll-bilstm-crf", {**overrides, **VARIANTS[name]}, f"{args.run_dir}-{name}")
         label = f"BiLSTM-{name.upper() if name == 'crf' else 'softmax'} (char {overrides.get('char_encoder', 'lstm')})"
         print(f"{label}: {metrics} ({seconds:.0f} s)", flush=True)
         runs.add({"variant": name, "name": label, "command": command, "threads": torch.get_num_threads(),

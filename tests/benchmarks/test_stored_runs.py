@@ -27,3 +27,16 @@ def test_runs_of_separate_commands_share_one_report(tmp_path):
     assert [row["value"] for row in stored] == [2, 3]
     assert all("date" in row and "load_average" in row for row in stored)
     assert _common.run_conditions(stored[0]).startswith(stored[0]["date"])
+
+
+def test_commands_running_at_the_same_time_keep_each_others_rows(tmp_path):
+    report = tmp_path / "report.md"
+    first = _common.StoredRuns(report, "python a.py --seed 1", render)
+    second = _common.StoredRuns(report, "python a.py --seed 2", render)    # both opened before either writes
+    first.add({"recipe": "x", "command": "python a.py --seed 1", "value": 1, "threads": 1})
+    second.add({"recipe": "x", "command": "python a.py --seed 2", "value": 2, "threads": 1})
+    first.add({"recipe": "y", "command": "python a.py --seed 1", "value": 3, "threads": 1})
+    assert sorted(row["value"] for row in json.loads(report.with_suffix(".json").read_text())) == [1, 2, 3]
+    assert sorted(report.read_text().splitlines()) == ["x python a.py --seed 1 1", "x python a.py --seed 2 2",
+                                                       "y python a.py --seed 1 3"]
+    assert not list(tmp_path.glob("*.partial"))
