@@ -2,7 +2,7 @@
 
 from deepzen.training.callbacks import (Callback, CallbackError, CSVLogger, EarlyStopping, GradientMonitor, History,
                                         LearningRateScheduler, ModelCheckpoint, ProgressBar, ReduceLROnPlateau,
-                                        TerminateOnNaN)
+                                        TerminateOnNaN, WeightAverage)
 
 __all__ = ["Callback", "CallbackError", "CSVLogger", "EarlyStopping", "GradientMonitor", "History",
-           "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN"]
+           "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN", "WeightAverage"]

@@ -11,7 +11,7 @@ import torch
 
 import deepzen
 from deepzen.callbacks import (Callback, CallbackError, CSVLogger, EarlyStopping, GradientMonitor,
-                               LearningRateScheduler, ModelCheckpoint, ProgressBar, ReduceLROnPlateau)
+                               LearningRateScheduler, ModelCheckpoint, ProgressBar, ReduceLROnPlateau, WeightAverage)
 from deepzen.layers import Dense
 from deepzen.models import Sequential, load_model
 
@@ -206,3 +206,56 @@ def test_only_rank_zero_writes_files_and_prints(tmp_path, monkeypatch, capsys, m
             assert not any(written.values()) and not printed  # ... and nothing on the other ranks
             if rank0_state is not None:  # while keeping the same state (the epoch logs agree on all ranks)
                 assert callback.state_dict() == rank0_state
+
+
+class WeightRecorder(Callback):
+    """The model's weights at the start, after every step and at every epoch end."""
+
+    def __init__(self):
+        self.steps, self.epoch_ends = [], []
+
+    def weights(self):
+        return torch.cat([p.detach().flatten().clone() for p in self.model.parameters()])
+
+    def on_train_begin(self, logs=None):
+        self.start = self.weights()
+
+    def on_train_batch_end(self, step, logs=None):
+        self.steps.append(self.weights())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_ends.append(self.weights())
+
+
+def test_weight_average_scores_and_ends_with_the_moving_average_while_training_on_live_weights():
+    x, y = regression()
+    runs = {}
+    for averaged in (False, True):
+        deepzen.seed(0)
+        model = linear_model(deepzen.optimizers.SGD(learning_rate=0.05))
+        recorder = WeightRecorder()
+        callbacks = [WeightAverage(decay=0.9), recorder] if averaged else [recorder]
+        history = model.fit(x, y, batch_size=16, epochs=3, verbose=0, validation_data=(x, y), callbacks=callbacks)
+        runs[averaged] = (model, recorder, history)
+    plain, averaged = runs[False][1], runs[True][1]
+    # The live weights train exactly as without the average (4 steps per epoch).
+    torch.testing.assert_close(torch.stack(averaged.steps), torch.stack(plain.steps))
+    expected, ema = [], averaged.start
+    for weights in averaged.steps:
+        ema = 0.9 * ema + 0.1 * weights
+        expected.append(ema)
+    # Epoch ends and the validation loss see the average; training ends with it in the model.
+    torch.testing.assert_close(torch.stack(averaged.epoch_ends), torch.stack(expected[3::4]))
+    model, _, history = runs[True]
+    final = torch.cat([p.detach().flatten() for p in model.parameters()])
+    torch.testing.assert_close(final, expected[-1])
+    w, b = final[:4], final[4]
+    mse = float(((torch.from_numpy(x) @ w + b - torch.from_numpy(y)[:, 0]) ** 2).mean())
+    assert history.history["val_loss"][-1] == pytest.approx(mse, rel=1e-4)
+    assert runs[False][2].history["val_loss"][-1] != pytest.approx(mse, rel=1e-3)
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1, True, "0.9"])
+def test_weight_average_rejects_a_decay_outside_0_1(decay):
+    with pytest.raises(ValueError, match=r"WeightAverage expects decay in \[0, 1\)"):
+        WeightAverage(decay)

@@ -367,6 +367,7 @@ class ConllTaggingConfig:
     learning_rate: float = 2e-3
     lr_decay: float = 0.05              # epoch e trains at learning_rate / (1 + lr_decay * e) (Ma & Hovy's 0.05)
     clipnorm: float = 5.0
+    weight_average: float = 0.0         # decay of the weights' moving average that is scored and kept (0: none)
     word_dim: int = 100
     char_dim: int = 25
     char_units: int = 25
@@ -396,7 +397,7 @@ def _conll_splits(config: ConllTaggingConfig) -> dict[str, tuple[list, list]]:
 
 
 def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
-    from deepzen.callbacks import EarlyStopping, LearningRateScheduler
+    from deepzen.callbacks import EarlyStopping, LearningRateScheduler, WeightAverage
     from deepzen.data.text_datasets import to_bio, to_bioes
     from deepzen.text.tagging import EntityF1, SequenceTagger, TaggingVocabulary, evaluate_entities
 
@@ -430,7 +431,9 @@ def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
     best = EarlyStopping(monitor="val_f1", mode="max", patience=config.patience or config.epochs,
                          restore_best_weights=True)
     started = time.perf_counter()
-    callbacks = [EntityF1(vocabulary, *evaluation["valid"]), best]
+    # The weight average goes first so that the dev F1 and the kept best epoch are the average's.
+    callbacks = [WeightAverage(config.weight_average)] if config.weight_average else []
+    callbacks += [EntityF1(vocabulary, *evaluation["valid"]), best]
     if config.lr_decay:
         callbacks.append(LearningRateScheduler(lambda epoch, lr: config.learning_rate / (1 + config.lr_decay * epoch)))
     if config.max_minutes:

@@ -1,5 +1,5 @@
 """Callbacks: History, progress output, EarlyStopping, ModelCheckpoint, learning-rate schedules,
-CSVLogger and GradientMonitor.
+CSVLogger, GradientMonitor and WeightAverage.
 
 A callback overrides the events it needs. ``fit`` resolves once which callbacks implement each
 event, so an event nobody listens to costs nothing. Per-step events receive the step index and a
@@ -435,6 +435,72 @@ class GradientMonitor(Callback):
         if exploded:
             warnings.warn(f"Epoch {epoch + 1}: exploding gradients (mean norm > {self.exploding:g}) in: "
                           f"{', '.join(exploded)}", RuntimeWarning, stacklevel=2)
+
+
+class WeightAverage(Callback):
+    """Keeps an exponential moving average of the weights and evaluates and ends with it.
+
+    After each step ``averaged <- decay * averaged + (1 - decay) * weights``. Validation
+    (``validation_data`` and the callbacks after this one in the list, such as EarlyStopping)
+    sees the averaged weights; the next epoch trains on the live weights again; training ends
+    with the averaged weights in the model (Keras's optimizer ``use_ema``; Polyak averaging).
+    Put it before the callbacks that should score or save the averaged weights.
+
+    Args:
+        decay: in [0, 1); about ``1 / (1 - decay)`` recent steps make up the average.
+    """
+
+    def __init__(self, decay: float = 0.999):
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
+            raise ValueError(f"WeightAverage expects decay in [0, 1). Received: decay={decay!r}")
+        self.decay = float(decay)
+        self.averaged: list[torch.Tensor] | None = None
+        self.live: list[torch.Tensor] | None = None    # the training weights while the average is swapped in
+
+    def _parameters(self) -> list[torch.Tensor]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The averaged weights and, while they are in the model, the live ones (lists of tensors)."""
+        return {"averaged": self.averaged, "live": self.live}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.averaged, self.live = state["averaged"], state["live"]
+
+    def on_train_begin(self, logs=None):
+        if self.averaged is None:
+            self.averaged = [p.detach().clone() for p in self._parameters()]
+        self._swap_live_in()
+
+    @torch.no_grad()
+    def on_train_batch_end(self, step, logs=None):
+        torch._foreach_lerp_(self.averaged, [p.detach() for p in self._parameters()], 1.0 - self.decay)
+
+    @torch.no_grad()
+    def _swap_average_in(self) -> None:
+        if self.live is None:
+            parameters = self._parameters()
+            self.live = [p.detach().clone() for p in parameters]
+            torch._foreach_copy_([p.data for p in parameters], self.averaged)
+
+    @torch.no_grad()
+    def _swap_live_in(self) -> None:
+        if self.live is not None:
+            torch._foreach_copy_([p.data for p in self._parameters()], self.live)
+            self.live = None
+
+    def on_test_begin(self, logs=None):
+        self._swap_average_in()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._swap_average_in()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._swap_live_in()
+
+    def on_train_end(self, logs=None):
+        self._swap_average_in()
+        self.live = None
 
 
 class TerminateOnNaN(Callback):
