@@ -5,4 +5,5 @@ from deepzen.training.callbacks import (Callback, CallbackError, CSVLogger, Earl
                                         TerminateOnNaN, WeightAverage)
 
 __all__ = ["Callback", "CallbackError", "CSVLogger", "EarlyStopping", "GradientMonitor", "History",
-           "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN", "WeightAverage"]
+           "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN",
+           "WeightAverage"]
