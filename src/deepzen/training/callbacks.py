@@ -446,6 +446,9 @@ class WeightAverage(Callback):
     with the averaged weights in the model (Keras's optimizer ``use_ema``; Polyak averaging).
     Put it before the callbacks that should score or save the averaged weights.
 
+    The average starts from the initial weights (as Keras's does), so a run needs well over
+    ``1 / (1 - decay)`` steps before the average forgets them.
+
     Args:
         decay: in [0, 1); about ``1 / (1 - decay)`` recent steps make up the average.
     """
