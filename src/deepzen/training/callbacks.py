@@ -471,25 +471,25 @@ class WeightAverage(Callback):
         self.averaged, self.live = state["averaged"], state["live"]
 
     def on_train_begin(self, logs=None):
+        self.weights = [p.detach() for p in self._parameters()]   # resolved once, not at every step
         if self.averaged is None:
-            self.averaged = [p.detach().clone() for p in self._parameters()]
+            self.averaged = [w.clone() for w in self.weights]
         self._swap_live_in()
 
     @torch.no_grad()
     def on_train_batch_end(self, step, logs=None):
-        torch._foreach_lerp_(self.averaged, [p.detach() for p in self._parameters()], 1.0 - self.decay)
+        torch._foreach_lerp_(self.averaged, self.weights, 1.0 - self.decay)
 
     @torch.no_grad()
     def _swap_average_in(self) -> None:
         if self.live is None:
-            parameters = self._parameters()
-            self.live = [p.detach().clone() for p in parameters]
-            torch._foreach_copy_([p.data for p in parameters], self.averaged)
+            self.live = [w.clone() for w in self.weights]
+            torch._foreach_copy_(self.weights, self.averaged)
 
     @torch.no_grad()
     def _swap_live_in(self) -> None:
         if self.live is not None:
-            torch._foreach_copy_([p.data for p in self._parameters()], self.live)
+            torch._foreach_copy_(self.weights, self.live)
             self.live = None
 
     def on_test_begin(self, logs=None):
