@@ -70,3 +70,74 @@ def test_two_ddp_processes_train_one_epoch_to_the_single_process_weights(tmp_pat
     environment = (double / "environment.json").read_text()
     assert '"processes": 2' in environment
     assert sorted(p.name for p in double.iterdir()) == sorted(p.name for p in single.iterdir())
+
+
+def test_sync_batchnorm_uses_the_statistics_of_the_global_batch_across_two_processes(tmp_path):
+    """torchrun + gloo, one step of a batch-norm model: off, each process's moving mean is its own slice's;
+    on, it is the global batch's on both, and the weights are those of one process on the whole batch."""
+    import subprocess
+    import sys
+
+    from ddp_batchnorm import LEARNING_RATE, MOMENTUM, step_data
+    from subprocesses import HERE, cli_environment
+
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                str(HERE / "ddp_batchnorm.py"), str(tmp_path)]
+    finished = subprocess.run(launcher, env=cli_environment(), capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    saved = {name: torch.load(tmp_path / f"{name}.pt") for name in ("own-rank0", "own-rank1", "sync-rank0", "sync-rank1")}
+    x, y = step_data()
+
+    def moving(batch):  # Keras momentum: moving = m * moving + (1 - m) * batch, from mean 0 and variance 1
+        return (1 - MOMENTUM) * batch.mean(0), MOMENTUM + (1 - MOMENTUM) * batch.var(0)  # unbiased variance
+
+    for rank in range(2):
+        own, sync = saved[f"own-rank{rank}"], saved[f"sync-rank{rank}"]
+        mean, variance = moving(x[4 * rank:4 * rank + 4])
+        assert torch.allclose(own["batch_normalization.running_mean"], mean, atol=1e-6)
+        assert torch.allclose(own["batch_normalization.running_var"], variance, atol=1e-5)
+        mean, variance = moving(x)
+        assert torch.allclose(sync["batch_normalization.running_mean"], mean, atol=1e-6)
+        assert torch.allclose(sync["batch_normalization.running_var"], variance, atol=1e-5)
+    weight, bias = torch.ones(3, requires_grad=True), torch.zeros(3, requires_grad=True)  # one process, whole batch
+    out = torch.nn.functional.batch_norm(x, None, None, weight, bias, training=True, eps=1e-3)
+    torch.nn.functional.mse_loss(out, y).backward()
+    for rank in range(2):
+        sync = saved[f"sync-rank{rank}"]
+        assert torch.allclose(sync["batch_normalization.weight"], weight.detach() - LEARNING_RATE * weight.grad, atol=1e-6)
+        assert torch.allclose(sync["batch_normalization.bias"], bias.detach() - LEARNING_RATE * bias.grad, atol=1e-6)
+
+
+def test_sync_batchnorm_keeps_the_saved_config_and_refuses_torch_batchnorm_on_the_cpu():
+    from deepzen.layers import BatchNormalization, Dense
+    from deepzen.models import Sequential
+    from deepzen.training.distributed import synchronize_batchnorm
+
+    model = Sequential([Dense(4, input_dim=3), BatchNormalization()])
+    model(torch.zeros(2, 3))  # builds the layers
+    keys = list(model.state_dict())
+    synchronize_batchnorm(model)
+    norm = model.layers[-1]
+    assert norm.synchronized and norm.get_config()["synchronized"] is False
+    assert list(model.state_dict()) == keys
+    with pytest.raises(ValueError, match="GPUs only.*1"):
+        synchronize_batchnorm(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)))
+
+
+def test_nproc_passes_sync_batchnorm_and_restart_on_to_torchrun(monkeypatch):
+    import subprocess
+
+    from deepzen import cli
+
+    launched = []
+
+    class Launcher:
+        def __init__(self, command, **options):
+            launched.append(command)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Launcher)
+    assert cli.main(["train", "--resume", "runs/x", "--restart", "--nproc", "2", "--sync-batchnorm"]) == 0
+    assert launched[0][-4:] == ["--resume", "runs/x", "--restart", "--sync-batchnorm"]

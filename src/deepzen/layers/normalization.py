@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from deepzen.layers.base import Layer
@@ -22,12 +23,19 @@ class BatchNormalization(Layer):
         momentum: Keras semantics: ``moving = momentum * moving + (1 - momentum) * batch``.
         epsilon: added to the variance.
         center / scale: learn the offset beta / the scale gamma.
+        synchronized: under DDP (torchrun), normalize each training batch with the mean and variance of the
+            global batch, all processes' slices together, and track those in the moving statistics (Keras's
+            argument; Lightning's ``sync_batchnorm``). Off, each process uses its own slice. No effect on
+            one process. ``deepzen train --sync-batchnorm`` turns it on for every layer (see
+            :func:`deepzen.training.distributed.set_sync_batchnorm`).
     """
 
     def __init__(self, axis: int = 1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer: Any = "zeros", gamma_initializer: Any = "ones",
-                 moving_mean_initializer: Any = "zeros", moving_variance_initializer: Any = "ones", **kwargs):
+                 moving_mean_initializer: Any = "zeros", moving_variance_initializer: Any = "ones",
+                 synchronized: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.synchronized = synchronized
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"BatchNormalization expects momentum in [0, 1). Received: momentum={momentum}")
         self.axis, self.momentum, self.epsilon = axis, momentum, epsilon
@@ -52,9 +60,66 @@ class BatchNormalization(Layer):
         channels_first = self.feature_axis == 1
         if not channels_first:
             x = x.movedim(self.feature_axis, 1)
-        out = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                           self.training, 1.0 - self.momentum, self.epsilon)
+        if self.synchronized and self.training and dist.is_initialized() and dist.get_world_size() > 1:
+            out = global_batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                    1.0 - self.momentum, self.epsilon)
+        else:
+            out = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                               self.training, 1.0 - self.momentum, self.epsilon)
         return out if channels_first else out.movedim(1, self.feature_axis)
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """The sum of a tensor over the processes, differentiable: the gradient is summed over them as well,
+    since every process's loss depends on every process's tensor through the sum."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        total = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, gradient):
+        return _SumOverProcesses.apply(gradient)
+
+
+def global_batch_norm(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,
+                      weight: torch.Tensor | None, bias: torch.Tensor | None, momentum: float,
+                      eps: float) -> torch.Tensor:
+    """``F.batch_norm`` in training mode over the global batch: the union of every process's ``x``.
+
+    The per-channel sums are summed over the processes (two all-reduces, for the mean and then the
+    centered squares, which keeps the variance exact), and the all-reduces are differentiable, so
+    each process's gradient includes what its samples did to the other processes' outputs. torch's
+    ``nn.SyncBatchNorm`` does the same on GPUs only; this runs on gloo (CPU) and NCCL alike.
+
+    Args:
+        x: (N, C, ...) this process's slice of the batch.
+        running_mean, running_var: (C,) moving statistics, updated in place (torch's ``momentum``).
+
+    Returns:
+        (N, C, ...) normalized like ``x``.
+    """
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    axes = [0, *range(2, x.dim())]
+    values = x.float()  # statistics in float32, as F.batch_norm keeps them under autocast
+    local = torch.cat([values.sum(axes), values.new_tensor([x.numel() // x.shape[1]])])
+    totals = _SumOverProcesses.apply(local)  # (C + 1,) sums over the processes; count last
+    count = totals[-1]
+    mean = totals[:-1] / count
+    centered = values - mean.view(shape)
+    variance = _SumOverProcesses.apply(centered.square().sum(axes)) / count  # (C,) biased, as normalization uses
+    out = centered * torch.rsqrt(variance + eps).view(shape)
+    if weight is not None:
+        out = out * weight.view(shape)
+    if bias is not None:
+        out = out + bias.view(shape)
+    with torch.no_grad():
+        running_mean.lerp_(mean.detach().to(running_mean.dtype), momentum)
+        unbiased = variance.detach() * (count / (count - 1).clamp(min=1))
+        running_var.lerp_(unbiased.to(running_var.dtype), momentum)
+    return out.to(x.dtype)
 
 
 class LayerNormalization(Layer):

@@ -12,6 +12,10 @@ NCCL on GPU), and then:
   every process sees the same logs (and EarlyStopping decides the same everywhere);
 - only rank 0 prints and writes files.
 
+Batch normalization uses each process's own slice of the batch, unless synchronised: per layer with
+``BatchNormalization(synchronized=True)`` (Keras's argument), or for every batch-norm layer with
+:func:`set_sync_batchnorm` (``deepzen train --sync-batchnorm``, Lightning's ``sync_batchnorm``).
+
 Example (two processes on one machine)::
 
     torchrun --standalone --nproc_per_node 2 train.py      # or: deepzen train RECIPE --nproc 2
@@ -26,6 +30,9 @@ import torch
 import torch.distributed as dist
 
 from deepzen.data.arrays import ArrayData
+
+
+_sync_batchnorm = False  # set_sync_batchnorm(True): wrap() synchronises every batch-norm layer
 
 
 def _launched_by_torchrun() -> bool:
@@ -130,8 +137,44 @@ def shard(data: Any, whole_batches: bool = False) -> Any:
 
 
 # -- the model ------------------------------------------------------------------------------------------
+def set_sync_batchnorm(enabled: bool) -> None:
+    """Makes the fits that follow under torchrun synchronise the statistics of every batch-norm layer across
+    the processes (``deepzen train --sync-batchnorm``): each training batch is normalized with the mean and
+    variance of the global batch, and the moving statistics track those, as on one process.
+
+    deepzen's ``BatchNormalization`` layers get ``synchronized = True`` (their saved config is unchanged);
+    torch's own ``nn.BatchNorm*`` modules inside a model become ``nn.SyncBatchNorm`` (same parameters and
+    state-dict keys), which torch runs on GPUs only.
+    """
+    global _sync_batchnorm
+    _sync_batchnorm = bool(enabled)
+
+
+def synchronize_batchnorm(model: torch.nn.Module) -> None:
+    """Synchronises the statistics of all of ``model``'s batch-norm layers across the processes, in place
+    (see :func:`set_sync_batchnorm`)."""
+    from deepzen.layers.normalization import BatchNormalization
+
+    for module in model.modules():
+        if isinstance(module, BatchNormalization):
+            module.synchronized = True
+    torch_norms = [name for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+                   and not isinstance(module, torch.nn.SyncBatchNorm)]
+    if torch_norms:
+        device = next(model.parameters()).device
+        if device.type == "cpu":
+            raise ValueError(f"torch.nn.SyncBatchNorm runs on GPUs only, and this model trains on the CPU with torch "
+                             f"batch-norm modules ({', '.join(name or 'the model' for name in torch_norms)}). Use "
+                             f"deepzen.layers.BatchNormalization, which synchronises on gloo too, or train without "
+                             f"sync_batchnorm")
+        for name, child in list(model.named_children()):  # replaces the modules below each child in place
+            model.add_module(name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(child))
+
+
 def wrap(engine) -> None:
-    """Makes the engine's training forward a ``DistributedDataParallel`` of its model (once).
+    """Makes the engine's training forward a ``DistributedDataParallel`` of its model (once), with its
+    batch-norm layers synchronised when :func:`set_sync_batchnorm` asked for it.
 
     Evaluation keeps calling the bare model: it needs no gradient synchronisation, and processes
     may evaluate different numbers of batches.
@@ -140,6 +183,8 @@ def wrap(engine) -> None:
 
     if getattr(engine, "distributed_model", None) is not None:
         return
+    if _sync_batchnorm:
+        synchronize_batchnorm(engine.model)
     device = next(engine.model.parameters()).device
     ddp = DistributedDataParallel(engine.model, device_ids=[device] if device.type == "cuda" else None)
     engine.distributed_model = ddp
@@ -195,5 +240,5 @@ def barrier() -> None:
         dist.barrier()
 
 
-__all__ = ["init", "active", "rank", "world_size", "is_rank_zero", "shutdown", "ShardedData", "shard", "wrap",
-           "reduce_results", "all_gather_object", "broadcast_object", "barrier"]
+__all__ = ["init", "active", "rank", "world_size", "is_rank_zero", "shutdown", "ShardedData", "shard",
+           "set_sync_batchnorm", "synchronize_batchnorm", "wrap", "reduce_results", "all_gather_object", "broadcast_object", "barrier"]
