@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import random
 import signal
@@ -80,18 +82,45 @@ def flatten_state(value: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> 
 
 
 def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """The inverse of :func:`flatten_state`."""
+    """The inverse of :func:`flatten_state`.
+
+    Raises:
+        ModelFileError: ``tree`` names a tensor that ``tensors`` lacks, or is not a tree that
+            :func:`flatten_state` writes (the message says where; the caller names the file).
+    """
     if isinstance(tree, list):
         return [unflatten_state(item, tensors) for item in tree]
     if not isinstance(tree, dict):
         return tree
     if "__tensor__" in tree:
-        return tensors[tree["__tensor__"]]
+        return _saved_tensor(tree["__tensor__"], tensors)
     if "__ndarray__" in tree:
-        return tensors[tree["__ndarray__"]].numpy().astype(np.dtype(tree["dtype"]))
-    if "__tuple__" in tree:
+        dtype = tree.get("dtype")
+        try:
+            dtype = np.dtype(dtype) if isinstance(dtype, str) else None
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.kind not in "biuf":
+            raise ModelFileError(f"the array {tree['__ndarray__']!r} has no numeric dtype (received {tree.get('dtype')!r})")
+        return _saved_tensor(tree["__ndarray__"], tensors).numpy().astype(dtype)
+    if isinstance(tree.get("__tuple__"), list):
         return tuple(unflatten_state(item, tensors) for item in tree["__tuple__"])
-    return {unflatten_state(key, tensors): unflatten_state(item, tensors) for key, item in tree["__dict__"]}
+    items = tree.get("__dict__")
+    if not isinstance(items, list) or not all(isinstance(item, list) and len(item) == 2 for item in items):
+        raise ModelFileError(f"a saved state holds an object that is not a tensor, array, tuple or dict: {tree!r:.120}")
+    state = {}
+    for key, item in items:
+        key = unflatten_state(key, tensors)
+        if not isinstance(key, (str, int, float, bool, type(None))):
+            raise ModelFileError(f"a saved dict has a key that is not a number or string: {key!r:.120}")
+        state[key] = unflatten_state(item, tensors)
+    return state
+
+
+def _saved_tensor(name: Any, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    if not isinstance(name, str) or name not in tensors:
+        raise ModelFileError(f"a saved state names the tensor {name!r:.120}, which the file does not hold")
+    return tensors[name]
 
 
 # -- RNG states -------------------------------------------------------------------------------------------
@@ -178,12 +207,72 @@ def _progress_tree(progress: EpochProgress | None) -> dict | None:
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """``(metadata, tensors)`` of a checkpoint; raises :class:`ModelFileError` when damaged or not one."""
+    """``(metadata, tensors)`` of a checkpoint whose header is checked (:func:`check_header`).
+
+    Raises:
+        ModelFileError: naming the file, when it is damaged, not a checkpoint, or has a malformed header.
+    """
     tensors, metadata = read_tensors(path)
-    if metadata.get("checkpoint") != CHECKPOINT_VERSION:
+    if not isinstance(metadata, dict) or "checkpoint" not in metadata:
         raise ModelFileError(f"{path} is a deepzen file but not a training checkpoint "
                              f"(expected checkpoint version {CHECKPOINT_VERSION})")
+    check_header(metadata, path)
     return metadata, tensors
+
+
+# The header's fields: their JSON types (None where a field may be null) and what else must hold.
+_HEADER_FIELDS = {
+    "checkpoint": (int,), "epoch": (int,), "step": (int,), "finished": (bool,), "epochs": (int,),
+    "steps": (int, None), "batch_size": (int,), "shuffle_seed": (int,), "stopped": (bool,), "world_size": (int,),
+    "optimizer": (dict,), "scaler": (dict, None), "callbacks": (dict,), "history": (dict, None), "ranks": (list,),
+    "saved_at": (str,),
+}
+
+
+def check_header(metadata: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuses a checkpoint header with missing fields, wrong types or positions outside the fit.
+
+    Raises:
+        ModelFileError: naming ``path`` and the field.
+    """
+    def refuse(what: str):
+        raise ModelFileError(f"{path} is not a usable training checkpoint: {what}")
+
+    for name, kinds in _HEADER_FIELDS.items():
+        if name not in metadata:
+            refuse(f"its header has no {name!r}")
+        value = metadata[name]
+        if not (value is None and None in kinds or any(_is_json(value, kind) for kind in kinds if kind is not None)):
+            expected = " or ".join("null" if kind is None else kind.__name__ for kind in kinds)
+            refuse(f"{name!r} must be {expected}. Received: {value!r:.80}")
+    if metadata["checkpoint"] != CHECKPOINT_VERSION:
+        refuse(f"it is checkpoint version {metadata['checkpoint']}; this deepzen reads version {CHECKPOINT_VERSION}")
+    for name in ("epochs", "steps", "batch_size", "world_size"):
+        if metadata[name] is not None and metadata[name] < 1:
+            refuse(f"{name!r} must be a positive integer. Received: {metadata[name]}")
+    epoch, step, epochs, steps = metadata["epoch"], metadata["step"], metadata["epochs"], metadata["steps"]
+    if not 0 <= epoch <= epochs:
+        refuse(f"'epoch' must be in [0, {epochs}] (the fit's epochs). Received: {epoch}")
+    if step < 0 or step and (epoch == epochs or steps is not None and step >= steps):
+        refuse(f"'step' must be 0, or inside epoch {epoch + 1} of {epochs} (below its {steps} steps). Received: {step}")
+    if len(metadata["ranks"]) != metadata["world_size"]:
+        refuse(f"it holds the states of {len(metadata['ranks'])} processes for a world size of {metadata['world_size']}")
+    history = metadata["history"]
+    if history is not None and not (
+            history.keys() == {"history", "epoch"} and isinstance(history["epoch"], list)
+            and all(_is_json(e, int) for e in history["epoch"]) and isinstance(history["history"], dict)
+            and all(isinstance(values, list) and all(v is None or _is_json(v, float) for v in values)
+                    for values in history["history"].values())):
+        refuse("'history' must be {'history': {name: [numbers]}, 'epoch': [integers]}")
+
+
+def _is_json(value: Any, kind: type) -> bool:
+    """Whether a JSON value is of ``kind`` (booleans are not numbers; integers are floats)."""
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
 
 
 def checkpoint_position(path: str | os.PathLike) -> dict[str, Any]:
@@ -287,26 +376,32 @@ class TrainingCheckpoint(Callback):
 
     def _restore(self):
         metadata, tensors = read_checkpoint(self.path)
-        model, state = self.model, self.model.fit_state
+        model, state, path = self.model, self.model.fit_state, self.path
         if self.read_only and not metadata["finished"]:
-            raise CheckpointError(f"{self.path} is from epoch {metadata['epoch'] + 1} of {metadata['epochs']}, step "
+            raise CheckpointError(f"{path} is from epoch {metadata['epoch'] + 1} of {metadata['epochs']}, step "
                                   f"{metadata['step']}: that fit did not finish. Resume the run to finish it first")
         if metadata["step"] and (metadata["batch_size"], metadata["steps"]) != (state["batch_size"], state["steps"]):
-            raise CheckpointError(f"{self.path} was saved inside an epoch of {metadata['steps']} steps of "
+            raise CheckpointError(f"{path} was saved inside an epoch of {metadata['steps']} steps of "
                                   f"{metadata['batch_size']} samples; this fit has {state['steps']} steps of "
                                   f"{state['batch_size']}. Resume with the same batch size and data")
-        model.load_state_dict({key[len("model/"):]: value for key, value in tensors.items()
-                               if key.startswith("model/")})
-        model.engine.optimizer.load_state_dict(unflatten_state(metadata["optimizer"], tensors))
+        with _refusing(path, "its model weights do not fit this model"):
+            model.load_state_dict({key[len("model/"):]: value for key, value in tensors.items()
+                                   if key.startswith("model/")})
+        with _refusing(path, "its optimizer state"):
+            load_optimizer_state(model.engine.optimizer, unflatten_state(metadata["optimizer"], tensors))
         if metadata["scaler"] is not None and model.engine.scaler is not None:
-            model.engine.scaler.load_state_dict(unflatten_state(metadata["scaler"], tensors))
-        load_callback_states(self.callbacks, unflatten_state(metadata["callbacks"], tensors))
+            with _refusing(path, "its grad scaler state"):
+                model.engine.scaler.load_state_dict(unflatten_state(metadata["scaler"], tensors))
+        with _refusing(path, "its callback states"):
+            load_callback_states(self.callbacks, unflatten_state(metadata["callbacks"], tensors))
         if metadata["history"] is not None and model.history is not None:
             model.history.history = metadata["history"]["history"]
             model.history.epoch = metadata["history"]["epoch"]
         ranks = metadata["ranks"]
-        own = unflatten_state(ranks[distributed.rank() if distributed.rank() < len(ranks) else 0], tensors)
-        set_rng_state(own["rng"])
+        with _refusing(path, "its RNG and epoch progress"):
+            own = unflatten_state(ranks[distributed.rank() if distributed.rank() < len(ranks) else 0], tensors)
+            _check_rank_state(own, metadata["step"])
+            set_rng_state(own["rng"])
         state["shuffle_seed"] = metadata["shuffle_seed"]
         state["initial_epoch"] = state["epochs"] if metadata["stopped"] else metadata["epoch"]
         if own["progress"] is not None:
@@ -314,6 +409,104 @@ class TrainingCheckpoint(Callback):
             state["resume_progress"] = EpochProgress(progress["step"], progress["losses"], progress["sizes"],
                                                      progress["metric_states"])
         self.resumed_from = {key: metadata[key] for key in ("epoch", "step", "epochs", "saved_at")}
+
+
+@contextlib.contextmanager
+def _refusing(path: Path, what: str):
+    """Turns any error raised while a part of a checkpoint is restored into a ModelFileError naming the file."""
+    try:
+        yield
+    except ModelFileError as error:
+        raise ModelFileError(f"{path} is not a usable training checkpoint: {what}: {error}") from error
+    except Exception as error:  # torch's and the callbacks' loaders raise KeyError, TypeError, RuntimeError, ...
+        raise ModelFileError(f"{path} is not a usable training checkpoint: {what} ({type(error).__name__}: "
+                             f"{error})") from error
+
+
+def _check_rank_state(own: Any, step: int) -> None:
+    """Refuses a process's saved state that is not ``{"rng": ..., "progress": ...}`` with ``step`` steps."""
+    if not isinstance(own, dict) or own.keys() != {"rng", "progress"} or not isinstance(own["rng"], dict):
+        raise ModelFileError("a process's state must be {'rng': {...}, 'progress': ...}")
+    progress = own["progress"]
+    if step == 0:
+        if progress is not None:
+            raise ModelFileError("a checkpoint at an epoch's start holds an epoch's progress")
+        return
+    if not (isinstance(progress, dict) and progress.keys() == {"step", "losses", "sizes", "metric_states"}
+            and progress["step"] == step and isinstance(progress["losses"], torch.Tensor)
+            and progress["losses"].shape == (step,) and progress["losses"].is_floating_point()
+            and isinstance(progress["sizes"], list) and len(progress["sizes"]) == step
+            and all(_is_json(size, int) and size >= 0 for size in progress["sizes"])
+            and isinstance(progress["metric_states"], dict)
+            and all(isinstance(group, list) and all(
+                states is None or isinstance(states, dict) and all(isinstance(t, torch.Tensor) for t in states.values())
+                for states in group) for group in progress["metric_states"].values())):
+        raise ModelFileError(f"the progress of the interrupted epoch does not describe its {step} steps")
+
+
+# torch optimizers whose per-parameter state tensors (besides the 0-dim step counts) have the parameter's shape
+_ELEMENTWISE_OPTIMIZERS = tuple(getattr(torch.optim, name) for name in (
+    "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD", "Rprop")
+    if hasattr(torch.optim, name))
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: Any) -> None:
+    """``optimizer.load_state_dict(saved)``, refusing a state that does not fit, in the parameters' layouts.
+
+    The file holds contiguous tensors, but an optimizer's state has the layout of its parameter
+    (channels-last for the convolution weights that train so on the CPU); fused kernels given a
+    mix of layouts compute other numbers, so each restored state tensor takes its parameter's strides.
+
+    Raises:
+        ModelFileError: the saved state has other parameter groups, parameters or state shapes.
+    """
+    if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict) and isinstance(saved.get("param_groups"), list)
+            and all(isinstance(group, dict) and isinstance(group.get("params"), list) for group in saved["param_groups"])):
+        raise ModelFileError("it must be {'state': {...}, 'param_groups': [{'params': [...], ...}, ...]}")
+    ids = [index for group in saved["param_groups"] for index in group["params"]]
+    unknown = [key for key in saved["state"] if key not in ids]
+    if unknown:
+        raise ModelFileError(f"it holds state for parameters {unknown[:5]} that no parameter group has")
+    for group, own in zip(saved["param_groups"], optimizer.param_groups):
+        for name, value in own.items():
+            if name == "params" or not _is_setting(value):
+                continue
+            if name not in group:
+                raise ModelFileError(f"a parameter group has no {name!r}")
+            if not _same_kind(group[name], value):
+                raise ModelFileError(f"its {name!r} is {group[name]!r:.80}; this optimizer's is {value!r:.80}")
+    optimizer.load_state_dict(saved)
+    elementwise = isinstance(optimizer, _ELEMENTWISE_OPTIMIZERS)
+    for own in optimizer.param_groups:
+        for param in own["params"]:
+            state = optimizer.state.get(param, {})
+            for name, value in state.items():
+                if not isinstance(value, torch.Tensor):
+                    if elementwise and value is not None:
+                        raise ModelFileError(f"its {name!r} is {value!r:.80}, not a tensor")
+                    continue
+                if value.dim() == 0:
+                    continue
+                if value.shape != param.shape:
+                    if elementwise:
+                        raise ModelFileError(f"its {name!r} of shape {tuple(value.shape)} does not fit a parameter "
+                                             f"of shape {tuple(param.shape)}")
+                elif value.stride() != param.stride():
+                    state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
+def _is_setting(value: Any) -> bool:
+    """Whether an optimizer setting is a number or a tuple of them (lr, betas, eps, ...), which a step needs."""
+    if isinstance(value, tuple):
+        return all(map(_is_setting, value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _same_kind(saved: Any, own: Any) -> bool:
+    """Whether a saved optimizer setting can stand for ``own`` (finite numbers for numbers, tuples of as many)."""
+    if isinstance(own, tuple):
+        return isinstance(saved, tuple) and len(saved) == len(own) and all(map(_same_kind, saved, own))
+    return _is_json(saved, float) and math.isfinite(saved)
 
 
 def _history_with(history, epoch_logs: tuple[int, dict] | None) -> dict[str, Any] | None:

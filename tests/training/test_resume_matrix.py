@@ -1,0 +1,301 @@
+"""Exact resume on the CPU under every default: a pairwise matrix of settings and interruptions.
+
+Each cell trains a small CNN (Conv2D + BatchNormalization + Dropout, so the channels-last layout,
+the running statistics and the RNG all matter) once straight through and once interrupted and
+resumed from its TrainingCheckpoint; the final weights, optimizer state, callback state, history
+and evaluation must be bit-identical. The interruptions are a crash at an epoch end (in this
+process), ``kill -9`` of a real child process after a checkpoint inside an epoch, and ``kill -9``
+of a child while it is inside a checkpoint's file write (the previous checkpoint must be intact).
+
+``CELLS`` lists the cells (pairwise: every value of every dimension, and every pair of values of two
+dimensions, is in at least one cell); ``resume_matrix_cells()`` gives their ids, for benchmark scripts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import deepzen
+from deepzen.callbacks import Callback, EarlyStopping, ReduceLROnPlateau, WeightAverage
+from deepzen.layers import Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input
+from deepzen.models import Sequential
+from deepzen.training.callbacks import CallbackError
+from deepzen.training.checkpoint import TrainingCheckpoint, checkpoint_position, read_checkpoint
+from deepzen.training.serialization import ModelFileError, read_tensors, write_tensors
+
+
+@dataclass(frozen=True)
+class Cell:
+    memory_format: str   # compile(memory_format=): "auto" trains the convolution channels-last on the CPU
+    optimizer: str       # a key of OPTIMIZERS
+    precision: str       # compile(precision=)
+    callback: str        # the stateful callback: a key of STATEFUL_CALLBACKS
+    interruption: str    # one of INTERRUPTIONS
+
+    @property
+    def id(self) -> str:
+        return "-".join(astuple(self))
+
+
+DIMENSIONS = {
+    "memory_format": ("auto", "channels_first"),
+    "optimizer": ("adam", "adamw", "sgd_momentum", "rmsprop", "adagrad"),
+    "precision": ("float32", "mixed_bfloat16"),
+    "callback": ("EarlyStopping", "ReduceLROnPlateau", "WeightAverage"),
+    "interruption": ("epoch_end", "kill_mid_epoch", "kill_during_write"),
+}
+
+CELLS = [
+    Cell("auto", "adam", "float32", "EarlyStopping", "kill_during_write"),
+    Cell("auto", "adam", "mixed_bfloat16", "ReduceLROnPlateau", "epoch_end"),
+    Cell("channels_first", "adam", "float32", "WeightAverage", "kill_mid_epoch"),
+    Cell("auto", "adamw", "float32", "EarlyStopping", "kill_mid_epoch"),
+    Cell("auto", "adamw", "mixed_bfloat16", "ReduceLROnPlateau", "kill_during_write"),
+    Cell("channels_first", "adamw", "float32", "WeightAverage", "epoch_end"),
+    Cell("auto", "sgd_momentum", "mixed_bfloat16", "EarlyStopping", "epoch_end"),
+    Cell("auto", "sgd_momentum", "float32", "ReduceLROnPlateau", "kill_mid_epoch"),
+    Cell("channels_first", "sgd_momentum", "mixed_bfloat16", "WeightAverage", "kill_during_write"),
+    Cell("auto", "rmsprop", "float32", "EarlyStopping", "kill_during_write"),
+    Cell("channels_first", "rmsprop", "mixed_bfloat16", "ReduceLROnPlateau", "epoch_end"),
+    Cell("auto", "rmsprop", "float32", "WeightAverage", "kill_mid_epoch"),
+    Cell("channels_first", "adagrad", "mixed_bfloat16", "EarlyStopping", "kill_mid_epoch"),
+    Cell("auto", "adagrad", "float32", "ReduceLROnPlateau", "kill_during_write"),
+    Cell("auto", "adagrad", "float32", "WeightAverage", "epoch_end"),
+]
+
+
+def resume_matrix_cells() -> list[str]:
+    """The ids of the matrix's cells (one test each: ``test_resume_is_bit_exact[<id>]``)."""
+    return [cell.id for cell in CELLS]
+
+
+OPTIMIZERS = {
+    "adam": lambda: deepzen.optimizers.Adam(learning_rate=0.01),
+    "adamw": lambda: deepzen.optimizers.AdamW(learning_rate=0.01),
+    "sgd_momentum": lambda: deepzen.optimizers.SGD(learning_rate=0.05, momentum=0.9),
+    "rmsprop": lambda: deepzen.optimizers.RMSprop(learning_rate=0.01),
+    "adagrad": lambda: deepzen.optimizers.Adagrad(learning_rate=0.05),
+}
+# min_delta=1e3: no epoch after the first improves, so the callbacks' patience counters carry across
+# the interruptions (EarlyStopping stops after epoch 3 of 4; ReduceLROnPlateau halves the rate then).
+STATEFUL_CALLBACKS = {
+    "EarlyStopping": lambda: EarlyStopping("val_loss", patience=1, min_delta=1e3),
+    "ReduceLROnPlateau": lambda: ReduceLROnPlateau("val_loss", factor=0.5, patience=2, min_delta=1e3),
+    "WeightAverage": lambda: WeightAverage(decay=0.5),
+}
+INTERRUPTIONS = ("epoch_end", "kill_mid_epoch", "kill_during_write")
+
+EPOCHS, BATCH_SIZE, EVERY_STEPS = 4, 8, 2  # 36 training samples: 5 steps an epoch, checkpoints after steps 2, 4
+KILL_AT = (1, 2)        # kill_mid_epoch: killed after the checkpoint at step 2 of epoch 2 (0-based epoch 1)
+WRITE_KILLED_AT = (1, 4)  # kill_during_write: killed inside the write of step 4's; step 2's must be intact
+
+
+def data() -> tuple[np.ndarray, np.ndarray]:
+    """x (48, 3, 6, 6) float32, y (48,) int64 in 0..2."""
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(48, 3, 6, 6)).astype(np.float32), rng.integers(0, 3, size=48)
+
+
+def cnn(memory_format: str, optimizer: str, precision: str) -> Sequential:
+    deepzen.seed(0)
+    model = Sequential([Input((3, 6, 6)), Conv2D(4, 3), BatchNormalization(), Activation("relu"), Dropout(0.3),
+                        Flatten(), Dense(3)])
+    model.compile(optimizer=OPTIMIZERS[optimizer](),
+                  loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True),
+                  metrics=["accuracy"], precision=precision, memory_format=memory_format, device="cpu")
+    return model
+
+
+def fit(cell: Cell, checkpoint: Path | None, before: tuple[Callback, ...] = (), after: tuple[Callback, ...] = ()
+        ) -> tuple[Sequential, Callback, TrainingCheckpoint | None]:
+    """The cell's fit, the same in every process; with ``checkpoint``, it checkpoints there (and resumes from it).
+
+    ``before`` and ``after``: callbacks that run before and after the TrainingCheckpoint.
+    """
+    model = cnn(cell.memory_format, cell.optimizer, cell.precision)
+    stateful = STATEFUL_CALLBACKS[cell.callback]()
+    ckpt = None
+    if checkpoint is not None:
+        every_steps = None if cell.interruption == "epoch_end" else EVERY_STEPS
+        ckpt = TrainingCheckpoint(checkpoint, every_steps=every_steps, catch_interrupt=False)
+    x, y = data()
+    model.fit(x, y, batch_size=BATCH_SIZE, epochs=EPOCHS, validation_split=0.25, verbose=0,
+              callbacks=[stateful, *before, *([ckpt] if ckpt else []), *after])
+    return model, stateful, ckpt
+
+
+# -- the interruptions ---------------------------------------------------------------------------------
+class CrashAtEpochBegin(Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+class WaitForKillAfterStep(Callback):
+    """After TrainingCheckpoint (later in the list) saved at ``at`` = (epoch, steps done): say so, wait to be killed."""
+
+    def __init__(self, at: tuple[int, int]):
+        self.at = at
+
+    def on_train_batch_end(self, step, logs=None):
+        if (self.model.fit_state["epoch"], step + 1) == self.at:
+            print("ready", flush=True)
+            time.sleep(600)
+
+
+class WaitForKillInsideWrite(Callback):
+    """Before TrainingCheckpoint (earlier in the list) saves at ``at``: makes that file write say so and wait."""
+
+    def __init__(self, at: tuple[int, int], path: Path):
+        self.at, self.path = at, path
+
+    def on_train_batch_end(self, step, logs=None):
+        if (self.model.fit_state["epoch"], step + 1) == self.at:
+            real_replace = os.replace
+
+            def replace(source, target):  # the temporary file is written; the rename would commit it
+                if Path(target) == self.path:
+                    print("ready", flush=True)
+                    time.sleep(600)
+                real_replace(source, target)
+
+            os.replace = replace
+
+
+def child_main(cell_id: str, checkpoint: str) -> None:
+    """In the child process: the cell's fit, which stops (to be killed) where the cell's interruption says."""
+    cell = next(cell for cell in CELLS if cell.id == cell_id)
+    checkpoint = Path(checkpoint)
+    if cell.interruption == "kill_mid_epoch":
+        fit(cell, checkpoint, after=(WaitForKillAfterStep(KILL_AT),))
+    else:
+        fit(cell, checkpoint, before=(WaitForKillInsideWrite(WRITE_KILLED_AT, checkpoint),))
+    print("finished without being killed", flush=True)
+
+
+CHILD = """
+import sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+sys.path.insert(0, sys.argv[2])
+import test_resume_matrix
+test_resume_matrix.child_main(sys.argv[3], sys.argv[4])
+"""
+
+
+def kill_child_when_ready(cell: Cell, checkpoint: Path) -> None:
+    """Runs the cell's fit in a child process and SIGKILLs it once it says it is where the cell kills it."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(torch.get_num_threads()), str(Path(__file__).parent),
+                              cell.id, str(checkpoint)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = child.stdout.readline().strip()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    assert line == "ready", f"the child process did not reach its kill point (said {line!r})"
+
+
+def interrupt(cell: Cell, checkpoint: Path) -> tuple[int, int]:
+    """Interrupts the cell's fit as the cell says; returns the (epoch, step) it must resume from."""
+    if cell.interruption == "epoch_end":
+        with pytest.raises(CallbackError, match="simulated crash"):
+            fit(cell, checkpoint, after=(CrashAtEpochBegin(2),))
+        return 2, 0
+    kill_child_when_ready(cell, checkpoint)
+    if cell.interruption == "kill_mid_epoch":
+        return KILL_AT
+    leftovers = [p.name for p in checkpoint.parent.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1, "the child was not killed inside a checkpoint write"
+    return WRITE_KILLED_AT[0], WRITE_KILLED_AT[1] - EVERY_STEPS  # the previous checkpoint
+
+
+# -- comparing runs --------------------------------------------------------------------------------------
+def assert_same_tree(a, b, where: str) -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        if not torch.equal(a, b):
+            difference = (a.double() - b.double()).abs().max().item()
+            raise AssertionError(f"{where} differs (by up to {difference:.3g})")
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_same_tree(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for index, (x, y) in enumerate(zip(a, b)):
+            assert_same_tree(x, y, f"{where}/{index}")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def assert_same_run(resumed: tuple, reference: tuple) -> None:
+    (model, stateful, _), (reference_model, reference_stateful, _) = resumed, reference
+    assert_same_tree(model.state_dict(), reference_model.state_dict(), "weights")
+    assert_same_tree(model.optimizer.state_dict(), reference_model.optimizer.state_dict(), "optimizer")
+    assert_same_tree(stateful.state_dict(), reference_stateful.state_dict(), type(stateful).__name__)
+    assert model.history.epoch == reference_model.history.epoch
+    assert model.history.history == reference_model.history.history
+    x, y = data()
+    assert model.evaluate(x, y, verbose=0) == reference_model.evaluate(x, y, verbose=0)
+
+
+# -- the matrix ------------------------------------------------------------------------------------------
+def test_the_cells_cover_every_pair_of_settings():
+    names = [field.name for field in fields(Cell)]
+    assert len(set(CELLS)) == len(CELLS)
+    for cell in CELLS:
+        for name in names:
+            assert getattr(cell, name) in DIMENSIONS[name]
+    for first, second in itertools.combinations(names, 2):
+        covered = {(getattr(cell, first), getattr(cell, second)) for cell in CELLS}
+        assert covered == set(itertools.product(DIMENSIONS[first], DIMENSIONS[second])), (first, second)
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=resume_matrix_cells())
+def test_resume_is_bit_exact(cell: Cell, tmp_path):
+    reference = fit(cell, None)
+    checkpoint = tmp_path / "run.ckpt"
+    epoch, step = interrupt(cell, checkpoint)
+    position = checkpoint_position(checkpoint)  # hash-checked: the interruption left a whole checkpoint
+    assert (position["epoch"], position["step"], position["finished"]) == (epoch, step, False)
+    resumed = fit(cell, checkpoint)
+    assert (resumed[2].resumed_from["epoch"], resumed[2].resumed_from["step"]) == (epoch, step)
+    if cell.callback == "EarlyStopping":
+        assert reference[1].stopped_epoch == 2 and len(reference[0].history.epoch) == 3
+    assert_same_run(resumed, reference)
+
+
+def test_a_channels_last_cnn_with_fused_adam_resumes_after_epoch_1_of_2_exactly(tmp_path):
+    """The defect of issue 16: the optimizer state came back contiguous under channels-last weights."""
+    x, y = data()
+
+    def two_epochs(crash: bool):
+        model = cnn("auto", "adam", "float32")
+        extra = [CrashAtEpochBegin(1)] if crash else []
+        model.fit(x, y, batch_size=BATCH_SIZE, epochs=2, verbose=0,
+                  callbacks=[TrainingCheckpoint(tmp_path / "c.ckpt", catch_interrupt=False), *extra])
+        return model
+
+    reference = cnn("auto", "adam", "float32")
+    reference.fit(x, y, batch_size=BATCH_SIZE, epochs=2, verbose=0)
+    with pytest.raises(CallbackError, match="simulated crash"):
+        two_epochs(crash=True)
+    resumed = two_epochs(crash=False)
+    assert resumed.engine.channels_last and resumed.optimizer.defaults["fused"]
+    assert_same_tree(resumed.state_dict(), reference.state_dict(), "weights")
+    assert resumed.history.history == reference.history.history
+    conv = resumed.layers[1].weight
+    assert resumed.optimizer.state[conv]["exp_avg"].stride() == conv.stride()
