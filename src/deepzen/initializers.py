@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from deepzen._registry import Registry
+from deepzen.serializable import Serializable
 
 INITIALIZERS: Registry[type] = Registry("initializer")
 
@@ -32,7 +33,7 @@ def fans(tensor: torch.Tensor) -> tuple[int, int]:
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
 
-class Initializer:
+class Initializer(Serializable):
     """Fills a tensor in place and returns it. Subclasses implement :meth:`fill`."""
 
     def __call__(self, tensor: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepzen._registry import Registry, resolve
+from deepzen.serializable import Serializable
 
 LOSSES: Registry[type] = Registry("loss")
 
@@ -55,7 +56,7 @@ def _register(name: str, *aliases: str) -> Callable[[type], type]:
     return add
 
 
-class Loss(nn.Module):
+class Loss(Serializable, nn.Module):
     """Base class of deepzen losses.
 
     Subclasses implement :meth:`compute` with PyTorch's reduction semantics; the base turns

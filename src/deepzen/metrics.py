@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 
 from deepzen._registry import Registry
+from deepzen.serializable import Serializable
 
 METRICS: Registry[Any] = Registry("metric")
 
@@ -37,7 +38,7 @@ def _sum_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-class Metric:
+class Metric(Serializable):
     """Base class of streaming metrics.
 
     Subclasses implement :meth:`build` (allocate zeroed state tensors from the first batch's

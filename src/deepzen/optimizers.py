@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from deepzen._registry import Registry
+from deepzen.serializable import Serializable
 
 OPTIMIZERS: Registry[Callable[..., "Optimizer"]] = Registry("optimizer")
 
@@ -58,7 +59,7 @@ def _parameter_tensors(params: list) -> list[torch.Tensor]:
     return tensors
 
 
-class Optimizer:
+class Optimizer(Serializable):
     """Base of the optimizer specs: Keras arguments in, a ``torch.optim.Optimizer`` out of :meth:`build`.
 
     Args:

@@ -22,11 +22,12 @@ from typing import Any, Callable
 import torch
 
 from deepzen._registry import Registry
+from deepzen.serializable import Serializable
 
 REGULARIZERS: Registry[Callable[..., "Regularizer"]] = Registry("regularizer")
 
 
-class Regularizer:
+class Regularizer(Serializable):
     """A penalty on a tensor: ``regularizer(weight)`` is a 0-dim tensor of ``weight``'s dtype and device."""
 
     def __call__(self, weight: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from torch import nn
 
 from deepzen.layers.attention import (AdditiveAttention, Attention, LuongAttention, MultiHeadAttention,
                                       ScaledDotProductAttention)
-from deepzen.layers.base import LAYERS
+from deepzen.serializable import serializable_class
 
 torch.manual_seed(0)
 DTYPE = torch.float64
@@ -71,7 +71,7 @@ def test_scaled_dot_product_attention_matches_formula():
     torch.testing.assert_close(output, expected_weights @ value)
     torch.testing.assert_close(layer(query, value, key, mask=mask), output)
     assert list(layer.parameters()) == []
-    assert LAYERS.get("LuongAttention") is LuongAttention is Attention
+    assert serializable_class("LuongAttention") is LuongAttention is Attention
 
 
 def manual_multi_head(layer, query, key, value, keep):

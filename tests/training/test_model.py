@@ -86,7 +86,7 @@ def test_damaged_model_files_are_refused_and_never_unpickled(tmp_path):
         load_model(truncated)
     tampered = tmp_path / "tampered.dz"
     tampered.write_bytes(blob[:-1] + bytes([blob[-1] ^ 0xFF]))
-    with pytest.raises(ModelFileError, match="checksum"):
+    with pytest.raises(ModelFileError, match="SHA-256 does not match"):
         load_model(tampered)
     pickle_file = tmp_path / "pickle.dz"
     torch.save({"x": torch.ones(1)}, pickle_file)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from deepzen.data.paths import PathLike
+from deepzen.serializable import register_serializable
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 DEFAULT_SPECIALS = (PAD, UNK, BOS, EOS)
@@ -68,6 +69,7 @@ class WordTokenizer:
         return self._pattern.findall(text) if self.split_punctuation else text.split()
 
 
+@register_serializable
 class Vocab:
     """A token <-> index table; special tokens come first (by default ``<pad>`` = 0).
 

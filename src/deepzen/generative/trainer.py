@@ -51,7 +51,8 @@ from deepzen.training import distributed
 from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar, RunningLogs
 from deepzen.training.engine import SYNC_SECONDS, NonFiniteLossError, first_non_finite
 from deepzen.training.model import InputSpec, Model
-from deepzen.training.serialization import module_config, module_from_config, register_architecture
+from deepzen.serializable import register_serializable
+from deepzen.training.serialization import module_config, module_from_config
 
 LOG_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")  # d_real = mean D(x), d_fake = mean D(G(z))
 GENERATE_BATCH_SIZE = 256
@@ -64,7 +65,7 @@ def default_optimizer():
     return Adam(learning_rate=2e-4, beta_1=0.5)
 
 
-@register_architecture
+@register_serializable
 class GAN(Model):
     """A generator G and a discriminator D with ``compile``, ``fit`` and ``generate``.
 

@@ -6,7 +6,7 @@ Image layers are channels-first, (N, C, H, W), as in PyTorch; sequence layers ar
 
 from deepzen.layers.attention import (AdditiveAttention, Attention, MultiHeadAttention,
                                       ScaledDotProductAttention)
-from deepzen.layers.base import LAYERS, Layer
+from deepzen.layers.base import Layer
 from deepzen.layers.conv import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose,
                                  DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D)
 from deepzen.layers.core import Activation, Dense, Dropout, Flatten, Input, Reshape

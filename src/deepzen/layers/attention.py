@@ -29,7 +29,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from deepzen.layers.base import LAYERS, Layer
+from deepzen.layers.base import Layer
+from deepzen.serializable import register_serializable
 
 
 def causal_mask(query_steps: int, key_steps: int, device=None) -> torch.Tensor:
@@ -277,7 +278,7 @@ class Attention(BaseAttention):
 
 
 LuongAttention = Attention
-LAYERS.register("LuongAttention", Attention)
+register_serializable(Attention, name="LuongAttention")
 
 
 class ScaledDotProductAttention(Attention):

@@ -16,9 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from deepzen._registry import Registry
-
-LAYERS: Registry[type] = Registry("layer", overwrite=True)
+from deepzen.serializable import config_value, register_serializable, value_from_config
 
 
 def snake_case(name: str) -> str:
@@ -47,7 +45,7 @@ class Layer(nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        LAYERS.register(cls.__name__, cls)
+        register_serializable(cls)  # so model files can name it
         init = cls.__dict__.get("__init__")
         if init is None:
             return
@@ -151,34 +149,3 @@ class Layer(nn.Module):
         shown = {k: v for k, v in self.__dict__.get("_init_arguments", {}).items()
                  if v is not None and k not in ("name",)}
         return ", ".join(f"{k}={v!r}" for k, v in shown.items())
-
-
-def config_value(value: Any, where: str) -> Any:
-    """A constructor argument as JSON-ready data; objects with ``get_config`` keep their class and module."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [config_value(v, where) for v in value]
-    if isinstance(value, dict):
-        return {str(k): config_value(v, where) for k, v in value.items()}
-    if hasattr(value, "get_config"):
-        return {"class": type(value).__name__, "module": type(value).__module__, "config": value.get_config()}
-    raise TypeError(f"{where}={value!r} cannot be saved in a model config: pass it by its string name, "
-                    f"or give its class get_config()/from_config()")
-
-
-def value_from_config(value: Any) -> Any:
-    """The inverse of :func:`config_value`; only deepzen classes are rebuilt."""
-    if isinstance(value, dict) and set(value) == {"class", "module", "config"}:
-        import importlib
-
-        module = importlib.import_module(value["module"])
-        if not module.__name__.startswith("deepzen"):
-            raise ValueError(f"Refusing to import {value['module']!r} from a model config: only deepzen "
-                             f"classes are rebuilt from files")
-        return getattr(module, value["class"]).from_config(value["config"])
-    if isinstance(value, dict):
-        return {k: value_from_config(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [value_from_config(v) for v in value]
-    return value

@@ -37,6 +37,7 @@ from torch import nn
 from deepzen import initializers
 from deepzen.layers.base import Layer
 from deepzen.losses import Loss
+from deepzen.serializable import register_serializable
 
 # Added to the score of a forbidden transition. Finite, so that the forward algorithm's logsumexp
 # and its gradient stay finite even where every path through a position is forbidden; exp(-1e4)
@@ -50,6 +51,7 @@ PAD_TAG = -100
 SCHEMES = ("BIO", "IOB1", "IOBES")
 
 
+@register_serializable
 @dataclass(frozen=True)
 class TransitionConstraints:
     """Which tag transitions a CRF may use.

@@ -30,7 +30,7 @@ from deepzen.layers import (LSTM, Dense, Dropout, Embedding, LearnedPositionalEm
 from deepzen.text.decoding import greedy_search, sample
 from deepzen.training import distributed
 from deepzen.training.model import Model
-from deepzen.training.serialization import register_architecture
+from deepzen.serializable import register_serializable
 
 
 def char_vocab(text: str) -> Vocab:
@@ -170,7 +170,7 @@ class LanguageModel(Model):
         return prompt + "".join(self.vocab.decode(generated[0]))
 
 
-@register_architecture
+@register_serializable
 class CharLSTM(LanguageModel):
     """A character-level LSTM language model (char-rnn): embedding -> stacked LSTM -> softmax.
 
@@ -220,7 +220,7 @@ class CharLSTM(LanguageModel):
         return torch.log_softmax(logits[:, -1], dim=-1), (h.transpose(0, 1), c.transpose(0, 1))
 
 
-@register_architecture
+@register_serializable
 class TransformerLM(LanguageModel):
     """A decoder-only Transformer language model (GPT): causal self-attention over a context window.
 

@@ -47,13 +47,14 @@ from deepzen.layers.embedding import Embedding
 from deepzen.layers.recurrent import LSTM
 from deepzen.training.callbacks import Callback
 from deepzen.training.model import INFERENCE_BATCH_SIZE, Model
-from deepzen.training.serialization import register_architecture
+from deepzen.serializable import register_serializable
 
 CHAR_ENCODERS = ("lstm", "cnn", "none")
 _DIGIT = re.compile(r"\d")
 
 
 # -- text <-> tensors ---------------------------------------------------------------------------------
+@register_serializable
 class TaggingVocabulary:
     """The word, character and tag vocabularies of a tagger, and the encoding of sentences.
 
@@ -156,7 +157,7 @@ def normalize_word(token: str, lower: bool = False, zero_digits: bool = True) ->
 
 
 # -- the network ----------------------------------------------------------------------------------------
-@register_architecture
+@register_serializable
 class SequenceTagger(Model):
     """BiLSTM(-CRF) tagger with character-level word features (Lample et al. 2016).
 

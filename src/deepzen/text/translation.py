@@ -38,7 +38,7 @@ from deepzen.layers import (GRU, LSTM, AdditiveAttention, Attention, Dense, Drop
                             TransformerDecoder, TransformerEncoder)
 from deepzen.text.decoding import beam_search, greedy_search
 from deepzen.training.model import Model
-from deepzen.training.serialization import register_architecture
+from deepzen.serializable import register_serializable
 
 IGNORE_INDEX = -100  # target positions the loss skips (sparse_categorical_crossentropy's default)
 
@@ -242,7 +242,7 @@ _CELLS = {"gru": GRU, "lstm": LSTM}
 _SCORES = ("bahdanau", "luong")
 
 
-@register_architecture
+@register_serializable
 class RNNTranslator(Seq2Seq):
     """A bidirectional GRU/LSTM encoder and a GRU/LSTM decoder with global attention.
 
@@ -324,7 +324,7 @@ class RNNTranslator(Seq2Seq):
 
 
 # -- the Transformer -----------------------------------------------------------------------------------------
-@register_architecture
+@register_serializable
 class TransformerTranslator(Seq2Seq):
     """The Transformer of Vaswani et al. (2017): encoder and decoder stacks, sinusoidal positions.
 

@@ -18,10 +18,12 @@ from torch import nn
 
 from deepzen.data.arrays import ArrayData, leaves, map_structure, to_tensor
 from deepzen.layers.base import Layer, snake_case
+from deepzen.serializable import register_serializable
 from deepzen.training import distributed
 from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar
 from deepzen.training.diagnostics import named_layer_errors
 from deepzen.training.engine import Engine, call_model, predict_batches
+from deepzen.training.serialization import load_weights, module_config, module_from_config, save_model
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -35,6 +37,7 @@ FIT_BATCH_SIZE = 32  # Keras's default
 INFERENCE_BATCH_SIZE = 256  # evaluate/predict: no gradients, so larger batches are cheaper
 
 
+@register_serializable
 class Model(nn.Module):
     """A trainable model with Keras's verbs.
 
@@ -349,29 +352,27 @@ class Model(nn.Module):
 
     def get_config(self) -> dict[str, Any]:
         """The architecture as JSON-ready data (for ``save``); ``None`` for modules that cannot say."""
-        from deepzen.training.serialization import module_config
-
         return {"name": self.name, "module": module_config(self.module) if self.module is not None else None}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Model":
-        from deepzen.training.serialization import module_from_config
-
         return cls(module_from_config(config["module"]), name=config.get("name"))
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Writes weights (safetensors) and the JSON config to one file, atomically."""
-        from deepzen.training.serialization import save_model
+    def save(self, path: str | os.PathLike, signing_key: str | bytes | None = None) -> None:
+        """Writes weights (safetensors) and the JSON config to one file, atomically, with one SHA-256 over it.
 
-        save_model(self, path)
+        Args:
+            signing_key: also sign the file with an HMAC of this key; ``load_model(path, verify_key=key)``
+                then refuses any file not signed with it.
+        """
+        save_model(self, path, signing_key=signing_key)
 
-    def load_weights(self, path: str | os.PathLike) -> None:
+    def load_weights(self, path: str | os.PathLike, verify_key: str | bytes | None = None) -> None:
         """Loads weights saved by :meth:`save` into this (already constructed) model."""
-        from deepzen.training.serialization import load_weights
-
-        load_weights(self, path)
+        load_weights(self, path, verify_key=verify_key)
 
 
+@register_serializable
 class Sequential(Model):
     """A plain stack of layers, each taking the previous one's output.
 
@@ -430,14 +431,10 @@ class Sequential(Model):
         return x
 
     def get_config(self):
-        from deepzen.training.serialization import module_config
-
         return {"name": self.name, "layers": [module_config(layer) for layer in self.layers]}
 
     @classmethod
     def from_config(cls, config):
-        from deepzen.training.serialization import module_from_config
-
         return cls([module_from_config(layer) for layer in config["layers"]], name=config.get("name"))
 
 

@@ -20,6 +20,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from deepzen.serializable import register_serializable
+
 
 class ImageClassifier(nn.Module):
     """Base class of the model zoo.
@@ -46,9 +48,7 @@ class ImageClassifier(nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        from deepzen.training.serialization import register_architecture
-
-        register_architecture(cls)  # so load_model can rebuild zoo models from a saved config
+        register_serializable(cls)  # so load_model can rebuild zoo models from a saved config
 
     def __init__(self, *, num_classes: int, in_channels: int):
         super().__init__()
