@@ -49,16 +49,19 @@ def command_train(args) -> int:
         return launch_torchrun(args)
     if args.recipe is None and args.resume is None:
         raise ValueError("train needs a RECIPE (see `deepzen list`) or --resume RUN")
+    if args.restart and args.resume is None:
+        raise ValueError("--restart starts over the run named by --resume RUN")
     load_recipes()
     distributed.init()
+    distributed.set_sync_batchnorm(args.sync_batchnorm)
     overrides = {**(load_toml_config(args.config) if args.config else {}), **parse_overrides(args.set)}
     if not distributed.is_rank_zero():
         sys.stdout = open(os.devnull, "w")  # only rank 0 prints
     if args.resume:
-        run = Run.open(args.resume, overrides, checkpoint_every=args.checkpoint_every)
+        run = Run.open(args.resume, overrides, checkpoint_every=args.checkpoint_every, restart=args.restart)
         if args.recipe is not None and args.recipe != run.recipe:
             raise ValueError(f"{args.resume} is a run of {run.recipe!r}, not {args.recipe!r}")
-        print(f"Resuming {run.path} ({run.recipe}) {resume_point(run.path / 'checkpoint.ckpt')}")
+        print(f"Resuming {run.path} ({run.recipe}) {run.resuming}")
     else:
         run = Run.create(args.recipe, overrides, args.run_dir, checkpoint_every=args.checkpoint_every)
         print(f"Training {run.recipe} in {run.path}")
@@ -75,17 +78,6 @@ def command_train(args) -> int:
     return 0
 
 
-def resume_point(checkpoint: Path) -> str:
-    from deepzen.training.checkpoint import checkpoint_position
-
-    if not checkpoint.is_file():
-        return "from the start: it saved no checkpoint"
-    where = checkpoint_position(checkpoint)
-    if where["finished"]:
-        return f"after its finished training ({where['epochs']} epochs): only the recipe's later steps run again"
-    return f"from epoch {where['epoch'] + 1}, step {where['step']}"
-
-
 def launch_torchrun(args) -> int:
     """Re-runs this ``train`` command under ``torchrun --standalone --nproc_per_node N``."""
     import subprocess
@@ -96,13 +88,15 @@ def launch_torchrun(args) -> int:
     for pair in args.set:
         command += ["--set", pair]
     if args.resume:
-        command += ["--resume", args.resume]
+        command += ["--resume", args.resume] + (["--restart"] if args.restart else [])
     else:  # all processes must agree on the folder, so it is named here
         command += ["--run-dir", str(args.run_dir or default_folder(args.recipe))]
     if args.config:
         command += ["--config", args.config]
     if args.checkpoint_every:
         command += ["--checkpoint-every", str(args.checkpoint_every)]
+    if args.sync_batchnorm:
+        command += ["--sync-batchnorm"]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
                 "-m", "deepzen.cli", *command]
     print("Launching: " + " ".join(launcher[2:]), flush=True)
@@ -188,11 +182,11 @@ def read_image(path: Path, shape: tuple[int, ...]):
 def command_predict(args) -> int:
     """Raw inputs go to the run's recipe's predictor when it has one; files go to the saved model."""
     from deepzen.recipes import RECIPES
+    from deepzen.runs import run_recipe_name
 
     if args.top is not None and args.top < 1:
         raise ValueError(f"--top expects a positive number. Received: --top {args.top}")
-    config = Path(args.run) / "config.json"
-    recipe = json.loads(config.read_text()).get("recipe") if config.is_file() else None
+    recipe = run_recipe_name(args.run)
     if recipe is not None:
         load_recipes()
     predictor = RECIPES.get(recipe).predictor if recipe is not None and recipe in RECIPES else None
@@ -304,12 +298,11 @@ def describe_output(output, top: int) -> dict:
 # -- serve / export ---------------------------------------------------------------------------------------
 def command_serve(args) -> int:
     from deepzen.serving import ModelServer
-    from deepzen.runs import model_file
+    from deepzen.runs import model_file, run_recipe_name
     from deepzen.training.serialization import load_model
 
     path = model_file(args.run, args.model)
-    config = Path(args.run) / "config.json"
-    recipe = json.loads(config.read_text()).get("recipe") if config.is_file() else None
+    recipe = run_recipe_name(args.run)
     server = ModelServer(load_model(path, compile=False), host=args.host, port=args.port,
                          max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                          max_body_bytes=args.max_body_bytes, log_requests=args.log,
@@ -377,8 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="FILE.toml", help="settings from a TOML file (--set wins)")
     train.add_argument("--run-dir", help="the run folder (default: runs/RECIPE-TIMESTAMP)")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
+    train.add_argument("--restart", action="store_true",
+                       help="with --resume: train the run again from the start in its folder, with its config "
+                       "(deletes its checkpoints, histories and models)")
     train.add_argument("--nproc", type=int, default=1, metavar="N",
                        help="train on N processes (DDP; launches torchrun --standalone)")
+    train.add_argument("--sync-batchnorm", action="store_true",
+                       help="with --nproc: batch-norm layers normalize with the statistics of the global batch, "
+                       "synchronised across the processes (default: each process's own slice)")
     train.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                        help="also checkpoint every STEPS steps inside an epoch (default: at epoch ends)")
     train.set_defaults(handler=command_train)

@@ -50,8 +50,8 @@ import torch
 
 from deepzen.training import distributed
 from deepzen.training.callbacks import Callback
-from deepzen.training.checkpoint import TrainingCheckpoint
-from deepzen.training.serialization import atomic_write
+from deepzen.training.checkpoint import CheckpointError, TrainingCheckpoint, read_checkpoint
+from deepzen.training.serialization import ModelFileError, atomic_write
 
 MODEL_FILES = {"final": "model.dz", "best": "best.dz", "last": "last.dz"}
 
@@ -88,6 +88,10 @@ class Run:
         self.path, self.recipe, self.config = Path(path), recipe, config
         self.mode, self.checkpoint_every = mode, checkpoint_every
         self.fits = 0
+        self.changed: dict[str, Any] = {}  # settings that differ from config.json (written once accepted)
+        self.resuming = ""  # where a resumed run continues, in words (set by open)
+        self.restarted = False
+        self.accepted = False  # this session's settings were accepted: a fit trains with them (or started over)
 
     # -- creating and opening ------------------------------------------------------------------------
     @classmethod
@@ -117,14 +121,22 @@ class Run:
 
     @classmethod
     def open(cls, path: str | os.PathLike, overrides: dict[str, Any] | None = None, mode: str = "train",
-             checkpoint_every: int | None = None) -> "Run":
+             checkpoint_every: int | None = None, restart: bool = False) -> "Run":
         """An existing run: ``mode="train"`` continues it (``overrides`` may change settings such as
-        ``epochs``), ``mode="replay"`` re-runs it without training."""
-        from deepzen.recipes import RECIPES, make_config
+        ``epochs``), ``mode="replay"`` re-runs it without training.
+
+        A run to continue needs a readable checkpoint; ``restart=True`` starts it over in its folder instead
+        (same config, plus ``overrides``), deleting what its training wrote. Overrides reach ``config.json``
+        only once the resumed training has accepted them (see :attr:`resuming` for where it continues).
+
+        Raises:
+            RunError: the folder is not a run, one of its files is broken, or (without ``restart``) it has
+                no usable checkpoint to continue from.
+        """
+        from deepzen.recipes import make_config
 
         path = Path(path)
-        saved = read_json(path / "config.json", "the run's config")
-        recipe = RECIPES.get(saved["recipe"])
+        recipe, saved = read_run_config(path)
         if mode == "replay" and not (path / "checkpoint.ckpt").is_file():
             if recipe.replay_file is None:
                 raise RunError(f"{path} has no checkpoint.ckpt: a replay restores what Model.fit trained, and this "
@@ -132,29 +144,45 @@ class Run:
             if not (path / recipe.replay_file).is_file():
                 raise RunError(f"{path} has no {recipe.replay_file}: a replay of {recipe.name} loads what its "
                                f"training saved there, and this run has not finished")
-        config = make_config(recipe, {**saved["config"], **(overrides or {})})
-        run = cls(path, saved["recipe"], config, mode=mode, checkpoint_every=checkpoint_every)
-        if mode == "train" and distributed.is_rank_zero():
+        config = make_config(recipe, {**saved, **(overrides or {})})
+        run = cls(path, recipe.name, config, mode=mode, checkpoint_every=checkpoint_every)
+        if mode == "replay":
+            return run
+        run.changed = {key: value for key, value in dataclasses.asdict(config).items() if saved.get(key) != value}
+        outcome: tuple[str | None, str] = (None, "")
+        if distributed.is_rank_zero():
             for leftover in path.glob(".*.tmp"):  # temporary files of writes a crash interrupted
                 leftover.unlink(missing_ok=True)
-            if overrides:
-                run._write_config()
-        distributed.barrier()
+            try:
+                if restart:
+                    run._clear_training()
+                    outcome = (None, "from the start (--restart: its checkpoints, histories and models were deleted)")
+                else:
+                    outcome = (None, run._resume_point())
+            except RunError as error:
+                outcome = (str(error), "")
+        problem, run.resuming = distributed.broadcast_object(outcome)  # the other processes wait for rank 0 here
+        if problem:
+            raise RunError(problem)
+        run.restarted = restart
         return run
 
     # -- running -------------------------------------------------------------------------------------
     def execute(self) -> dict[str, Any]:
         """Runs the recipe with this run active and returns its metrics (written to metrics.json).
 
-        The status in run.json follows: running, then completed, interrupted (Ctrl-C) or failed.
+        The status in run.json follows: running, then completed, interrupted (Ctrl-C) or failed. A resumed
+        session whose checkpoint refused its settings (another batch size inside an epoch, a damaged file)
+        is recorded as "refused" and leaves the run's status and config as they were.
         """
         global _active
         from deepzen.recipes import RECIPES
 
         recipe = RECIPES.get(self.recipe)
         writes = self.mode == "train" and distributed.is_rank_zero()
-        if writes:
-            self._begin_session()
+        previous_status = self._begin_session() if writes else None
+        if self.restarted:
+            self._accept()  # starting over: there is no checkpoint to refuse the settings
         with self._recipe_folder() as folder:
             _active, self.fits = self, 0
             try:
@@ -165,10 +193,13 @@ class Run:
                 raise
             except BaseException as error:
                 if writes:
-                    self._end_session("failed", f"{type(error).__name__}: {error}")
+                    refused = not self.accepted and _is_refusal(error)
+                    self._end_session("refused" if refused else "failed", f"{type(error).__name__}: {error}",
+                                      run_status=previous_status if refused else None)
                 raise
             finally:
                 _active = None
+        self._accept()  # every fit was restored finished: the recipe's later steps took the settings
         if writes:
             self._write_json("metrics.json", _json_ready(metrics))
             self._end_session("completed")
@@ -187,18 +218,89 @@ class Run:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def fit_callbacks(self) -> list[Callback]:
-        """The callbacks the next ``fit`` of the recipe gets: the recorder (rank 0) and the checkpoint."""
+        """The callbacks the next ``fit`` of the recipe gets: the recorder (rank 0), the checkpoint, and
+        the one that accepts this session's settings once the checkpoint has let the fit go on."""
         suffix = "" if self.fits == 0 else f"-{self.fits + 1}"
         self.fits += 1
         checkpoint = TrainingCheckpoint(self.path / f"checkpoint{suffix}.ckpt", every_steps=self.checkpoint_every,
                                         read_only=self.mode == "replay")
         if self.mode == "replay" or not distributed.is_rank_zero():
             return [checkpoint]
-        return [RunRecorder(self.path, suffix, title=self.recipe), checkpoint]  # the checkpoint saves the recorder
+        return [RunRecorder(self.path, suffix, title=self.recipe), checkpoint, _AcceptSettings(self)]
+
+    def _accept(self) -> None:
+        """This session's settings are in use: writes the changed ones to config.json and run.json (once)."""
+        if self.accepted:
+            return
+        self.accepted = True
+        if self.mode != "train" or not distributed.is_rank_zero() or not self.changed:
+            return
+        self._write_config()
+        info = self.info()
+        info["sessions"][-1]["changed"] = _json_ready(self.changed)
+        self._write_json("run.json", info)
+
+    # -- resuming ------------------------------------------------------------------------------------
+    def _resume_point(self) -> str:
+        """Where the resumed training continues, in words; a RunError when there is nothing to continue from."""
+        from deepzen.recipes import RECIPES
+
+        restart = f"deepzen train --resume {self.path} --restart"
+        checkpoints = sorted(self.path.glob("checkpoint*.ckpt"), key=_fit_number)
+        if not checkpoints or checkpoints[0].name != "checkpoint.ckpt":
+            info = self.info()
+            if not info["sessions"]:
+                return "from the start: it has not trained yet"
+            if RECIPES.get(self.recipe).replay_file is not None:
+                reason = (f"{self.recipe} trains with its own loop, which saves no checkpoint, so resuming it would "
+                          f"train it all again")
+            elif (self.path / "history.csv").is_file():
+                reason = ("checkpoint.ckpt is missing, though history.csv records finished epochs: it was deleted "
+                          "or moved. Put it back to continue")
+            else:
+                reason = (f"its training stopped ({info['status']}) before its first checkpoint, which is saved at "
+                          f"the end of epoch 1 (or every --checkpoint-every steps)")
+            raise RunError(f"{self.path} has no checkpoint to continue from: {reason}. To train it again from the "
+                           f"start in this folder, with its config: {restart}")
+        positions = []
+        for file in checkpoints:
+            try:
+                metadata, _ = read_checkpoint(file)
+                positions.append({key: metadata[key] for key in ("epoch", "step", "finished", "stopped")})
+            except (ModelFileError, KeyError, TypeError) as error:
+                raise RunError(f"{file} cannot be resumed from: {error}. Put back an intact copy, or train the run "
+                               f"again from the start in this folder, with its config: {restart}") from None
+        where, fit = positions[-1], _fit_number(checkpoints[-1])
+        prefix = "" if fit == 1 else f"in its fit {fit} "
+        if not where["finished"]:
+            return f"{prefix}from epoch {where['epoch'] + 1}, step {where['step']}"
+        if where["stopped"]:
+            return (f"{prefix}after its training, which a callback stopped after epoch {where['epoch']}: only the "
+                    f"recipe's steps after training run again")
+        epochs = getattr(self.config, "epochs", None)
+        if fit == 1 and isinstance(epochs, int) and epochs > where["epoch"]:
+            return f"after epoch {where['epoch']}: continuing to epoch {epochs}"
+        return (f"{prefix}after its finished training ({where['epoch']} epochs): only the recipe's steps after "
+                f"training run again")
+
+    def _clear_training(self) -> None:
+        """Deletes what training wrote (checkpoints, histories, curves, models, metrics), so the run starts over."""
+        from deepzen.recipes import RECIPES
+
+        replay_file = RECIPES.get(self.recipe).replay_file
+        for file in self.path.iterdir():
+            if _TRAINING_FILE.match(file.name) or file.name == replay_file:
+                file.unlink()
 
     # -- files ---------------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        return read_json(self.path / "run.json", "the run's status")
+        """run.json: ``{"recipe", "status", "sessions": [...]}``."""
+        path = self.path / "run.json"
+        info = read_json(path, "the run's status")
+        if not (isinstance(info, dict) and isinstance(info.get("status"), str) and isinstance(info.get("sessions"), list)
+                and all(isinstance(session, dict) for session in info["sessions"])):
+            raise RunError(f"{path} is not a run status: expected {{\"status\": ..., \"sessions\": [{{...}}, ...]}}")
+        return info
 
     def _write_json(self, name: str, value: Any) -> None:
         text = json.dumps(value, indent=2) + "\n"
@@ -210,24 +312,64 @@ class Run:
         text = (f"# deepzen train {self.recipe} --config {self.path / 'config.toml'}\n" + to_toml(values))
         atomic_write(self.path / "config.toml", lambda file: file.write(text.encode()))
 
-    def _begin_session(self) -> None:
+    def _begin_session(self) -> str:
+        """Records a new session in run.json and environment.json; returns the run's status before it."""
         info = self.info()
+        previous = info["status"]
         session = environment(self.config)
         info["status"] = "running"
-        info["sessions"].append({"started": session["started"], "command": session["command"]})
+        info["sessions"].append({"started": session["started"], "command": session["command"],
+                                 **({"restart": True} if self.restarted else {})})
         self._write_json("run.json", info)
         sessions = []
-        if (self.path / "environment.json").is_file():
-            sessions = read_json(self.path / "environment.json", "the environment")["sessions"]
+        file = self.path / "environment.json"
+        if file.is_file():
+            sessions = read_json(file, "the environment")
+            sessions = sessions.get("sessions") if isinstance(sessions, dict) else None
+            if not isinstance(sessions, list):
+                raise RunError(f"{file} is not an environment record: expected {{\"sessions\": [...]}}")
         self._write_json("environment.json", {"sessions": [*sessions, session]})
+        return previous
 
-    def _end_session(self, status: str, error: str | None = None) -> None:
+    def _end_session(self, status: str, error: str | None = None, run_status: str | None = None) -> None:
         info = self.info()
-        info["status"] = status
+        info["status"] = run_status or status
         info["sessions"][-1].update({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": status})
         if error:
             info["sessions"][-1]["error"] = error
         self._write_json("run.json", info)
+
+
+class _AcceptSettings(Callback):
+    """The last callback of a run's fit: once the checkpoint has restored the fit (or found none) and the fit
+    is going to train, the session's settings are accepted and written (:meth:`Run._accept`)."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def on_train_begin(self, logs=None):
+        if self.model.fit_state["initial_epoch"] < self.model.fit_state["epochs"]:
+            self.run._accept()
+
+
+def _is_refusal(error: BaseException) -> bool:
+    """Whether ``error`` (or what it wraps) is a checkpoint refusing to continue: nothing was trained."""
+    while error is not None:
+        if isinstance(error, (CheckpointError, ModelFileError)):
+            return True
+        error = error.__cause__
+    return False
+
+
+def _fit_number(checkpoint: Path) -> int:
+    """1 for checkpoint.ckpt, N for checkpoint-N.ckpt."""
+    _, _, number = checkpoint.stem.partition("-")
+    return int(number) if number.isdigit() else 1
+
+
+# what a run's training writes, for each fit (suffix -N from the second fit on): deleted by --restart
+_TRAINING_FILE = re.compile(r"^(checkpoint(-\d+)?\.ckpt|history(-\d+)?\.(csv|json)|training_curves(-\d+)?\.png"
+                            r"|(best|last)(-\d+)?\.dz|model\.dz|metrics\.json)$")
 
 
 class RunRecorder(Callback):
@@ -321,12 +463,62 @@ def environment(config: Any = None) -> dict[str, Any]:
 
 
 def read_json(path: Path, what: str) -> Any:
+    """The JSON value in a run folder's file; a RunError naming the file when it is missing or not JSON."""
     if not path.is_file():
         raise RunError(f"{path.parent} is not a deepzen run folder (no {path.name} with {what})")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise RunError(f"{path} is not valid JSON: {error}") from error
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError, OSError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise RunError(f"{path} is not valid JSON with {what}: {reason}") from None
+
+
+def read_run_config(run_dir: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """The recipe and the saved settings of a run (its config.json), each setting checked against the type of
+    the recipe's default; a RunError naming the file and the setting when anything does not fit."""
+    from deepzen.recipes import RECIPES
+
+    path = Path(run_dir) / "config.json"
+    saved = read_json(path, "the run's config")
+    if not (isinstance(saved, dict) and isinstance(saved.get("recipe"), str) and isinstance(saved.get("config"), dict)):
+        raise RunError(f"{path} is not a run config: expected {{\"recipe\": NAME, \"config\": {{...}}}}")
+    try:
+        recipe = RECIPES.get(saved["recipe"])
+    except ValueError as error:
+        raise RunError(f"{path}: {error}") from None
+    defaults = dataclasses.asdict(recipe.config())
+    for key, value in saved["config"].items():
+        if key not in defaults:
+            raise RunError(f"{path}: recipe {recipe.name!r} has no setting {key!r}")
+        if not _same_kind(value, defaults[key]):
+            raise RunError(f"{path}: setting {key} expects a value like {defaults[key]!r}. Received: {value!r}")
+    return recipe, saved["config"]
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether a setting read from JSON has the type of the recipe's default (None defaults take anything)."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, list)
+    return isinstance(value, type(default))
+
+
+def run_recipe_name(run_dir: str | os.PathLike) -> str | None:
+    """The recipe named in a run folder's config.json; None when the folder has none (a bare model folder)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return None
+    saved = read_json(path, "the run's config")
+    if not isinstance(saved, dict) or not isinstance(saved.get("recipe"), str):
+        raise RunError(f"{path} is not a run config: expected {{\"recipe\": NAME, \"config\": {{...}}}}")
+    return saved["recipe"]
 
 
 def load_toml_config(path: str | os.PathLike) -> dict[str, Any]:

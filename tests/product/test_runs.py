@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import signal
 import time
 
@@ -105,12 +106,21 @@ def test_a_run_killed_with_sigkill_inside_an_epoch_resumes_to_the_same_weights(r
     assert cli.main(["evaluate", str(folder)]) == 2  # a run that did not finish cannot be evaluated
     assert "did not finish" in capsys.readouterr().err
 
+    before = {name: (folder / name).read_bytes() for name in ("config.json", "config.toml")}
+    assert cli.main(["train", "--resume", str(folder), "--set", "batch_size=8"]) == 2  # inside an epoch of 16s
+    error = capsys.readouterr().err
+    assert error.startswith("deepzen: ") and error.count("\n") == 1 and "Resume with the same batch size" in error
+    assert {name: (folder / name).read_bytes() for name in before} == before  # the refused override changed nothing
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "running" and info["sessions"][1]["status"] == "refused"  # the status it had before
+    assert "changed" not in info["sessions"][1]
+
     resumed = run_deepzen("train", "--resume", str(folder))
     assert resumed.returncode == 0, resumed.stderr
     assert f"from epoch 2, step {position['step']}" in resumed.stdout
     assert_same_training(folder, reference_run)
     sessions = json.loads((folder / "run.json").read_text())["sessions"]
-    assert "status" not in sessions[0] and sessions[1]["status"] == "completed"  # the killed session never ended
+    assert "status" not in sessions[0] and sessions[2]["status"] == "completed"  # the killed session never ended
 
 
 def test_ctrl_c_stops_after_saving_and_the_run_resumes_to_the_same_weights(reference_run, tmp_path):
@@ -143,3 +153,94 @@ def test_a_folder_holding_a_run_is_not_reused(reference_run, tiny_recipe, capsys
     assert cli.main(["train", "tiny-mlp", "--run-dir", str(reference_run)]) == 2
     error = capsys.readouterr().err
     assert "already holds a run" in error and f"--resume {reference_run}" in error
+
+
+def copy_of(run, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(run, folder)
+    return folder
+
+
+def test_epochs_beyond_the_finished_ones_continue_training_to_the_uninterrupted_weights(reference_run, tmp_path,
+                                                                                      capsys):
+    from deepzen import cli
+
+    folder = tmp_path / "two-then-three"
+    assert cli.main(["train", "tiny-mlp", "--run-dir", str(folder), "--set", "epochs=2"]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(folder), "--set", "epochs=3"]) == 0
+    assert "after epoch 2: continuing to epoch 3" in capsys.readouterr().out
+    assert_same_training(folder, reference_run)  # epoch 3 trained as if the run had never stopped
+    assert json.loads((folder / "config.json").read_text())["config"]["epochs"] == 3
+    assert json.loads((folder / "run.json").read_text())["sessions"][1]["changed"] == {"epochs": 3}
+    assert cli.main(["train", "--resume", str(folder)]) == 0
+    assert "finished training (3 epochs): only the recipe's steps after training run again" in capsys.readouterr().out
+
+
+def test_a_deleted_checkpoint_is_named_and_restart_trains_the_run_again(reference_run, tmp_path, capsys):
+    from deepzen import cli
+
+    folder = copy_of(reference_run, tmp_path)
+    (folder / "checkpoint.ckpt").unlink()
+    status = (folder / "run.json").read_bytes()
+    assert cli.main(["train", "--resume", str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert "has no checkpoint to continue from: checkpoint.ckpt is missing" in error
+    assert f"deepzen train --resume {folder} --restart" in error
+    assert (folder / "run.json").read_bytes() == status  # nothing trained, nothing recorded
+
+    assert cli.main(["train", "tiny-mlp", "--restart"]) == 2
+    assert "--restart starts over the run named by --resume" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(folder), "--restart"]) == 0
+    assert "from the start (--restart" in capsys.readouterr().out
+    assert_same_training(folder, reference_run)  # the same config, trained again from the start
+    sessions = json.loads((folder / "run.json").read_text())["sessions"]
+    assert sessions[-1]["restart"] is True and sessions[-1]["status"] == "completed"
+
+
+def test_a_damaged_checkpoint_or_one_never_written_needs_restart(reference_run, tmp_path, capsys):
+    from deepzen import cli
+
+    folder = copy_of(reference_run, tmp_path)
+    checkpoint = folder / "checkpoint.ckpt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-100])
+    assert cli.main(["train", "--resume", str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert f"{checkpoint} cannot be resumed from" in error and "--restart" in error and error.count("\n") == 1
+
+    checkpoint.unlink()
+    (folder / "history.csv").unlink()  # as a run killed inside its first epoch leaves it
+    assert cli.main(["train", "--resume", str(folder)]) == 2
+    assert "stopped (completed) before its first checkpoint" in capsys.readouterr().err
+
+
+BROKEN_FILES = [
+    ("config.json", "[]", "is not a run config"),
+    ("config.json", '{"recipe": 3, "config": {}}', "is not a run config"),
+    ("config.json", "[" * 100_000, "nested too deeply"),
+    ("config.json", "\udcff", "is not valid JSON"),
+    ("config.json", '{"recipe": "no-such-recipe", "config": {}}', "Unknown recipe 'no-such-recipe'"),
+    ("config.json", '{"recipe": "tiny-mlp", "config": {"epochs": [3]}}', "setting epochs expects a value like 3"),
+    ("config.json", '{"recipe": "tiny-mlp", "config": {"colour": 1}}', "has no setting 'colour'"),
+    ("run.json", '{"status": "completed", "sessions": {}}', "is not a run status"),
+    ("run.json", "[" * 100_000, "nested too deeply"),
+    ("environment.json", '{"sessions": 1}', "is not an environment record"),
+]
+
+
+@pytest.mark.parametrize("name, text, message", BROKEN_FILES)
+def test_a_broken_run_file_gets_one_line_naming_it(reference_run, tmp_path, capsys, name, text, message):
+    from deepzen import cli
+
+    folder = copy_of(reference_run, tmp_path)
+    (folder / name).write_bytes(text.encode("utf-8", "surrogateescape"))
+    verbs = [["train", "--resume", str(folder)]]
+    if name == "config.json":
+        verbs.append(["evaluate", str(folder)])
+    if name == "config.json" and '"recipe": "' not in text:  # predict reads the recipe's name only
+        verbs.append(["predict", str(folder), "x.npy"])
+    for verb in verbs:
+        assert cli.main(verb) == 2, verb
+        error = capsys.readouterr().err
+        assert error.startswith(f"deepzen: {folder / name}") or f"deepzen: {folder} " in error, error
+        assert message in error and error.count("\n") == 1, error
