@@ -106,3 +106,24 @@ def test_evaluate_replays_the_recipe_evaluation_with_the_trained_weights(digits_
     replayed = json.loads(out[out.index("{"):])
     assert replayed == json.loads((digits_run / "metrics.json").read_text())
     assert {p.name: p.stat().st_mtime_ns for p in digits_run.iterdir()} == before  # nothing was written
+
+
+def test_resume_with_more_epochs_trains_the_digits_cnn_on_to_them(digits_run, tmp_path, capsys):
+    import csv
+    import shutil
+
+    from deepzen.training.checkpoint import checkpoint_position
+    from deepzen.training.serialization import read_tensors
+
+    folder = tmp_path / "digits"
+    shutil.copytree(digits_run, folder)
+    after_one = read_tensors(folder / "model.dz")[0]
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(folder), "--set", "epochs=2"]) == 0
+    assert "after epoch 1: continuing to epoch 2" in capsys.readouterr().out
+    assert [row["epoch"] for row in csv.DictReader(open(folder / "history.csv"))] == ["1", "2"]
+    position = checkpoint_position(folder / "checkpoint.ckpt")
+    assert position["finished"] and position["epoch"] == 2 and position["epochs"] == 2
+    after_two = read_tensors(folder / "model.dz")[0]
+    assert any(not after_two[key].equal(after_one[key]) for key in after_one)  # the second epoch trained
+    assert json.loads((folder / "config.json").read_text())["config"]["epochs"] == 2
