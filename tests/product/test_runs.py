@@ -244,3 +244,18 @@ def test_a_broken_run_file_gets_one_line_naming_it(reference_run, tmp_path, caps
         error = capsys.readouterr().err
         assert error.startswith(f"deepzen: {folder / name}") or f"deepzen: {folder} " in error, error
         assert message in error and error.count("\n") == 1, error
+
+
+def test_a_run_of_a_recipe_with_its_own_loop_is_not_resumed_but_restarted(tmp_path, capsys):
+    from deepzen import cli
+
+    folder = tmp_path / "dqn"  # what a finished cartpole-dqn run leaves, less its training outputs
+    folder.mkdir()
+    (folder / "config.json").write_text('{"recipe": "cartpole-dqn", "config": {}}')
+    (folder / "run.json").write_text('{"recipe": "cartpole-dqn", "status": "completed", "sessions": [{}]}')
+    (folder / "agent.dz").write_bytes(b"")
+    assert cli.main(["train", "--resume", str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert "cartpole-dqn trains with its own loop, which saves no checkpoint" in error
+    assert f"deepzen train --resume {folder} --restart" in error
+    assert (folder / "agent.dz").exists()  # nothing was deleted without --restart
