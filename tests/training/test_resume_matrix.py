@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -153,7 +154,7 @@ class WaitForKillAfterStep(Callback):
 
     def on_train_batch_end(self, step, logs=None):
         if (self.model.fit_state["epoch"], step + 1) == self.at:
-            print("ready", flush=True)
+            print(f"ready {os.getpid()}", flush=True)
             time.sleep(600)
 
 
@@ -169,7 +170,7 @@ class WaitForKillInsideWrite(Callback):
 
             def replace(source, target):  # the temporary file is written; the rename would commit it
                 if Path(target) == self.path:
-                    print("ready", flush=True)
+                    print(f"ready {os.getpid()}", flush=True)
                     time.sleep(600)
                 real_replace(source, target)
 
@@ -187,34 +188,91 @@ def child_main(cell_id: str, checkpoint: str) -> None:
     print("finished without being killed", flush=True)
 
 
-CHILD = """
-import sys, torch
-torch.set_num_threads(int(sys.argv[1]))
-sys.path.insert(0, sys.argv[2])
+def launcher_main(threads: int) -> None:
+    """A process that imports torch and deepzen once and forks a child process per cell to be killed.
+
+    It reads ``<cell id> <checkpoint path>`` lines on stdin; each child runs :func:`child_main` and
+    prints ``ready <pid>`` at its kill point; once the child is gone the launcher prints ``exited <status>``.
+    (Starting a fresh interpreter per cell costs seconds here: torch's optimizers import torch._dynamo.)
+    """
+    torch.set_num_threads(threads)  # as the test process has it: the numbers depend on it
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo; nothing is computed before a fork
+    for line in sys.stdin:
+        cell_id, checkpoint = line.rstrip("\n").split(" ", 1)
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                child_main(cell_id, checkpoint)
+                code = 0
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(f"exited {status}", flush=True)
+
+
+LAUNCHER = """
+import sys
+sys.path.insert(0, sys.argv[1])
 import test_resume_matrix
-test_resume_matrix.child_main(sys.argv[3], sys.argv[4])
+test_resume_matrix.launcher_main(int(sys.argv[2]))
 """
 
 
-def kill_child_when_ready(cell: Cell, checkpoint: Path) -> None:
-    """Runs the cell's fit in a child process and SIGKILLs it once it says it is where the cell kills it."""
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(torch.get_num_threads()), str(Path(__file__).parent),
-                              cell.id, str(checkpoint)], stdout=subprocess.PIPE, text=True)
-    try:
-        line = child.stdout.readline().strip()
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=60)
-    assert line == "ready", f"the child process did not reach its kill point (said {line!r})"
+class Launcher:
+    """The test's side of :func:`launcher_main`: starts a cell's child process and ``kill -9``s it when it is ready."""
+
+    def __init__(self):
+        self.process = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(Path(__file__).parent),
+                                         str(torch.get_num_threads())], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+
+    def _read_line(self, timeout: float = 120.0) -> str:
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        assert ready, f"the launcher said nothing for {timeout} s"
+        return self.process.stdout.readline().strip()
+
+    def kill_when_ready(self, cell: Cell, checkpoint: Path) -> None:
+        self.process.stdin.write(f"{cell.id} {checkpoint}\n")
+        self.process.stdin.flush()
+        line = self._read_line()
+        assert line.startswith("ready "), f"the child process did not reach its kill point (said {line!r})"
+        os.kill(int(line.split()[1]), signal.SIGKILL)
+        status = self._read_line()
+        assert status.startswith("exited ") and os.WIFSIGNALED(int(status.split()[1])) \
+            and os.WTERMSIG(int(status.split()[1])) == signal.SIGKILL, status
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
-def interrupt(cell: Cell, checkpoint: Path) -> tuple[int, int]:
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: the tensors are tiny, and on a busy machine two threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def launcher(one_thread):
+    launcher = Launcher()
+    yield launcher
+    launcher.close()
+
+
+def interrupt(cell: Cell, checkpoint: Path, launcher: Launcher) -> tuple[int, int]:
     """Interrupts the cell's fit as the cell says; returns the (epoch, step) it must resume from."""
     if cell.interruption == "epoch_end":
         with pytest.raises(CallbackError, match="simulated crash"):
             fit(cell, checkpoint, after=(CrashAtEpochBegin(2),))
         return 2, 0
-    kill_child_when_ready(cell, checkpoint)
+    launcher.kill_when_ready(cell, checkpoint)
     if cell.interruption == "kill_mid_epoch":
         return KILL_AT
     leftovers = [p.name for p in checkpoint.parent.iterdir() if p.name.endswith(".tmp")]
@@ -265,10 +323,10 @@ def test_the_cells_cover_every_pair_of_settings():
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=resume_matrix_cells())
-def test_resume_is_bit_exact(cell: Cell, tmp_path):
+def test_resume_is_bit_exact(cell: Cell, tmp_path, launcher):
     reference = fit(cell, None)
     checkpoint = tmp_path / "run.ckpt"
-    epoch, step = interrupt(cell, checkpoint)
+    epoch, step = interrupt(cell, checkpoint, launcher)
     position = checkpoint_position(checkpoint)  # hash-checked: the interruption left a whole checkpoint
     assert (position["epoch"], position["step"], position["finished"]) == (epoch, step, False)
     resumed = fit(cell, checkpoint)
