@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import select
 import signal
 import subprocess
@@ -357,3 +358,143 @@ def test_a_channels_last_cnn_with_fused_adam_resumes_after_epoch_1_of_2_exactly(
     assert resumed.history.history == reference.history.history
     conv = resumed.layers[1].weight
     assert resumed.optimizer.state[conv]["exp_avg"].stride() == conv.stride()
+
+
+# -- malformed checkpoints ---------------------------------------------------------------------------
+class CrashAfterStep(Callback):
+    def __init__(self, at: tuple[int, int]):
+        self.at = at
+
+    def on_train_batch_end(self, step, logs=None):
+        if (self.model.fit_state["epoch"], step + 1) == self.at:
+            raise RuntimeError("simulated crash")
+
+
+MALFORMED_CELL = Cell("auto", "adam", "float32", "EarlyStopping", "kill_mid_epoch")
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint taken after step 2 of epoch 2 (it holds an epoch's progress and EarlyStopping's state)."""
+    path = tmp_path_factory.mktemp("malformed") / "valid.ckpt"
+    with pytest.raises(CallbackError, match="simulated crash"):
+        fit(MALFORMED_CELL, path, after=(CrashAfterStep(KILL_AT),))
+    return path
+
+
+def rewritten(saved: Path, folder: Path, edit) -> Path:
+    """A copy of the checkpoint ``saved`` with ``edit(metadata, tensors)`` applied, written with a valid hash."""
+    tensors, metadata = read_tensors(saved)
+    edit(metadata, tensors)
+    path = folder / "edited.ckpt"
+    write_tensors(path, tensors, metadata)
+    return path
+
+
+def _set(name, value):
+    return lambda metadata, tensors: metadata.__setitem__(name, value)
+
+
+MALFORMED_HEADERS = {
+    "epoch 1000": (_set("epoch", 1000), "'epoch' must be in \\[0, 4\\] .*Received: 1000"),
+    "epoch -3": (_set("epoch", -3), "'epoch' must be in \\[0, 4\\] .*Received: -3"),
+    "step = steps": (_set("step", 5), "'step' must be 0, or inside epoch 2 of 4 \\(below its 5 steps\\). Received: 5"),
+    "step -1": (_set("step", -1), "'step' must be 0.*Received: -1"),
+    "step in no epoch": (lambda m, t: m.update(epoch=4), "'step' must be 0, or inside epoch 5 of 4"),
+    "version 2": (_set("checkpoint", 2), "checkpoint version 2; this deepzen reads version 1"),
+    "version as text": (_set("checkpoint", "1"), "'checkpoint' must be int. Received: '1'"),
+    "missing optimizer": (lambda m, t: m.pop("optimizer"), "its header has no 'optimizer'"),
+    "missing epoch": (lambda m, t: m.pop("epoch"), "its header has no 'epoch'"),
+    "epoch as text": (_set("epoch", "1"), "'epoch' must be int. Received: '1'"),
+    "epoch as bool": (_set("epoch", True), "'epoch' must be int. Received: True"),
+    "finished as int": (_set("finished", 0), "'finished' must be bool. Received: 0"),
+    "stopped as null": (_set("stopped", None), "'stopped' must be bool. Received: None"),
+    "epochs 0": (_set("epochs", 0), "'epochs' must be a positive integer. Received: 0"),
+    "batch_size 0": (_set("batch_size", 0), "'batch_size' must be a positive integer. Received: 0"),
+    "steps as float": (_set("steps", 5.0), "'steps' must be int or null. Received: 5.0"),
+    "world size 2 of 1 rank": (_set("world_size", 2), "the states of 1 processes for a world size of 2"),
+    "ranks as dict": (_set("ranks", {}), "'ranks' must be list. Received: {}"),
+    "optimizer as list": (_set("optimizer", [1, 2]), "'optimizer' must be dict. Received: \\[1, 2\\]"),
+    "history of text": (lambda m, t: m["history"]["history"].update(loss="low"), "'history' must be"),
+}
+
+
+@pytest.mark.parametrize("edit, message", MALFORMED_HEADERS.values(), ids=MALFORMED_HEADERS.keys())
+def test_a_malformed_checkpoint_header_is_refused_naming_the_file(edit, message, saved_checkpoint, tmp_path):
+    path = rewritten(saved_checkpoint, tmp_path, edit)
+    with pytest.raises(ModelFileError, match=message) as refused:
+        read_checkpoint(path)
+    assert str(path) in str(refused.value)
+    with pytest.raises(CallbackError) as wrapped:  # what a fit resuming from it sees
+        fit(MALFORMED_CELL, path)
+    assert isinstance(wrapped.value.__cause__, ModelFileError) and str(path) in str(wrapped.value)
+
+
+def _drop_tensor(prefix: str, suffix: str = ""):
+    def edit(metadata, tensors):
+        del tensors[next(key for key in sorted(tensors) if key.startswith(prefix) and key.endswith(suffix))]
+    return edit
+
+
+def _replace_tensor(prefix: str, suffix: str, value):
+    def edit(metadata, tensors):
+        tensors[next(key for key in sorted(tensors) if key.startswith(prefix) and key.endswith(suffix))] = value
+    return edit
+
+
+def _set_in(tree_name: str, path: tuple, value):
+    """Sets the node at ``path`` (dict keys, list/tuple indexes) of the flattened tree ``metadata[tree_name]``."""
+    def edit(metadata, tensors):
+        node = metadata[tree_name]
+        for key in path[:-1]:
+            node = _child(node, key)
+        if isinstance(node, dict) and "__dict__" in node:
+            next(pair for pair in node["__dict__"] if pair[0] == path[-1])[1] = value
+        else:
+            (node["__tuple__"] if isinstance(node, dict) and "__tuple__" in node else node)[path[-1]] = value
+    return edit
+
+
+def _child(node, key):
+    if isinstance(node, dict) and "__dict__" in node:
+        return next(value for name, value in node["__dict__"] if name == key)
+    return (node["__tuple__"] if isinstance(node, dict) and "__tuple__" in node else node)[key]
+
+
+MALFORMED_STATES = {
+    "missing optimizer tensor": (_drop_tensor("optimizer/", "exp_avg"), "its optimizer state: a saved state names the tensor"),
+    "missing weight": (_drop_tensor("model/", "weight"), "its model weights do not fit this model"),
+    "weight of another shape": (_replace_tensor("model/", "dense.weight", torch.zeros(2, 2)),
+                                "its model weights do not fit this model"),
+    "exp_avg of another shape": (_replace_tensor("optimizer/", "exp_avg", torch.zeros(7)),
+                                 "its optimizer state: its 'exp_avg' of shape \\(7,\\) does not fit"),
+    "learning rate as text": (_set_in("optimizer", ("param_groups", 0, "lr"), "fast"),
+                              "its optimizer state: its 'lr' is 'fast'"),
+    "betas of one number": (_set_in("optimizer", ("param_groups", 0, "betas"), {"__tuple__": [0.9]}),
+                            "its optimizer state: its 'betas' is \\(0.9,\\)"),
+    "no parameter groups": (_set_in("optimizer", ("param_groups",), []),
+                            "its optimizer state: it holds state for parameters \\[0, 1, 2, 3, 4\\] that no"),
+    "two parameter groups": (lambda m, t: _child(m["optimizer"], "param_groups").append({"__dict__": [["params", []]]}),
+                             "its optimizer state \\(ValueError: .*parameter groups"),
+    "state of an unknown parameter": (_set_in("optimizer", ("state",), {"__dict__": [[99, {"__dict__": []}]]}),
+                                      "its optimizer state: it holds state for parameters \\[99\\]"),
+    "optimizer param_groups of text": (_set_in("optimizer", ("param_groups",), "all"), "its optimizer state: it must be"),
+    "bad tree": (_set("callbacks", {"__not_a_tree__": 1}), "its callback states: a saved state holds an object"),
+    "array of objects": (_set_in("ranks", (0, "rng", "numpy", 1, "dtype"), "|O"),
+                         "its RNG and epoch progress: the array .* has no numeric dtype"),
+    "rng state of text": (_set_in("ranks", (0, "rng", "python"), "seed"), "its RNG and epoch progress \\((TypeError|ValueError)"),
+    "callback state without wait": (lambda m, t: m.__setitem__("callbacks", {"__dict__": [
+        ["EarlyStopping", {"__dict__": [["best", 1.0]]}]]}), "its callback states"),
+    "progress of other steps": (lambda m, t: m.update(step=4), "the progress of the interrupted epoch does not describe"),
+}
+
+
+@pytest.mark.parametrize("edit, message", MALFORMED_STATES.values(), ids=MALFORMED_STATES.keys())
+def test_a_checkpoint_whose_states_do_not_fit_is_refused_naming_the_file(edit, message, saved_checkpoint, tmp_path):
+    path = rewritten(saved_checkpoint, tmp_path, edit)
+    with pytest.raises(CallbackError) as refused:
+        fit(MALFORMED_CELL, path)
+    error = refused.value.__cause__
+    assert isinstance(error, ModelFileError), repr(error)
+    assert str(path) in str(error)
+    assert re.search(message, str(error)), str(error)
