@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import torch
 
+from deepzen.serializable import ModelFileError
 from deepzen.training import distributed
 
 EVENTS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
@@ -90,7 +91,7 @@ class CallbackList:
     def fire_handler(handler: Callable, event: str, *args) -> None:
         try:
             handler(*args)
-        except (CallbackError, KeyboardInterrupt):
+        except (CallbackError, KeyboardInterrupt, ModelFileError):  # a damaged file is the file's fault, named as such
             raise
         except Exception as error:
             raise CallbackError(f"{type(handler.__self__).__name__}.{event} failed: "

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from deepzen.data.arrays import ArrayData, map_structure
+from deepzen import losses, metrics, optimizers
 from deepzen.optimizers import clip_gradients
 from deepzen.training import distributed
 from deepzen.training.callbacks import CallbackList, RunningLogs
@@ -118,6 +119,18 @@ class EpochProgress:
     metric_states: dict[Any, list[dict[str, torch.Tensor] | None]]
 
 
+def _resolve_names(spec: Any, get) -> None:
+    """Looks up every string in a compile setting (a name, or lists and dicts of them) with ``get``."""
+    if isinstance(spec, str):
+        get(spec)
+    elif isinstance(spec, dict):
+        for value in spec.values():
+            _resolve_names(value, get)
+    elif isinstance(spec, (list, tuple)):
+        for value in spec:
+            _resolve_names(value, get)
+
+
 @dataclass
 class Engine:
     """Everything ``compile`` fixed: optimizer spec, losses, metrics, precision, jit.
@@ -144,6 +157,10 @@ class Engine:
         self.autocast_dtype = PRECISIONS[self.precision]
         if self.memory_format not in MEMORY_FORMATS:
             raise ValueError(f"Unknown memory_format {self.memory_format!r}. Expected one of: {', '.join(MEMORY_FORMATS)}")
+        # Every name resolves now, so a typo fails at compile (as in Keras), not at the first fit.
+        _resolve_names(self.loss_spec, losses.get)
+        _resolve_names(self.metric_spec, metrics.get)
+        _resolve_names(self.optimizer_spec, optimizers.get)
         self.channels_last = False  # decided in setup(), once the model is built
         self.forward = torch.compile(self.model) if self.jit else self.model
         self.train_forward = self.forward  # DistributedDataParallel's wrapper under torchrun (distributed.wrap)
@@ -152,8 +169,6 @@ class Engine:
 
     # -- setup, once the model is built --------------------------------------------------------------
     def setup(self, example_output: Any) -> None:
-        from deepzen import losses, metrics, optimizers
-
         outputs = _outputs_by_key(example_output)
         keys = list(outputs)
         if self.loss_spec is None:
@@ -182,8 +197,6 @@ class Engine:
         self.ready = True
 
     def build_optimizer(self) -> None:
-        from deepzen import optimizers
-
         params = [p for p in self.model.parameters() if p.requires_grad]
         if isinstance(self.optimizer_spec, torch.optim.Optimizer):
             self.optimizer = self.optimizer_spec
