@@ -12,8 +12,14 @@ Nested states such as ``optimizer.state_dict()`` are flattened into tensors plus
 pickle is written or read.
 
 On CPU a resumed run reproduces the uninterrupted one bit for bit: the shuffle order of an epoch
-depends only on the fit's shuffle seed and the epoch, the RNG states are restored, and the steps an
-interrupted epoch had done are skipped.
+depends only on the fit's shuffle seed and the epoch, the RNG states are restored, the optimizer
+state takes its parameters' memory layouts again (channels-last convolution weights), and the steps
+an interrupted epoch had done are skipped (``tests/training/test_resume_matrix.py`` checks this over
+optimizers, precisions, layouts, stateful callbacks and ``kill -9``).
+
+Reading checks the header (version, epoch, step, the fit's sizes, types) and restoring checks that
+every saved state fits what it restores: a malformed or hostile checkpoint raises
+:class:`~deepzen.training.serialization.ModelFileError` naming the file and what is wrong.
 
 Example:
     >>> ckpt = TrainingCheckpoint("runs/a/checkpoint.ckpt", every_steps=100)   # doctest: +SKIP
@@ -101,7 +107,8 @@ def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
         except TypeError:
             dtype = None
         if dtype is None or dtype.kind not in "biuf":
-            raise ModelFileError(f"the array {tree['__ndarray__']!r} has no numeric dtype (received {tree.get('dtype')!r})")
+            raise ModelFileError(f"the array {tree['__ndarray__']!r} has no numeric dtype "
+                                 f"(received {tree.get('dtype')!r})")
         return _saved_tensor(tree["__ndarray__"], tensors).numpy().astype(dtype)
     if isinstance(tree.get("__tuple__"), list):
         return tuple(unflatten_state(item, tensors) for item in tree["__tuple__"])
@@ -153,12 +160,63 @@ def callback_states(callbacks: list[Callback]) -> dict[str, Any]:
 
 
 def load_callback_states(callbacks: list[Callback], states: dict[str, Any]) -> None:
-    """Gives each callback with ``load_state_dict`` its saved state (matched by class name and position)."""
+    """Gives each callback with ``load_state_dict`` its saved state (matched by class name and position).
+
+    Raises:
+        ModelFileError: ``states`` is not a dict, or a saved state does not fit the callback's own
+            (:func:`check_fits`).
+    """
+    if not isinstance(states, dict):
+        raise ModelFileError(f"the callback states must be a dict. Received: {states!r:.80}")
     seen = {}
     for callback in callbacks:
-        state = states.get(_callback_key(callback, seen))
+        key = _callback_key(callback, seen)
+        state = states.get(key)
         if state is not None and hasattr(callback, "load_state_dict"):
+            if hasattr(callback, "state_dict"):
+                check_fits(state, callback.state_dict(), key)
             callback.load_state_dict(state)
+
+
+def check_fits(saved: Any, own: Any, where: str) -> None:
+    """Refuses a saved state that cannot stand for ``own``, the live object's current state.
+
+    Where ``own`` holds a value, the saved state must hold one of the same kind: a tensor of the
+    same shape and dtype, a number for a number, a bool, a string, a dict with at least the same keys,
+    and a list or tuple of as many items where ``own``'s are tensors. None in ``own`` accepts anything.
+
+    Raises:
+        ModelFileError: saying where (``where/key/...``) and what was expected.
+    """
+    def refuse(expected: str):
+        raise ModelFileError(f"{where} must be {expected}. Received: {saved!r:.80}")
+
+    if own is None:
+        return
+    if isinstance(own, torch.Tensor):
+        if not (isinstance(saved, torch.Tensor) and saved.shape == own.shape and saved.dtype == own.dtype):
+            refuse(f"a {own.dtype} tensor of shape {tuple(own.shape)}")
+    elif isinstance(own, (bool, str)):
+        if type(saved) is not type(own):
+            refuse(f"a {type(own).__name__}")
+    elif isinstance(own, (int, float)):
+        if not _is_json(saved, float):
+            refuse("a number")
+    elif isinstance(own, dict):
+        if not isinstance(saved, dict):
+            refuse("a dict")
+        for key, value in own.items():
+            if key not in saved:
+                refuse(f"a dict with the key {key!r}")
+            check_fits(saved[key], value, f"{where}/{key}")
+    elif isinstance(own, (list, tuple)):
+        if not isinstance(saved, (list, tuple)):
+            refuse("a list")
+        if own and all(isinstance(item, torch.Tensor) for item in own):
+            if len(saved) != len(own):
+                refuse(f"a list of {len(own)} tensors")
+            for index, (mine, theirs) in enumerate(zip(saved, own)):
+                check_fits(mine, theirs, f"{where}/{index}")
 
 
 def _callback_key(callback: Callback, seen: dict[str, int]) -> str:
@@ -256,7 +314,8 @@ def check_header(metadata: dict[str, Any], path: str | os.PathLike) -> None:
     if step < 0 or step and (epoch == epochs or steps is not None and step >= steps):
         refuse(f"'step' must be 0, or inside epoch {epoch + 1} of {epochs} (below its {steps} steps). Received: {step}")
     if len(metadata["ranks"]) != metadata["world_size"]:
-        refuse(f"it holds the states of {len(metadata['ranks'])} processes for a world size of {metadata['world_size']}")
+        refuse(f"it holds the states of {len(metadata['ranks'])} processes for a world size of "
+               f"{metadata['world_size']}")
     history = metadata["history"]
     if history is not None and not (
             history.keys() == {"history", "epoch"} and isinstance(history["epoch"], list)
@@ -460,8 +519,9 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: Any) -> None:
     Raises:
         ModelFileError: the saved state has other parameter groups, parameters or state shapes.
     """
-    if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict) and isinstance(saved.get("param_groups"), list)
-            and all(isinstance(group, dict) and isinstance(group.get("params"), list) for group in saved["param_groups"])):
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not (isinstance(groups, list) and isinstance(saved.get("state"), dict)
+            and all(isinstance(group, dict) and isinstance(group.get("params"), list) for group in groups)):
         raise ModelFileError("it must be {'state': {...}, 'param_groups': [{'params': [...], ...}, ...]}")
     ids = [index for group in saved["param_groups"] for index in group["params"]]
     unknown = [key for key in saved["state"] if key not in ids]
