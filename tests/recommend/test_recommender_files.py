@@ -81,3 +81,15 @@ def test_loading_refuses_other_files_and_other_classes(ratings, tmp_path):
         Recommender.load(tmp_path / "network.dz")
     with pytest.raises(RuntimeError, match="not fitted"):
         KNN(3).save(tmp_path / "unfitted.dz")
+
+
+@pytest.mark.parametrize("edit", [{"config": {"k": "five", "explode": 1}}, {"item_ids": {"dtype": "nonsense"}},
+                                  {"rating_range": 3}, {"recommender": ["KNN"]}])
+def test_a_broken_recommender_config_is_a_model_file_error(ratings, tmp_path, edit):
+    from deepzen.training.serialization import read_tensors, write_tensors
+
+    MODELS["user-knn-mean"]().fit(ratings).save(tmp_path / "model.dz")
+    tensors, metadata = read_tensors(tmp_path / "model.dz")
+    write_tensors(tmp_path / "model.dz", tensors, {**metadata, **edit})
+    with pytest.raises(ModelFileError, match="model.dz"):
+        Recommender.load(tmp_path / "model.dz")

@@ -7,7 +7,7 @@ import torch
 
 from deepzen.rl import (A2C, DQN, A2CConfig, DQNConfig, LearningHistory, RenderingUnavailable, evaluate, load_agent,
                         plot_learning_curve, record_episode)
-from deepzen.training.serialization import ModelFileError, write_tensors
+from deepzen.training.serialization import ModelFileError, read_tensors, write_tensors
 
 
 def balance(observations):
@@ -68,8 +68,30 @@ def test_load_agent_refuses_other_files(tmp_path):
     data = bytearray((tmp_path / "agent.dz").read_bytes())
     data[-3] ^= 0xFF
     (tmp_path / "broken.dz").write_bytes(bytes(data))
-    with pytest.raises(ModelFileError, match="corrupted"):
+    with pytest.raises(ModelFileError, match="altered or damaged"):
         load_agent(tmp_path / "broken.dz")
+
+
+@pytest.mark.parametrize("env_id", ["planted_env_module:Planted-v0", "NoSuchEnv-v9", 42])
+def test_load_agent_imports_no_environment_module_named_in_the_file(tmp_path, monkeypatch, env_id):
+    """gymnasium.make("module:Env") imports the module: a file may name only a registered environment id."""
+    marker = tmp_path / "imported"
+    (tmp_path / "planted_env_module.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    DQN("CartPole-v1", DQNConfig(hidden_units=(8,))).save(tmp_path / "agent.dz")
+    tensors, metadata = read_tensors(tmp_path / "agent.dz")
+    write_tensors(tmp_path / "agent.dz", tensors, {**metadata, "env_id": env_id})
+    with pytest.raises(ModelFileError, match="not a registered gymnasium id"):
+        load_agent(tmp_path / "agent.dz")
+    assert not marker.exists()
+
+
+def test_load_agent_refuses_a_broken_config_as_a_file_error(tmp_path):
+    DQN("CartPole-v1", DQNConfig(hidden_units=(8,))).save(tmp_path / "agent.dz")
+    tensors, metadata = read_tensors(tmp_path / "agent.dz")
+    write_tensors(tmp_path / "agent.dz", tensors, {**metadata, "config": {"hidden_units": "x", "explode": 1}})
+    with pytest.raises(ModelFileError, match="agent.dz"):
+        load_agent(tmp_path / "agent.dz")
 
 
 def test_agents_refuse_continuous_actions():

@@ -245,22 +245,24 @@ class Recommender:
             deepzen.training.serialization.ModelFileError: the file is missing, damaged, or holds
                 something else than a ``cls``.
         """
-        from deepzen.training.serialization import ModelFileError, read_tensors
+        from deepzen.training.serialization import ModelFileError, building_from, read_tensors
 
         tensors, metadata = read_tensors(path)
         name = metadata.get("recommender")
-        if name is None or name not in RECOMMENDERS:
+        if not isinstance(name, str) or name not in RECOMMENDERS:
             raise ModelFileError(f"{path} holds no recommender (expected a file written by Recommender.save). "
-                                 f"Received: {name or 'a model file'}")
+                                 f"Received: {name or 'a model file'!r:.80}")
         kind = RECOMMENDERS.get(name)
         if not issubclass(kind, cls):
             raise ModelFileError(f"{path} holds a {name}, not a {cls.__name__}")
-        model = kind.from_config(metadata["config"], device=device)
-        model.user_ids, model.item_ids = _ids_from_json(metadata["user_ids"]), _ids_from_json(metadata["item_ids"])
-        model.rating_range = tuple(metadata["rating_range"])
-        model._seen_items, model._seen_start = tensors["seen_items"].numpy(), tensors["seen_start"].numpy()
-        model._load_state({key.removeprefix("model."): value.to(model.device)
-                           for key, value in tensors.items() if key.startswith("model.")})
+        with building_from(path):
+            model = kind.from_config(metadata["config"], device=device)
+            model.user_ids = _ids_from_json(metadata["user_ids"])
+            model.item_ids = _ids_from_json(metadata["item_ids"])
+            model.rating_range = tuple(metadata["rating_range"])
+            model._seen_items, model._seen_start = tensors["seen_items"].numpy(), tensors["seen_start"].numpy()
+            model._load_state({key.removeprefix("model."): value.to(model.device)
+                               for key, value in tensors.items() if key.startswith("model.")})
         return model
 
 

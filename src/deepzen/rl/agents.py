@@ -243,16 +243,24 @@ def load_agent(path: str | os.PathLike, device: torch.device | str | None = None
     Raises:
         deepzen.training.serialization.ModelFileError: for a missing, damaged or non-agent file.
     """
-    from deepzen.training.serialization import ModelFileError, read_tensors
+    from deepzen.training.serialization import ModelFileError, building_from, read_tensors
 
     tensors, metadata = read_tensors(path)
     if "agent" not in metadata:
         raise ModelFileError(f"{path} is a deepzen model file but not an agent file (no 'agent' entry in its header)")
-    cls = AGENTS.get(metadata["agent"])
-    agent = cls(metadata["env_id"], cls.config_class(**metadata["config"]), seed=metadata["seed"], device=device)
-    if list(agent.observation_shape) != metadata["observation_shape"] or agent.num_actions != metadata["num_actions"]:
-        raise ModelFileError(f"{path} was saved for {metadata['env_id']} with observations "
-                             f"{metadata['observation_shape']} and {metadata['num_actions']} actions; the environment "
-                             f"now has {list(agent.observation_shape)} and {agent.num_actions}")
-    agent.network.load_state_dict(tensors)
+    import gymnasium as gym
+
+    env_id = metadata.get("env_id")
+    # gymnasium.make("module:Env") imports the module: only an id already registered is accepted from a file.
+    if not isinstance(env_id, str) or ":" in env_id or env_id not in gym.registry:
+        raise ModelFileError(f"{path} names the environment {env_id!r:.80}, which is not a registered gymnasium id")
+    with building_from(path):
+        cls = AGENTS.get(metadata["agent"])
+        agent = cls(metadata["env_id"], cls.config_class(**metadata["config"]), seed=metadata["seed"], device=device)
+        if list(agent.observation_shape) != metadata["observation_shape"] or \
+                agent.num_actions != metadata["num_actions"]:
+            raise ModelFileError(f"{path} was saved for {metadata['env_id']} with observations "
+                                 f"{metadata['observation_shape']} and {metadata['num_actions']} actions; the "
+                                 f"environment now has {list(agent.observation_shape)} and {agent.num_actions}")
+        agent.network.load_state_dict(tensors)
     return agent
