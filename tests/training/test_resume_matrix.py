@@ -239,7 +239,11 @@ class Launcher:
         self.process.stdin.write(f"{cell.id} {checkpoint}\n")
         self.process.stdin.flush()
         line = self._read_line()
-        assert line.startswith("ready "), f"the child process did not reach its kill point (said {line!r})"
+        if not line.startswith("ready "):  # it ended by itself: read up to the launcher's "exited", then fail
+            said = [line]
+            while not said[-1].startswith("exited"):
+                said.append(self._read_line())
+            raise AssertionError(f"the child process did not reach its kill point (it said {said})")
         os.kill(int(line.split()[1]), signal.SIGKILL)
         status = self._read_line()
         assert status.startswith("exited ") and os.WIFSIGNALED(int(status.split()[1])) \
