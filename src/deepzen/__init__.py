@@ -14,6 +14,9 @@ _EXPORTS = {
     "Model": "deepzen.training.model",
     "Sequential": "deepzen.training.model",
     "load_model": "deepzen.training.serialization",
+    "register_serializable": "deepzen.serializable",
+    "custom_object_scope": "deepzen.serializable",
+    "ModelFileError": "deepzen.serializable",
     "seed": "deepzen.runtime",
     "default_device": "deepzen.runtime",
 }
