@@ -50,7 +50,7 @@ import torch
 
 from deepzen.training import distributed
 from deepzen.training.callbacks import Callback
-from deepzen.training.checkpoint import CheckpointError, TrainingCheckpoint, read_checkpoint
+from deepzen.training.checkpoint import CheckpointError, TrainingCheckpoint, checkpoint_position
 from deepzen.training.serialization import ModelFileError, atomic_write
 
 MODEL_FILES = {"final": "model.dz", "best": "best.dz", "last": "last.dz"}
@@ -265,9 +265,8 @@ class Run:
         positions = []
         for file in checkpoints:
             try:
-                metadata, _ = read_checkpoint(file)
-                positions.append({key: metadata[key] for key in ("epoch", "step", "finished", "stopped")})
-            except (ModelFileError, KeyError, TypeError) as error:
+                positions.append(checkpoint_position(file))
+            except ModelFileError as error:
                 raise RunError(f"{file} cannot be resumed from: {error}. Put back an intact copy, or train the run "
                                f"again from the start in this folder, with its config: {restart}") from None
         where, fit = positions[-1], _fit_number(checkpoints[-1])

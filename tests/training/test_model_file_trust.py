@@ -323,3 +323,21 @@ def _declare_sparse(path: Path, key: str, shape: list[int]) -> None:
 
 def _disk_bytes(path: Path) -> int:
     return path.stat().st_blocks * 512
+
+
+def test_a_checkpoint_declaring_more_than_its_model_can_need_is_refused_before_reading(tmp_path):
+    from deepzen.training.checkpoint import TrainingCheckpoint, read_checkpoint
+
+    model = small_cnn()
+    y = np.zeros((8, 3), np.float32)
+    path = tmp_path / "checkpoint.ckpt"
+    model.fit(X, y, epochs=1, batch_size=4, verbose=0, callbacks=[TrainingCheckpoint(path)])
+    header = read_header(path)
+    tensors = header.read_tensors()
+    write_tensors(path, {**tensors, "callbacks/huge": torch.zeros(1_000_000)}, header.metadata)
+    with pytest.raises(ModelFileError, match="more than this model's state can need"):
+        read_checkpoint(path, model)
+    weight = next(key for key in tensors if key.startswith("model/") and key.endswith("weight"))
+    write_tensors(path, {**tensors, weight: torch.zeros(3, 3)}, header.metadata)
+    with pytest.raises(ModelFileError, match="do not fit this model"):
+        read_checkpoint(path, model)

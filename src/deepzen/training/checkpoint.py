@@ -41,11 +41,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from deepzen.training import distributed
 from deepzen.training.callbacks import Callback
 from deepzen.training.engine import EpochProgress
-from deepzen.training.serialization import ModelFileError, read_tensors, write_tensors
+from deepzen.training.serialization import FileHeader, ModelFileError, read_header, write_tensors
 
 CHECKPOINT_VERSION = 1
 
@@ -264,18 +265,46 @@ def _progress_tree(progress: EpochProgress | None) -> dict | None:
             "metric_states": progress.metric_states}
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def read_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
+                    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(metadata, tensors)`` of a checkpoint whose header is checked (:func:`check_header`).
 
+    With ``model``, the tensors the file declares are checked against it before any is read: the
+    ``model/`` ones must be its state exactly, and no other (optimizer or callback state, RNG states)
+    may be larger than twice its largest tensor or 1 MiB.
+
     Raises:
-        ModelFileError: naming the file, when it is damaged, not a checkpoint, or has a malformed header.
+        ModelFileError: naming the file, when it is damaged, not a checkpoint, has a malformed header, or
+            declares tensors the model cannot have.
     """
-    tensors, metadata = read_tensors(path)
-    if not isinstance(metadata, dict) or "checkpoint" not in metadata:
+    header = _checked_header(path)
+    if model is not None:
+        _check_declared_sizes(header, model)
+    return header.metadata, header.read_tensors()
+
+
+def _checked_header(path: str | os.PathLike) -> FileHeader:
+    header = read_header(path)
+    if "checkpoint" not in header.metadata:
         raise ModelFileError(f"{path} is a deepzen file but not a training checkpoint "
                              f"(expected checkpoint version {CHECKPOINT_VERSION})")
-    check_header(metadata, path)
-    return metadata, tensors
+    check_header(header.metadata, path)
+    return header
+
+
+def _check_declared_sizes(header: FileHeader, model: nn.Module) -> None:
+    own = {f"model/{key}": tuple(value.shape) for key, value in model.state_dict().items()}
+    declared = {key: spec.shape for key, spec in header.tensors.items() if key.startswith("model/")}
+    if declared != own:
+        wrong = sorted(key for key in set(own) | set(declared) if own.get(key) != declared.get(key))
+        raise ModelFileError(f"{header.path} is not a usable training checkpoint: its model weights do not fit "
+                             f"this model ({', '.join(str(key)[:80] for key in wrong[:6])})")
+    limit = max(2 * max((value.numel() * value.element_size() for value in model.state_dict().values()), default=0),
+                1 << 20)
+    for key, spec in header.tensors.items():
+        if not key.startswith("model/") and spec.nbytes > limit:
+            raise ModelFileError(f"{header.path} is not a usable training checkpoint: it declares {spec.nbytes} "
+                                 f"bytes for {str(key)[:80]!r}, more than this model's state can need ({limit})")
 
 
 # The header's fields: their JSON types (None where a field may be null) and what else must hold.
@@ -335,9 +364,9 @@ def _is_json(value: Any, kind: type) -> bool:
 
 
 def checkpoint_position(path: str | os.PathLike) -> dict[str, Any]:
-    """Where a checkpoint stands: ``{"epoch", "step", "epochs", "finished", "saved_at"}``."""
-    metadata, _ = read_checkpoint(path)
-    return {key: metadata[key] for key in ("epoch", "step", "epochs", "finished", "saved_at")}
+    """Where a checkpoint stands: ``{"epoch", "step", "epochs", "finished", "stopped", "saved_at"}``."""
+    metadata = _checked_header(path).metadata  # no tensor is read
+    return {key: metadata[key] for key in ("epoch", "step", "epochs", "finished", "stopped", "saved_at")}
 
 
 # -- the callback ----------------------------------------------------------------------------------------
@@ -434,7 +463,7 @@ class TrainingCheckpoint(Callback):
                         history=_history_with(self.model.history, history_logs), finished=finished)
 
     def _restore(self):
-        metadata, tensors = read_checkpoint(self.path)
+        metadata, tensors = read_checkpoint(self.path, self.model)
         model, state, path = self.model, self.model.fit_state, self.path
         if self.read_only and not metadata["finished"]:
             raise CheckpointError(f"{path} is from epoch {metadata['epoch'] + 1} of {metadata['epochs']}, step "
