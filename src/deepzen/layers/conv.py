@@ -4,8 +4,9 @@ One rank-generic implementation (:class:`BaseConv`) runs PyTorch's ``F.conv1d/2d
 classes only fix the number of spatial axes. The number of input channels is learned on the first
 call (lazy build), like Keras.
 
-Layout: **channels first**, as in PyTorch — inputs are ``(N, C, L)``, ``(N, C, H, W)`` or
-``(N, C, D, H, W)``, not Keras's default channels-last ``(N, H, W, C)``. Kernels are stored as
+Layout: **channels first** by default, as in PyTorch — inputs are ``(N, C, L)``, ``(N, C, H, W)`` or
+``(N, C, D, H, W)``; ``data_format="channels_last"`` (or ``deepzen.config.set_image_data_format``) gives
+Keras's ``(N, H, W, C)`` (see :mod:`deepzen.layers.image_layout`). Kernels are stored as
 ``weight`` in PyTorch's layout ``(filters, in_channels // groups, *kernel_size)``, as in ``nn.Conv2d``.
 
 Padding ``"same"`` follows Keras (and TensorFlow) exactly, also for strides > 1: the output has
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from deepzen.layers.base import Layer, shape_str
+from deepzen.layers.image_layout import ImageLayer
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -64,13 +66,15 @@ def normalize_padding(padding: Any, rank: int, where: str, explicit: bool = True
     raise ValueError(f"{where} expects padding to be {expected}. Received: padding={padding!r}")
 
 
-def check_input_rank(layer: Layer, input_shape: tuple[int, ...], rank: int) -> None:
-    """Raises if ``input_shape`` is not ``(batch, channels, *rank spatial axes)``."""
+def check_input_rank(layer: ImageLayer, input_shape: tuple[int, ...], rank: int) -> None:
+    """Raises if the channels-first ``input_shape`` is not ``(batch, channels, *rank spatial axes)``."""
     if len(input_shape) != rank + 2:
-        axes = ", ".join(("batch", "channels") + SPATIAL_AXES[rank])
+        axes = ("batch", *SPATIAL_AXES[rank], "channels") if layer.channels_last else \
+            ("batch", "channels", *SPATIAL_AXES[rank])
+        received = layer.layout_shape(input_shape)
         raise ValueError(f"Layer '{layer.display_name}' ({type(layer).__name__}) expects inputs of shape "
-                         f"({axes}), channels first as in PyTorch. "
-                         f"Received: input_shape={shape_str((None, *input_shape[1:]))}")
+                         f"({', '.join(axes)}), {layer.data_format.replace('_', ' ')} (data_format={layer.data_format!r}). "
+                         f"Received: input_shape={shape_str((None, *received[1:]))}")
 
 
 def conv_output_length(size: int, kernel: int, stride: int, padding: str | int, dilation: int = 1) -> int:
@@ -184,7 +188,7 @@ def _regularization_terms(*pairs) -> list[tuple[torch.Tensor, Callable]]:
 
 
 # -- convolutions ---------------------------------------------------------------------------------------
-class BaseConv(Layer):
+class BaseConv(ImageLayer):
     """An N-d convolution (N = the class attribute ``rank``); Conv1D/2D/3D set only ``rank``.
 
     Args:
@@ -201,8 +205,12 @@ class BaseConv(Layer):
         kernel_regularizer / bias_regularizer / activity_regularizer: penalties added to the training
             loss (``deepzen.regularizers``).
 
+        data_format: ``"channels_first"`` or ``"channels_last"`` (default: the global
+            :func:`deepzen.config.image_data_format`, itself ``"channels_first"`` by default).
+
     Call arguments:
-        x: ``(N, C_in, *spatial)``, channels first. Returns ``(N, filters, *out_spatial)``.
+        x: ``(N, C_in, *spatial)`` channels first (``(N, *spatial, C_in)`` channels last).
+            Returns ``(N, filters, *out_spatial)`` (``(N, *out_spatial, filters)``).
 
     Weights: ``weight`` ``(filters, C_in // groups, *kernel_size)``, ``bias`` ``(filters,)``.
     """
@@ -241,13 +249,13 @@ class BaseConv(Layer):
     def kernel_shape(self, channels: int) -> tuple[int, ...]:
         return (self.filters, channels // self.groups, *self.kernel_size)
 
-    def build(self, input_shape):
+    def build_channels_first(self, input_shape):
         check_input_rank(self, input_shape, self.rank)
         where, received = f"Layer '{self.display_name}' ({type(self).__name__})", shape_str((None, *input_shape[1:]))
         if input_shape[1] % self.groups:
             raise ValueError(f"{where} expects input channels divisible by groups={self.groups}. "
                              f"Received: input_shape={received}")
-        output_shape = self.compute_output_shape(input_shape)
+        output_shape = self.output_shape_channels_first(input_shape)
         if any(size < 1 for size in output_shape[2:]):
             raise ValueError(f"{where}: input_shape={received} is smaller than its kernel (kernel_size="
                              f"{self.kernel_size}, dilation_rate={self.dilation_rate}, padding={self.padding!r}); "
@@ -258,7 +266,7 @@ class BaseConv(Layer):
         self.weight = self.new_parameter(self.kernel_shape(channels), self.kernel_initializer)
         self.bias = self.new_parameter((self.filters,), self.bias_initializer) if self.use_bias else None
 
-    def compute_output_shape(self, input_shape):
+    def output_shape_channels_first(self, input_shape):
         """``(N, C, *spatial)`` -> ``(N, filters, *out_spatial)``."""
         paddings = (self.padding,) * self.rank if isinstance(self.padding, str) else self.padding
         spatial = [conv_output_length(*axis) for axis in zip(input_shape[2:], self.kernel_size, self.strides, paddings,
@@ -279,7 +287,7 @@ class BaseConv(Layer):
             self.record_activity(out, self.activity_regularizer)
         return out
 
-    def forward(self, x):
+    def call_channels_first(self, x):
         return self.finish(self.convolve(x, self.weight, self.bias, self.groups))  # (N, filters, *out_spatial)
 
     def regularization_terms(self):
@@ -362,7 +370,7 @@ class BaseConvTranspose(BaseConv):
     def kernel_shape(self, channels: int) -> tuple[int, ...]:
         return (channels, self.filters, *self.kernel_size)
 
-    def compute_output_shape(self, input_shape):
+    def output_shape_channels_first(self, input_shape):
         """``(N, C, *spatial)`` -> ``(N, filters, *out_spatial)``."""
         spatial = [(size - 1) * s - 2 * p + (k - 1) * d + 1 + op - c
                    for size, k, s, d, p, op, c in zip(input_shape[2:], self.kernel_size, self.strides,
@@ -370,7 +378,7 @@ class BaseConvTranspose(BaseConv):
                                                       self._cut)]
         return (input_shape[0], self.filters, *spatial)
 
-    def forward(self, x):
+    def call_channels_first(self, x):
         out = self._conv(x, self.weight, self.bias, self.strides, self._padding, self._output_padding, 1,
                          self.dilation_rate)  # (N, filters, *out_spatial (+1 where cut))
         if self._crop is not None:
@@ -439,15 +447,15 @@ class BaseDepthwiseConv(BaseConv):
                          activity_regularizer, **kwargs)
         self.depth_multiplier = depth_multiplier
 
-    def compute_output_shape(self, input_shape):
+    def output_shape_channels_first(self, input_shape):
         """``(N, C, *spatial)`` -> ``(N, C * depth_multiplier, *out_spatial)``."""
-        batch, _, *spatial = super().compute_output_shape(input_shape)
+        batch, _, *spatial = super().output_shape_channels_first(input_shape)
         return (batch, input_shape[1] * self.depth_multiplier, *spatial)
 
-    def build(self, input_shape):
+    def build_channels_first(self, input_shape):
         if len(input_shape) >= 2:
             self.groups, self.filters = input_shape[1], input_shape[1] * self.depth_multiplier
-        super().build(input_shape)
+        super().build_channels_first(input_shape)
 
 
 class DepthwiseConv1D(BaseDepthwiseConv):
@@ -514,7 +522,7 @@ class BaseSeparableConv(BaseConv):
                                                    self.pointwise_initializer)
         self.bias = self.new_parameter((self.filters,), self.bias_initializer) if self.use_bias else None
 
-    def forward(self, x):
+    def call_channels_first(self, x):
         depthwise = self.convolve(x, self.depthwise_weight, None, self.groups)  # (N, C * multiplier, *out_spatial)
         return self.finish(self._conv(depthwise, self.pointwise_weight, self.bias))  # (N, filters, *out_spatial)
 

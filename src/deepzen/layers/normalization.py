@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from deepzen import config
 from deepzen.layers.base import Layer
 
 
@@ -19,7 +20,8 @@ class BatchNormalization(Layer):
     axis 1, PyTorch's channels-first layout. For channels-last data (e.g. (N, T, C)) pass ``axis=-1``.
 
     Args:
-        axis: the feature axis (1 by default, channels-first).
+        axis: the feature axis. Default: 1 under the global ``deepzen.config.image_data_format()``
+            ``"channels_first"`` (deepzen's default), -1 (Keras's default) under ``"channels_last"``.
         momentum: Keras semantics: ``moving = momentum * moving + (1 - momentum) * batch``.
         epsilon: added to the variance.
         center / scale: learn the offset beta / the scale gamma.
@@ -30,11 +32,14 @@ class BatchNormalization(Layer):
             :func:`deepzen.training.distributed.set_sync_batchnorm`).
     """
 
-    def __init__(self, axis: int = 1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
+    def __init__(self, axis: int | None = None, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer: Any = "zeros", gamma_initializer: Any = "ones",
                  moving_mean_initializer: Any = "zeros", moving_variance_initializer: Any = "ones",
                  synchronized: bool = False, **kwargs):
         super().__init__(**kwargs)
+        if axis is None:
+            axis = 1 if config.image_data_format() == "channels_first" else -1
+            self._init_arguments["axis"] = axis  # saved resolved: independent of the global
         self.synchronized = synchronized
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"BatchNormalization expects momentum in [0, 1). Received: momentum={momentum}")

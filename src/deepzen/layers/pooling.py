@@ -1,8 +1,9 @@
 """Pooling, upsampling and padding layers over channels-first inputs.
 
 Max/average pooling (1D/2D/3D), global pooling, UpSampling and ZeroPadding, each one rank-generic
-class whose public 1D/2D/3D names fix only the number of spatial axes. Inputs are channels first,
-as in PyTorch: ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)`` (Keras defaults to channels last).
+class whose public 1D/2D/3D names fix only the number of spatial axes. Inputs are channels first by
+default, as in PyTorch: ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)``; every layer takes
+``data_format="channels_last"`` for Keras's ``(N, *spatial, C)`` (see :mod:`deepzen.layers.image_layout`).
 
 ``padding="same"`` follows Keras: ``ceil(size / stride)`` outputs, the odd padding row at the end,
 and padded positions never win a max nor count in an average.
@@ -22,11 +23,12 @@ from typing import Any
 import torch.nn.functional as F
 
 from deepzen.layers.base import Layer
+from deepzen.layers.image_layout import ImageLayer
 from deepzen.layers.conv import (check_input_rank, conv_output_length, describe, normalize_padding, normalize_tuple,
                                  plan_padding, spatial_rank)
 
 
-class BasePooling(Layer):
+class BasePooling(ImageLayer):
     """Sliding-window pooling over ``rank`` spatial axes (set by the subclasses).
 
     Args:
@@ -53,13 +55,13 @@ class BasePooling(Layer):
         self._padding, self._same_pad = plan_padding(self.padding, self.pool_size, self.strides, (1,) * rank,
                                                      self.pad_value)
 
-    def build(self, input_shape):
+    def build_channels_first(self, input_shape):
         check_input_rank(self, input_shape, self.rank)
-        if any(size < 1 for size in self.compute_output_shape(input_shape)[2:]):
+        if any(size < 1 for size in self.output_shape_channels_first(input_shape)[2:]):
             raise ValueError(f"Layer '{self.display_name}' ({type(self).__name__}) with padding='valid' needs "
                              f"inputs at least pool_size={self.pool_size}. Received: input_shape={tuple(input_shape)}")
 
-    def compute_output_shape(self, input_shape):
+    def output_shape_channels_first(self, input_shape):
         """``(N, C, *spatial)`` -> ``(N, C, *out_spatial)``."""
         spatial = [conv_output_length(size, k, s, self.padding)
                    for size, k, s in zip(input_shape[2:], self.pool_size, self.strides)]
@@ -72,7 +74,7 @@ class BaseMaxPooling(BasePooling):
     pool_functions = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
     pad_value = float("-inf")
 
-    def forward(self, x):
+    def call_channels_first(self, x):
         if self._same_pad is not None:
             x = self._same_pad(x)
         return self._pool(x, self.pool_size, self.strides, self._padding)  # (N, C, *out_spatial)
@@ -83,7 +85,7 @@ class BaseAveragePooling(BasePooling):
 
     pool_functions = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
-    def forward(self, x):
+    def call_channels_first(self, x):
         pool, size, strides = self._pool, self.pool_size, self.strides
         if self._same_pad is None:
             return pool(x, size, strides, self._padding, False, False)  # count_include_pad=False
@@ -131,7 +133,7 @@ class AveragePooling3D(BaseAveragePooling):
     rank = 3
 
 
-class BaseGlobalPooling(Layer):
+class BaseGlobalPooling(ImageLayer):
     """Pools each channel over all ``rank`` spatial axes.
 
     Args:
@@ -148,20 +150,20 @@ class BaseGlobalPooling(Layer):
         self.keepdims = bool(keepdims)
         self._axes = tuple(range(2, 2 + spatial_rank(self)))
 
-    def build(self, input_shape):
+    def build_channels_first(self, input_shape):
         check_input_rank(self, input_shape, self.rank)
 
-    def compute_output_shape(self, input_shape):
+    def output_shape_channels_first(self, input_shape):
         return (*input_shape[:2], *(1,) * self.rank) if self.keepdims else tuple(input_shape[:2])
 
 
 class BaseGlobalAveragePooling(BaseGlobalPooling):
-    def forward(self, x):
+    def call_channels_first(self, x):
         return x.mean(self._axes, keepdim=self.keepdims)
 
 
 class BaseGlobalMaxPooling(BaseGlobalPooling):
-    def forward(self, x):
+    def call_channels_first(self, x):
         return x.amax(self._axes, keepdim=self.keepdims)
 
 
@@ -204,7 +206,7 @@ class GlobalMaxPooling3D(BaseGlobalMaxPooling):
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
-class BaseUpSampling(Layer):
+class BaseUpSampling(ImageLayer):
     """Repeats (``"nearest"``) or interpolates each spatial axis ``size`` times.
 
     Args:
@@ -230,13 +232,13 @@ class BaseUpSampling(Layer):
         self._align_corners = None if interpolation == "nearest" else False
         self._scale = tuple(float(s) for s in self.size)
 
-    def build(self, input_shape):
+    def build_channels_first(self, input_shape):
         check_input_rank(self, input_shape, self.rank)
 
-    def compute_output_shape(self, input_shape):
+    def output_shape_channels_first(self, input_shape):
         return (*input_shape[:2], *(d * s for d, s in zip(input_shape[2:], self.size)))
 
-    def forward(self, x):
+    def call_channels_first(self, x):
         return F.interpolate(x, scale_factor=self._scale, mode=self.interpolation,
                              align_corners=self._align_corners)  # (N, C, *(spatial * size))
 
@@ -270,7 +272,7 @@ class UpSampling3D(BaseUpSampling):
     rank = 3
 
 
-class BaseZeroPadding(Layer):
+class BaseZeroPadding(ImageLayer):
     """Adds rows/columns of zeros around each spatial axis.
 
     Args:
@@ -297,13 +299,13 @@ class BaseZeroPadding(Layer):
         self.padding = tuple(pairs)
         self._pad = tuple(p for pair in reversed(pairs) for p in pair)  # F.pad order: last axis first
 
-    def build(self, input_shape):
+    def build_channels_first(self, input_shape):
         check_input_rank(self, input_shape, self.rank)
 
-    def compute_output_shape(self, input_shape):
+    def output_shape_channels_first(self, input_shape):
         return (*input_shape[:2], *(d + before + after for d, (before, after) in zip(input_shape[2:], self.padding)))
 
-    def forward(self, x):
+    def call_channels_first(self, x):
         return F.pad(x, self._pad)  # (N, C, *(spatial + before + after))
 
 

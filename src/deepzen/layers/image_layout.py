@@ -1,0 +1,100 @@
+"""Image layers' layout: ``data_format``, Keras's global setting, and the channels-last warning.
+
+Every image layer (convolutions, pooling, upsampling, padding, cropping) subclasses :class:`ImageLayer`.
+It computes channels first, ``(N, C, *spatial)``, PyTorch's layout; with
+``data_format="channels_last"`` it takes and returns ``(N, *spatial, C)`` and moves the channel axis
+on the way in and out. Those moves are views, and an ``(N, H, W, C)`` tensor seen as ``(N, C, H, W)`` is
+exactly PyTorch's ``channels_last`` memory format, which cuDNN convolves without a copy. The weights
+keep PyTorch's layout in both formats, so one state dict serves both.
+
+``data_format=None`` means the global :func:`deepzen.config.image_data_format` at construction
+(default ``"channels_first"``); the resolved value is what ``get_config`` saves.
+
+Under ``channels_first`` an input whose per-sample shape looks channels-last — ``(28, 28, 1)``,
+``(32, 32, 3)`` — would be read as 28 channels of 28x1 images, so the layer warns when it builds
+(:class:`ImageLayoutWarning`), naming the setting that fixes it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from deepzen import config
+from deepzen.layers.base import Layer, shape_str
+
+LIKELY_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
+
+
+class ImageLayoutWarning(UserWarning):
+    """An image layer under channels_first received a shape that looks channels-last."""
+
+
+def looks_channels_last(sample_shape: tuple[int, ...], rank: int) -> bool:
+    """Whether a per-sample shape of a ``rank``-d image layer looks like ``(*spatial, channels)``.
+
+    The heuristic: 2-d or 3-d images, a last axis of 1, 3 or 4 (grey, RGB, RGBA) and every other axis at
+    least 8 (``(28, 28, 1)``, ``(8, 8, 1)``, ``(32, 32, 3)``; few channels-first feature maps are 1-4 wide).
+    """
+    return (rank >= 2 and len(sample_shape) == rank + 1 and sample_shape[-1] in LIKELY_CHANNELS
+            and all(size >= 8 for size in sample_shape[:-1]))
+
+
+class ImageLayer(Layer):
+    """Base of layers over ``rank`` spatial axes with a channel axis; see the module docstring.
+
+    Subclasses implement ``build_channels_first(input_shape)``, ``call_channels_first(x)`` and
+    ``output_shape_channels_first(input_shape)`` on channels-first shapes and tensors.
+
+    Args:
+        data_format: ``"channels_first"`` (``(N, C, *spatial)``) or ``"channels_last"``
+            (``(N, *spatial, C)``); default: :func:`deepzen.config.image_data_format`.
+    """
+
+    rank: int = 0
+
+    def __init__(self, *, data_format: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = config.normalize_data_format(data_format, type(self).__name__)
+        self.channels_last = self.data_format == "channels_last"
+        if "_init_arguments" in self.__dict__:
+            self._init_arguments["data_format"] = self.data_format  # saved resolved: independent of the global
+
+    def channels_first_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(N, *spatial, C)`` -> ``(N, C, *spatial)`` under channels_last; unchanged otherwise."""
+        shape = tuple(shape)
+        return (shape[0], shape[-1], *shape[1:-1]) if self.channels_last and len(shape) > 2 else shape
+
+    def layout_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The inverse of :meth:`channels_first_shape`: a channels-first shape in this layer's layout."""
+        shape = tuple(shape)
+        return (shape[0], *shape[2:], shape[1]) if self.channels_last and len(shape) > 2 else shape
+
+    def build(self, input_shape):
+        if not self.channels_last and looks_channels_last(tuple(input_shape[1:]), self.rank):
+            warnings.warn(
+                f"Layer '{self.display_name}' ({type(self).__name__}) received input_shape="
+                f"{shape_str((None, *input_shape[1:]))}, which looks channels-last (spatial axes, then "
+                f"{input_shape[-1]} channel(s)), but it reads (batch, channels, *spatial) because "
+                f"data_format='channels_first' (deepzen's default, PyTorch's layout). If the last axis holds "
+                f"the channels, pass data_format='channels_last' to the image layers or call "
+                f"deepzen.config.set_image_data_format('channels_last') before building the model; or feed "
+                f"{shape_str((None, input_shape[-1], *input_shape[1:-1]))}.", ImageLayoutWarning, stacklevel=2)
+        self.build_channels_first(self.channels_first_shape(input_shape))
+
+    def build_channels_first(self, input_shape: tuple[int, ...]) -> None:
+        """Creates weights / checks shapes for the channels-first ``input_shape``."""
+
+    def compute_output_shape(self, input_shape):
+        """The output shape for ``input_shape``, both in this layer's ``data_format``."""
+        return self.layout_shape(self.output_shape_channels_first(self.channels_first_shape(input_shape)))
+
+    def output_shape_channels_first(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(input_shape)
+
+    def forward(self, x):
+        if self.channels_last:
+            return self.call_channels_first(x.movedim(-1, 1)).movedim(1, -1)  # (N, *spatial, C) views
+        return self.call_channels_first(x)
+
+    def call_channels_first(self, x):
+        raise NotImplementedError
