@@ -30,6 +30,15 @@ def shape_str(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
 
 
+def set_trainable(module: nn.Module, trainable: bool) -> None:
+    """Keras's ``trainable`` setter for any module: sets it on ``module`` and every module inside it and
+    turns ``requires_grad`` of their parameters on or off. ``Model.compile`` builds its optimizer from
+    the trainable parameters only, and a frozen batch normalization runs in inference mode in ``fit``."""
+    for inner in module.modules():
+        inner.__dict__["_trainable"] = bool(trainable)
+    module.requires_grad_(bool(trainable))
+
+
 class Layer(nn.Module):
     """Base class of deepzen layers.
 
@@ -119,6 +128,15 @@ class Layer(nn.Module):
         tensor = torch.empty(shape, device=self._device, dtype=self._dtype)
         initializers.get(initializer)(tensor)
         return nn.Parameter(tensor)
+
+    @property
+    def trainable(self) -> bool:
+        """Whether ``fit`` updates this layer's weights (Keras's flag; see :func:`set_trainable`)."""
+        return self.__dict__.get("_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        set_trainable(self, value)
 
     @property
     def display_name(self) -> str:

@@ -168,12 +168,15 @@ class Engine:
         self.running: tuple[torch.Tensor, list[int]] | None = None  # this epoch's step losses and batch sizes
 
     # -- setup, once the model is built --------------------------------------------------------------
-    def setup(self, example_output: Any) -> None:
-        outputs = _outputs_by_key(example_output)
+    def setup(self, example_output: Any, require_loss: bool = True) -> None:
+        """Finishes the engine for the model's outputs. Only the built-in ``train_step``/``test_step``
+        need a compiled loss (``require_loss``); an overriding step may compute its own."""
+        outputs = _outputs_by_key(example_output) if example_output is not None else {0: None}
         keys = list(outputs)
-        if self.loss_spec is None:
-            raise ValueError("compile() needs a loss, e.g. compile(loss='sparse_categorical_crossentropy')")
-        loss_by_key = _per_output(self.loss_spec, keys, "loss")
+        if self.loss_spec is None and require_loss:
+            raise ValueError("compile() needs a loss, e.g. compile(loss='sparse_categorical_crossentropy'), "
+                             "unless the model overrides train_step/test_step and computes its own")
+        loss_by_key = _per_output(self.loss_spec, keys, "loss") if self.loss_spec is not None else {}
         weights = _per_output(self.loss_weights if self.loss_weights is not None else 1.0, keys, "loss_weights")
         self.terms = [LossTerm(key, losses.get(spec), float(weights.get(key, 1.0)))
                       for key, spec in loss_by_key.items() if spec is not None]
@@ -194,13 +197,20 @@ class Engine:
             self.model.to(memory_format=torch.channels_last)
         if self.optimizer is None:
             self.build_optimizer()
+        self.loss_tracker = LossTracker()
+        self.compiled_metrics = CompiledMetrics(self)
         self.ready = True
 
     def build_optimizer(self) -> None:
+        """The optimizer over the trainable parameters only (``trainable = False`` takes effect here, at the
+        compile after it, as in Keras); none when nothing is trainable."""
         params = [p for p in self.model.parameters() if p.requires_grad]
+        self.clipping = None
         if isinstance(self.optimizer_spec, torch.optim.Optimizer):
             self.optimizer = self.optimizer_spec
-            self.clipping = None
+            return
+        if not params:
+            self.optimizer = None
             return
         spec = optimizers.get(self.optimizer_spec)
         self.optimizer = spec.build(params)
@@ -210,6 +220,11 @@ class Engine:
     def metric_names(self) -> list[str]:
         return [f"{key}_{m.name}" if self.multi_output else m.name
                 for key, metrics in self.metrics.items() for m in metrics]
+
+    def metric_index(self, key: Any, metric: Any) -> int:
+        """The position of ``metric`` (compiled for output ``key``) in :meth:`metric_names`."""
+        flat = [(k, m) for k, group in self.metrics.items() for m in group]
+        return next(i for i, (k, m) in enumerate(flat) if k == key and m is metric)
 
     def validation_metrics(self) -> dict[Any, list]:
         fresh = {key: [copy.deepcopy(m) for m in metrics] for key, metrics in self.metrics.items()}
@@ -434,6 +449,138 @@ class Engine:
         return self._results(total, count, metrics, across_ranks=True)  # host sync: once per evaluation
 
 
+# -- overriding steps: Model.train_step / test_step / predict_step -----------------------------------
+class LossTracker:
+    """The running mean of the step losses on the device: the "loss" entry of ``Model.metrics`` (Keras's
+    ``metrics.Mean(name="loss")``) that an overriding ``train_step`` updates with ``update_state(loss)``."""
+
+    def __init__(self, name: str = "loss"):
+        self.name = name
+        self.reset_state()
+
+    def update_state(self, values: Any, sample_weight: Any = None) -> None:
+        values = torch.as_tensor(values).detach().float()
+        if sample_weight is None:
+            total, count = values.sum(), values.numel()
+        else:
+            weight = torch.as_tensor(sample_weight, device=values.device).float().expand_as(values)
+            total, count = (values * weight).sum(), weight.sum()
+        self.total = total if self.total is None else self.total + total
+        self.count = count if self.count is None else self.count + count
+
+    def result(self) -> torch.Tensor:
+        return torch.zeros(()) if self.total is None else self.total / self.count
+
+    def reset_state(self) -> None:
+        self.total, self.count = None, None
+
+
+class MetricView:
+    """A compiled metric as Keras's step code uses it: ``update_state(y_true, y_pred)``, ``result()``,
+    ``reset_state()``. The update goes through ``Engine.update_metrics``, the one place metrics are fed.
+    ``sample_weight`` is accepted and not applied (deepzen's metrics are unweighted)."""
+
+    def __init__(self, engine: "Engine", key: Any, metric: Any):
+        self.engine, self.key, self.metric = engine, key, metric
+        self.name = engine.metric_names()[engine.metric_index(key, metric)]
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        y_pred = map_structure(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, y_pred)
+        self.engine.update_metrics({self.key: [self.metric]}, y_pred, y_true)
+
+    def result(self) -> torch.Tensor:
+        return self.metric.result()
+
+    def reset_state(self) -> None:
+        reset_metrics([self.metric])
+
+
+class CompiledMetrics:
+    """Keras's ``model.compiled_metrics``: the metrics given to ``compile``, updated together."""
+
+    def __init__(self, engine: "Engine"):
+        self.engine = engine
+        self.metrics = [MetricView(engine, key, m) for key, group in engine.metrics.items() for m in group]
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        for view in self.metrics:
+            view.update_state(y_true, y_pred, sample_weight)
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {view.name: view.result() for view in self.metrics}
+
+    def reset_state(self) -> None:
+        for view in self.metrics:
+            view.reset_state()
+
+
+def reset_metrics(metrics: Iterable) -> None:
+    """Resets each metric (Keras's ``reset_state`` or deepzen's ``reset``), as fit does at each epoch."""
+    for metric in metrics:
+        reset = getattr(metric, "reset_state", None) or getattr(metric, "reset", None)
+        if reset is not None:
+            reset()
+
+
+def step_data(x: Any, y: Any, weight: Any) -> Any:
+    """What an overriding step receives, as in Keras: ``x``, ``(x, y)`` or ``(x, y, sample_weight)``."""
+    if weight is not None:
+        return x, y, weight
+    return x if y is None else (x, y)
+
+
+def logs_as_floats(logs: Any) -> dict:
+    """A step's returned logs with each scalar tensor read as a float (a host sync per tensor: called at
+    the step events someone listens to and at the end of an epoch, never otherwise)."""
+    if logs is None:
+        return {}
+    if not isinstance(logs, dict):
+        logs = {"loss": logs}
+    return {key: (float(value) if value.numel() == 1 else value.tolist()) if isinstance(value, torch.Tensor)
+            else value for key, value in logs.items()}
+
+
+def run_train_steps(model: nn.Module, batches: Iterable, callbacks: CallbackList) -> dict:
+    """One epoch that calls the model's own ``train_step(data)`` for each batch. The dict it returns is
+    what the progress bar and the step callbacks read, and its last value is the epoch's logs."""
+    model.train()
+    reset_metrics(model.metrics)
+    logs: Any = {}
+    running = RunningLogs(lambda step: logs_as_floats(logs))
+    batch_begin = callbacks.handlers["on_train_batch_begin"]
+    batch_end = callbacks.handlers["on_train_batch_end"]
+    step = -1
+    for step, (x, y, weight) in enumerate(batches):
+        running.step = step
+        for handler in batch_begin:
+            callbacks.fire_handler(handler, "on_train_batch_begin", step, running)
+        if step == 0:
+            with named_layer_errors(model):
+                logs = model.train_step(step_data(x, y, weight))
+        else:
+            logs = model.train_step(step_data(x, y, weight))
+        for handler in batch_end:
+            callbacks.fire_handler(handler, "on_train_batch_end", step, running)
+        if model.stop_training:
+            break
+    if step < 0:
+        raise ValueError("fit received no batches: the training data is empty")
+    return logs_as_floats(logs)  # host sync: once per epoch
+
+
+@torch.no_grad()
+def run_test_steps(model: nn.Module, batches: Iterable) -> dict:
+    """Calls the model's own ``test_step(data)`` for each batch; returns the last logs as floats."""
+    model.eval()
+    reset_metrics(model.metrics)
+    logs: Any = None
+    for x, y, weight in batches:
+        logs = model.test_step(step_data(x, y, weight))
+    if logs is None:
+        raise ValueError("evaluate received no batches: the data is empty")
+    return logs_as_floats(logs)  # host sync: once per evaluation
+
+
 def _add_metric_states(metrics: dict[Any, list], states: dict[Any, list]) -> None:
     """Adds saved metric states (sums) into the current ones, metric by metric."""
     for key, group in metrics.items():
@@ -452,19 +599,21 @@ def _batch_size(y: Any) -> int:
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, batches: Iterable, autocast) -> Any:
-    """Runs ``model`` over batches of inputs and concatenates the outputs (on the model's device)."""
+def predict_batches(model: nn.Module, batches: Iterable, autocast, step=None) -> Any:
+    """Runs ``model`` (or ``step(x)``, an overriding ``predict_step``) over batches of inputs and
+    concatenates the outputs (on the model's device)."""
     model.eval()
+    step = step or (lambda x: call_model(model, x))  # noqa: E731
     outputs = []
     first = True
     for x in batches:
         with autocast():
             if first:
                 with named_layer_errors(model):
-                    outputs.append(call_model(model, x))
+                    outputs.append(step(x))
                 first = False
             else:
-                outputs.append(call_model(model, x))
+                outputs.append(step(x))
     if not outputs:
         raise ValueError("predict received no data")
     head = outputs[0]

@@ -8,7 +8,9 @@ too. A model is itself an ``nn.Module``: its ``state_dict``, ``parameters()`` an
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -17,13 +19,16 @@ import torch
 from torch import nn
 
 from deepzen.data.arrays import ArrayData, leaves, map_structure, to_tensor
-from deepzen.layers.base import Layer, snake_case
+from deepzen.layers.base import Layer, set_trainable, snake_case
+from deepzen.layers.normalization import BatchNormalization
 from deepzen.serializable import register_serializable
 from deepzen.training import distributed
 from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar
 from deepzen.training.diagnostics import named_layer_errors
-from deepzen.training.engine import Engine, call_model, predict_batches
-from deepzen.training.serialization import load_weights, module_config, module_from_config, save_model
+from deepzen.training.engine import Engine, call_model, predict_batches, run_test_steps, run_train_steps
+from deepzen.training.serialization import (load_weights, module_config, module_from_config, save_model,
+                                            write_tensors)
+from deepzen.training.summary import summarize, weight_tensors
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -40,6 +45,15 @@ INFERENCE_BATCH_SIZE = 256  # evaluate/predict: no gradients, so larger batches 
 @register_serializable
 class Model(nn.Module):
     """A trainable model with Keras's verbs.
+
+    Subclasses may override ``train_step(data)``, ``test_step(data)`` and ``predict_step(data)``, as in
+    Keras 3's guide "Customizing what happens in fit() with PyTorch": ``fit``, ``evaluate`` and ``predict``
+    then call the override for each batch, and the dict it returns is what the progress bar, the
+    callbacks and ``History`` see. Inside a step, ``self.compute_loss(x, y, y_pred, sample_weight)``,
+    ``self.optimizer`` (the ``torch.optim.Optimizer`` that ``compile`` built over the trainable weights:
+    ``self.optimizer.zero_grad()``, ``loss.backward()``, ``self.optimizer.step()`` -- torch's idiom for
+    Keras's ``optimizer.apply(grads, weights)``), ``self.metrics`` (reset at each epoch) and
+    ``self.compiled_metrics`` are there. Without an override the built-in step runs: the fast engine.
 
     Args:
         module: any ``nn.Module`` to wrap; leave it out when subclassing and defining ``forward``.
@@ -110,11 +124,125 @@ class Model(nn.Module):
         finally:
             self.train(was_training)
         self.input_spec = map_structure(lambda t: InputSpec(tuple(t.shape[1:]), t.dtype), sample)
+        self._output_shape = map_structure(lambda t: (None, *t.shape[1:]), output)
+        self._apply_trainable()  # weights a lazy layer created after `trainable = False` are frozen too
         layers = [m for m in self.modules() if isinstance(m, Layer)]
         self._penalties = [term for layer in layers for term in layer.regularization_terms()]
         self._activity_layers = [layer for layer in layers if getattr(layer, "activity_regularizer", None) is not None]
         self.has_regularization = bool(self._penalties or self._activity_layers)
         return output
+
+    # -- trainable and the weights API (Keras's) ---------------------------------------------------------
+    @property
+    def trainable(self) -> bool:
+        """Whether ``fit`` updates the weights; ``model.trainable = False`` (or ``layer.trainable = False``)
+        freezes them from the next ``compile`` on, and a frozen BatchNormalization runs in inference mode."""
+        return self.__dict__.get("_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        set_trainable(self, value)
+
+    def _apply_trainable(self) -> None:
+        for module in self.modules():
+            if module.__dict__.get("_trainable", True) is False:
+                module.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Model":
+        super().train(mode)
+        if mode:  # Keras's transfer-learning rule: a frozen batch normalization keeps its moving statistics
+            for module in self.modules():
+                if (module.__dict__.get("_trainable", True) is False
+                        and isinstance(module, (BatchNormalization, nn.modules.batchnorm._NormBase))):
+                    module.eval()
+        return self
+
+    @property
+    def trainable_weights(self) -> list[torch.Tensor]:
+        return weight_tensors(self)[0]
+
+    @property
+    def non_trainable_weights(self) -> list[torch.Tensor]:
+        """Frozen parameters and the moving statistics (float buffers such as BatchNormalization's)."""
+        return weight_tensors(self)[1]
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        """Every weight, layer by layer (the order of ``get_weights``/``set_weights``)."""
+        return weight_tensors(self)[2]
+
+    def count_params(self) -> int:
+        return sum(w.numel() for w in self.weights)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """The weights as NumPy arrays (copies), in the order of :attr:`weights`."""
+        return [w.detach().cpu().numpy().copy() for w in self.weights]
+
+    def set_weights(self, weights: list) -> None:
+        """Sets the weights from arrays in the order of :meth:`get_weights`."""
+        own = self.weights
+        if len(weights) != len(own):
+            raise ValueError(f"{self.name}: set_weights expected a list of {len(own)} arrays. "
+                             f"Received: {len(weights)} arrays")
+        for index, (target, value) in enumerate(zip(own, weights)):
+            value = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+            if tuple(value.shape) != tuple(target.shape):
+                raise ValueError(f"{self.name}: weight {index} has shape {tuple(target.shape)}. "
+                                 f"Received: shape {tuple(value.shape)}")
+            with torch.no_grad():
+                target.copy_(value.to(target.device, target.dtype))
+
+    @property
+    def input_shape(self) -> Any:
+        """The input shape with ``None`` for the batch, e.g. ``(None, 784)``."""
+        if self.input_spec is not None:
+            return map_structure(lambda s: (None, *s.shape), self.input_spec)
+        declared = self.declared_input_shape()
+        if declared is None:
+            raise ValueError(f"{self.name} has no input shape yet: build it (model.build(input_shape)) or "
+                             f"call it on data first")
+        return (None, *declared)
+
+    @property
+    def output_shape(self) -> Any:
+        """The output shape with ``None`` for the batch, known once the model is built."""
+        if not self.built and self.declared_input_shape() is not None:
+            self.build()
+        if not self.built:
+            raise ValueError(f"{self.name} has no output shape yet: build it (model.build(input_shape)) or "
+                             f"call it on data first")
+        return self._output_shape
+
+    @property
+    def layers(self) -> list[nn.Module]:
+        """The model's top-level layers (those of the wrapped module for ``Model(module)``)."""
+        if self.module is not None:
+            return list(self.module.children()) or [self.module]
+        return list(self.children())
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> nn.Module:
+        """A layer by ``name`` (its deepzen name or attribute path) or by ``index`` in :attr:`layers`."""
+        if (name is None) == (index is None):
+            raise ValueError(f"get_layer takes a name or an index. Received: name={name!r}, index={index!r}")
+        if index is not None:
+            layers = self.layers
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(f"{self.name} has {len(layers)} layers. Received: index={index}")
+            return layers[index]
+        for path, module in self.named_modules():
+            if module is not self and (getattr(module, "name", None) == name or path == name):
+                return module
+        names = [getattr(m, "name", None) or path for path, m in self.named_modules() if path]
+        raise ValueError(f"{self.name} has no layer named {name!r}. Its layers: {', '.join(map(str, names))}")
+
+    def save_weights(self, path: str | os.PathLike) -> None:
+        """Writes the weights alone (safetensors, with the input spec to build lazy layers) for
+        :meth:`load_weights`; :meth:`save` writes the whole model."""
+        spec = None
+        if self.input_spec is not None:
+            spec = map_structure(lambda s: {"__spec__": list(s.shape), "dtype": str(s.dtype).replace("torch.", "")},
+                                 self.input_spec)
+        write_tensors(path, self.state_dict(), {"model": None, "input_spec": spec, "compile": None})
 
     def regularization_loss(self) -> torch.Tensor:
         """The sum of the layers' weight and activity penalties (added to the training loss)."""
@@ -127,13 +255,14 @@ class Model(nn.Module):
     # -- compile -------------------------------------------------------------------------------------
     def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, loss_weights: Any = None,
                 jit: bool = False, precision: str = "float32", memory_format: str = "auto",
-                device: Any = None) -> None:
-        """Configures training.
+                device: Any = None, **kwargs: Any) -> None:
+        """Configures training. Weights frozen with ``trainable = False`` stay out of the optimizer.
 
         Args:
             optimizer: a name ("adam", "sgd", ...), a ``deepzen.optimizers`` spec, or a
                 ``torch.optim.Optimizer`` already built on this model's parameters.
-            loss: a name, a loss object or callable ``loss(y_pred, y_true)``; a list/dict for several outputs.
+            loss: a name, a loss object or callable; a list/dict for several outputs. Leave it out only
+                when the model overrides ``train_step``/``test_step`` and computes its own loss.
             metrics: names or metric objects (a dict maps output keys to lists for several outputs).
             loss_weights: weights of the output losses (a list or dict).
             jit: run the forward through ``torch.compile`` (costs a cold compile; measure first).
@@ -142,8 +271,15 @@ class Model(nn.Module):
                 "channels_first", or "auto" (channels-last on the CPU, where oneDNN's convolutions run
                 it faster; the values, the inputs and outputs you see and the saved weights are the same).
             device: where to train; default cuda, then mps, then cpu.
+            jit_compile: Keras's name of ``jit`` ("auto" means False).
         """
         from deepzen.runtime import default_device
+
+        if "jit_compile" in kwargs:
+            jit_compile = kwargs.pop("jit_compile")
+            jit = jit or jit_compile is True
+        _refuse_unknown(self.compile, kwargs, extra=("jit_compile",))
+        self._apply_trainable()
 
         self._device = torch.device(device) if device is not None else default_device()
         self.to(self._device)
@@ -165,14 +301,16 @@ class Model(nn.Module):
         return self.engine
 
     # -- data ----------------------------------------------------------------------------------------
-    def _as_data(self, x: Any, y: Any = None, sample_weight: Any = None) -> ArrayData | Iterable:
+    def _as_data(self, x: Any, y: Any = None, sample_weight: Any = None, call: str = "fit") -> ArrayData | Iterable:
         if x is None:
-            raise ValueError("x is required")
+            raise ValueError(f"{call}: x is required")
         if _is_batch_iterable(x):
             if y is not None:
                 raise ValueError("When x is a DataLoader or iterable of batches, y must be None "
                                  "(the batches carry their targets)")
             return x
+        x, y, sample_weight = (_numeric_argument(value, name, call) for name, value in
+                               (("x", x), ("y", y), ("sample_weight", sample_weight)))
         return ArrayData(x, y, sample_weight, device=self.device,
                          integer_inputs_as_float=not expects_integer_inputs(self))
 
@@ -193,29 +331,38 @@ class Model(nn.Module):
         x, y, _ = next(iter(_device_batches(data, self.device)))
         return x, y
 
-    def _prepare(self, data) -> None:
-        """Builds the model and the engine for this data; converts and checks the targets once."""
+    def _prepare(self, data, needs_loss: bool = True) -> None:
+        """Builds the model and the engine for this data; converts and checks the targets once. A model
+        with no forward of its own (a GAN whose train_step calls its parts) is not probed."""
         engine = self._compiled_engine()
-        x_example, _ = self._example(data)
-        output = self.build_for(x_example)  # a two-sample forward, once per call
+        output = None
+        if self.module is not None or type(self).forward is not Model.forward:
+            x_example, _ = self._example(data)
+            output = self.build_for(x_example)  # a two-sample forward, once per call
         if not engine.ready:
-            engine.setup(output)
-        if isinstance(data, ArrayData) and data.y is not None:
+            engine.setup(output, require_loss=needs_loss)
+        elif needs_loss and not engine.terms:
+            raise ValueError("compile() needs a loss, e.g. compile(loss='sparse_categorical_crossentropy'), "
+                             "unless the model overrides train_step/test_step and computes its own")
+        if isinstance(data, ArrayData) and data.y is not None and output is not None:
             data.y = engine.prepare_targets(data.y, output)
 
     # -- fit / evaluate / predict -----------------------------------------------------------------------
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: list[Callback] | None = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, class_weight: dict | None = None,
-            sample_weight: Any = None, initial_epoch: int = 0) -> History:
+            sample_weight: Any = None, initial_epoch: int = 0, steps_per_epoch: int | None = None,
+            validation_steps: int | None = None, validation_batch_size: int | None = None,
+            validation_freq: Any = 1, **kwargs: Any) -> History:
         """Trains for ``epochs`` epochs and returns the :class:`History`.
 
         Args:
-            x: inputs (array/tensor, tuple or dict of them), or an iterable of (x, y[, weight]) batches.
+            x: inputs (array/tensor, nested Python lists of numbers, tuple or dict of them), or an iterable
+                of (x, y[, weight]) batches.
             y: targets, like x.
             batch_size: samples per step (default 32).
             epochs: index of the last epoch (with ``initial_epoch``, training runs epochs
-                ``initial_epoch .. epochs - 1``).
+                ``initial_epoch .. epochs - 1``). Keras 1's ``nb_epoch`` still works, with a warning.
             verbose: 0 silent, 1 progress bar, 2 one line per epoch; "auto" = 1.
             callbacks: extra :class:`Callback` objects.
             validation_split: fraction of the samples (taken from the end, before shuffling) held out.
@@ -224,22 +371,38 @@ class Model(nn.Module):
             class_weight: {class id: weight} scaling each sample's loss by its class.
             sample_weight: (N,) weights of the samples' losses.
             initial_epoch: epoch to start at (resuming).
+            steps_per_epoch: batches per epoch (default: the whole data). An iterator (a generator) is
+                drawn on across epochs; arrays and re-iterable loaders start over each epoch.
+            validation_steps: validation batches per evaluation (default: all).
+            validation_batch_size: samples per validation batch (default 256).
+            validation_freq: validate every N epochs (an int), or after the listed (1-based) epochs.
         """
+        if "nb_epoch" in kwargs:
+            warnings.warn("fit(nb_epoch=) is Keras 1's spelling; use fit(epochs=)", DeprecationWarning, stacklevel=2)
+            epochs = kwargs.pop("nb_epoch")
+        _refuse_unknown(self.fit, kwargs, extra=("nb_epoch",))
         engine = self._compiled_engine()
         if not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer. Received: epochs={epochs!r}")
+        for name, value in (("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None. Received: {name}={value!r}")
+        validate_after = _validation_epochs(validation_freq)
         batch_size = _check_batch_size(batch_size, FIT_BATCH_SIZE)
-        data = self._as_data(x, y, sample_weight)
+        validation_batch_size = _check_batch_size(validation_batch_size, INFERENCE_BATCH_SIZE)
+        custom_train = type(self).train_step is not Model.train_step  # decided once per fit
+        custom_test = type(self).test_step is not Model.test_step
+        data = self._as_data(x, y, sample_weight, call="fit")
         validation = None
         if validation_split:
             if not isinstance(data, ArrayData):
                 raise ValueError("validation_split needs array inputs; pass validation_data with a DataLoader")
             data, validation = data.split(validation_split)
         elif validation_data is not None:
-            validation = self._as_data(*_unpack_validation(validation_data))
-        self._prepare(data)
+            validation = self._as_data(*_unpack_validation(validation_data), call="fit(validation_data=...)")
+        self._prepare(data, needs_loss=not custom_train)
         if validation is not None:
-            self._prepare(validation)
+            self._prepare(validation, needs_loss=not custom_test)
         if class_weight is not None:
             if not isinstance(data, ArrayData):
                 raise ValueError("class_weight needs array inputs")
@@ -248,6 +411,8 @@ class Model(nn.Module):
             engine.enable_sample_weights()
         if validation is not None and (not isinstance(validation, ArrayData) or validation.sample_weight is not None):
             engine.enable_sample_weights()
+        if not custom_train and engine.optimizer is None:
+            raise ValueError(f"{self.name} has no trainable weights to fit (every layer has trainable=False)")
         if distributed.active():  # under torchrun: each process trains on its slice of every global batch
             data, validation = distributed.shard(data, whole_batches=True), distributed.shard(validation)
             distributed.wrap(engine)
@@ -261,6 +426,10 @@ class Model(nn.Module):
         recorders = run.fit_callbacks() if run is not None else []
         callback_list = CallbackList([*(callbacks or []), *extra, self.history, *recorders], self)  # History before
         steps = data.num_batches(batch_size) if isinstance(data, ArrayData) else _length(data)
+        if steps_per_epoch is not None:
+            steps = steps_per_epoch if steps is None else min(steps, steps_per_epoch)
+        # a one-shot iterator (a generator) is drawn on across epochs, as in Keras
+        stream = iter(data) if not isinstance(data, ArrayData) and iter(data) is data else None
         shuffle_seed = distributed.broadcast_object(int(torch.randint(0, 2**62, ())))  # consumes the global RNG
         # on_train_begin may move initial_epoch and set resume_progress (training/checkpoint.py resumes so)
         self.fit_state = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "initial_epoch": initial_epoch,
@@ -270,11 +439,26 @@ class Model(nn.Module):
         for epoch in range(self.fit_state["initial_epoch"], epochs):
             self.fit_state["epoch"] = epoch
             callback_list.fire("on_epoch_begin", epoch, {})
-            batches = self._batches(data, batch_size, shuffle, seed=self.fit_state["shuffle_seed"] + epoch)
-            logs = engine.train_epoch(batches, steps, callback_list, epoch, self.fit_state.pop("resume_progress", None))
-            if validation is not None:
+            if stream is not None:
+                batches = _device_batches(stream, self.device)
+            else:
+                batches = self._batches(data, batch_size, shuffle, seed=self.fit_state["shuffle_seed"] + epoch)
+            if steps_per_epoch is not None:
+                batches = itertools.islice(batches, steps_per_epoch)
+            if custom_train:
+                logs = run_train_steps(self, batches, callback_list)
+            else:
+                logs = engine.train_epoch(batches, steps, callback_list, epoch,
+                                          self.fit_state.pop("resume_progress", None))
+            if validation is not None and validate_after(epoch + 1):
                 callback_list.fire("on_test_begin", {})
-                val_logs = engine.evaluate(self._batches(validation, INFERENCE_BATCH_SIZE), INFERENCE_BATCH_SIZE)
+                val_batches = self._batches(validation, validation_batch_size)
+                if validation_steps is not None:
+                    val_batches = itertools.islice(val_batches, validation_steps)
+                if custom_test:
+                    val_logs = run_test_steps(self, val_batches)
+                else:
+                    val_logs = engine.evaluate(val_batches, validation_batch_size)
                 callback_list.fire("on_test_end", val_logs)
                 logs.update({f"val_{key}": value for key, value in val_logs.items()})
             callback_list.fire("on_epoch_end", epoch, logs)
@@ -284,24 +468,30 @@ class Model(nn.Module):
         return self.history
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None, verbose: Any = "auto",
-                 sample_weight: Any = None, return_dict: bool = False) -> Any:
+                 sample_weight: Any = None, steps: int | None = None, return_dict: bool = False,
+                 **kwargs: Any) -> Any:
         """The loss (and metrics) on the given data.
 
         Returns:
-            The loss as a float, or ``[loss, metric1, ...]`` when metrics were compiled; a dict with
-            ``return_dict=True``.
+            The loss as a float, or ``[loss, metric1, ...]`` when metrics were compiled (Keras's order);
+            a dict with ``return_dict=True``. An overriding ``test_step``'s dict gives the values.
         """
+        _refuse_unknown(self.evaluate, kwargs)
         engine = self._compiled_engine()
         batch_size = _check_batch_size(batch_size, INFERENCE_BATCH_SIZE)
-        data = self._as_data(x, y, sample_weight)
-        if isinstance(data, ArrayData) and data.y is None:
+        custom_test = type(self).test_step is not Model.test_step
+        data = self._as_data(x, y, sample_weight, call="evaluate")
+        if isinstance(data, ArrayData) and data.y is None and not custom_test:
             raise ValueError("evaluate needs targets: evaluate(x, y)")
-        self._prepare(data)
+        self._prepare(data, needs_loss=not custom_test)
         if not isinstance(data, ArrayData) or data.sample_weight is not None:
             engine.enable_sample_weights()
         if distributed.active():  # each process evaluates its block; the sums are reduced over all
             data = distributed.shard(data)
-        logs = engine.evaluate(self._batches(data, batch_size), batch_size)
+        batches = self._batches(data, batch_size)
+        if steps is not None:
+            batches = itertools.islice(batches, steps)
+        logs = run_test_steps(self, batches) if custom_test else engine.evaluate(batches, batch_size)
         if verbose not in (0, False) and distributed.is_rank_zero():
             print(" - ".join(f"{key}: {value:.4g}" for key, value in logs.items()))
         if return_dict:
@@ -309,42 +499,120 @@ class Model(nn.Module):
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> Any:
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0, steps: int | None = None,
+                **kwargs: Any) -> Any:
         """Outputs for ``x``, batched, without gradients: NumPy for NumPy input, tensors for tensor input."""
+        _refuse_unknown(self.predict, kwargs)
         batch_size = _check_batch_size(batch_size, INFERENCE_BATCH_SIZE)
-        data = self._as_data(x)
+        data = self._as_data(x, call="predict")
+        custom_predict = type(self).predict_step is not Model.predict_step
         if isinstance(data, ArrayData):
-            if not self.built:
+            if not self.built and (self.module is not None or type(self).forward is not Model.forward):
                 self.build_for(data._take(slice(0, 2))[0])
             batches = (bx for bx, _, _ in data.batches(batch_size))
         else:
             batches = (bx for bx, _, _ in _device_batches(data, self.device, targets=False))
+        if steps is not None:
+            batches = itertools.islice(batches, steps)
         autocast = self.engine.autocast if self.engine is not None else _no_autocast
-        outputs = predict_batches(self, batches, autocast)
+        outputs = predict_batches(self, batches, autocast, self.predict_step if custom_predict else None)
         if any(isinstance(leaf, torch.Tensor) for leaf in leaves(x)):
             return outputs
         return map_structure(lambda t: t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy(), outputs)
 
-    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None, return_dict: bool = False) -> Any:
+    def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: dict | None = None,
+                       return_dict: bool = False) -> Any:
         """One optimizer step on one batch; returns that batch's loss (and metrics)."""
         engine = self._compiled_engine()
-        data = self._as_data(x, y, sample_weight)
-        self._prepare(data)
+        custom_train = type(self).train_step is not Model.train_step
+        data = self._as_data(x, y, sample_weight, call="train_on_batch")
+        self._prepare(data, needs_loss=not custom_train)
+        if class_weight is not None:
+            data.sample_weight = _class_sample_weights(data.y, class_weight, data.sample_weight)
         if data.sample_weight is not None:
             engine.enable_sample_weights()
         self.train()
         callbacks = CallbackList([], self)
-        logs = engine.train_epoch(data.batches(len(data)), 1, callbacks, self.fit_state.get("epoch", 0))
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+        if custom_train:
+            logs = run_train_steps(self, data.batches(len(data)), callbacks)
+        else:
+            logs = engine.train_epoch(data.batches(len(data)), 1, callbacks, self.fit_state.get("epoch", 0))
+        return _batch_result(logs, return_dict)
+
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
+        """The loss (and metrics) of one batch, without updating the weights."""
+        size = len(self._as_data(x, y, sample_weight, call="test_on_batch"))
+        return self.evaluate(x, y, batch_size=size, verbose=0, sample_weight=sample_weight, return_dict=return_dict)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        """The outputs for one batch."""
+        return self.predict(x, batch_size=len(self._as_data(x, call="predict_on_batch")))
+
+    # -- the step contract (Keras 3) --------------------------------------------------------------------
+    def train_step(self, data: Any) -> dict[str, Any]:
+        """One training step on ``data`` (``x``, ``(x, y)`` or ``(x, y, sample_weight)``); returns the logs.
+
+        Override it to train differently; ``fit`` then calls the override for every batch and reads the
+        dict it returns. Left alone, ``fit`` runs the engine's fused loop and never calls this method;
+        it is here for ``super().train_step(data)`` and for direct calls.
+        """
+        x, y, weight = _unpack_data(data)
+        engine = self._compiled_engine()
+        loss, outputs = engine.train_step(x, y, weight, 0, [])
+        engine.loss_tracker.update_state(loss)
+        engine.compiled_metrics.update_state(y, outputs)
+        return self.get_metrics_result()
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        """One evaluation step on ``data`` (no gradients); returns the logs. See :meth:`train_step`."""
+        x, y, weight = _unpack_data(data)
+        y_pred = call_model(self, x)
+        loss = self.compute_loss(x, y, y_pred, weight, training=False)
+        self._compiled_engine().loss_tracker.update_state(loss)
+        self.compiled_metrics.update_state(y, y_pred)
+        return self.get_metrics_result()
+
+    def predict_step(self, data: Any) -> Any:
+        """The outputs for one batch of inputs. See :meth:`train_step`."""
+        return call_model(self, data)
+
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None,
+                     training: bool = True) -> torch.Tensor:
+        """The compiled loss of ``y_pred`` against ``y`` (weighted by ``sample_weight``), plus the layers'
+        regularization penalties: Keras 3's ``compute_loss``. ``x`` and ``training`` are there for
+        overrides."""
+        engine = self._compiled_engine()
+        if not engine.ready or not engine.terms:
+            if self.has_regularization:
+                return self.regularization_loss()
+            raise ValueError(f"{self.name}: no loss to compute. Pass loss= to compile() or compute the loss "
+                             f"in your train_step")
+        if sample_weight is not None:
+            engine.enable_sample_weights()
+            sample_weight = torch.as_tensor(sample_weight).reshape(-1).float()
+        return engine.compute_loss(y_pred, y, sample_weight)
+
+    @property
+    def metrics(self) -> list:
+        """The metrics ``fit`` resets at each epoch and ``evaluate`` at its start: the loss tracker
+        ("loss") and the compiled metrics. Override it to list a custom step's own metrics, as in Keras."""
+        if self.engine is None or not self.engine.ready:
+            return []
+        return [self.engine.loss_tracker, *self.engine.compiled_metrics.metrics]
+
+    @property
+    def compiled_metrics(self):
+        """The metrics given to ``compile``: ``update_state(y_true, y_pred)``, ``result()``, ``metrics``."""
+        return self._compiled_engine().compiled_metrics
+
+    def get_metrics_result(self) -> dict[str, torch.Tensor]:
+        """``{name: result}`` for each of :attr:`metrics` (tensors on the device; no host sync)."""
+        return {metric.name: metric.result() for metric in self.metrics}
 
     # -- inspection and files ------------------------------------------------------------------------
     def summary(self, input_shape=None, print_fn=print) -> str:
-        """Prints (and returns) the layer table: output shapes, parameters, multiply-adds."""
-        from deepzen.training.summary import summarize
-
+        """Prints (and returns) the layer table: output shapes, parameters (trainable and not, as Keras counts
+        them), multiply-adds."""
         text = summarize(self, input_shape)
         if print_fn is not None:
             print_fn(text)
@@ -413,6 +681,17 @@ class Sequential(Model):
     def layers(self) -> list[nn.Module]:
         return list(self._modules.values())
 
+    def pop(self) -> nn.Module:
+        """Removes and returns the last layer (the model builds again on its next use)."""
+        if not self._modules:
+            raise TypeError(f"{self.name} has no layers to pop")
+        name, layer = next(reversed(self._modules.items()))
+        del self._modules[name]
+        self.input_spec = None
+        plan = [(hasattr(m, "compute_mask"), "mask" in inspect.signature(m.forward).parameters) for m in self.layers]
+        self.mask_plan = plan if any(produces for produces, _ in plan) else None
+        return layer
+
     def declared_input_shape(self):
         first = next(iter(self._modules.values()), None)
         return getattr(first, "input_shape", None) if isinstance(first, Layer) else None
@@ -446,6 +725,56 @@ def expects_integer_inputs(model: nn.Module) -> bool:
         if next(module.parameters(recurse=False), None) is not None:
             return False
     return False
+
+
+def _refuse_unknown(method, kwargs: dict, extra: tuple = ()) -> None:
+    """A TypeError naming the unknown keyword arguments of ``method`` and listing the valid ones."""
+    if kwargs:
+        valid = [name for name, p in inspect.signature(method).parameters.items()
+                 if p.kind is not inspect.Parameter.VAR_KEYWORD] + list(extra)
+        raise TypeError(f"{method.__name__}() got unknown argument(s) {', '.join(sorted(kwargs))}. "
+                        f"Valid arguments: {', '.join(valid)}")
+
+
+def _validation_epochs(validation_freq: Any):
+    """A test ``epoch (1-based) -> validate?`` from Keras's ``validation_freq`` (an int or a list of epochs)."""
+    if isinstance(validation_freq, (int, np.integer)) and not isinstance(validation_freq, bool) and validation_freq >= 1:
+        return lambda epoch: epoch % int(validation_freq) == 0
+    if isinstance(validation_freq, (list, tuple, set, range)):
+        listed = set(validation_freq)
+        return lambda epoch: epoch in listed
+    raise ValueError(f"validation_freq must be a positive integer or a list of epochs. "
+                     f"Received: validation_freq={validation_freq!r}")
+
+
+def _numeric_argument(value: Any, name: str, call: str) -> Any:
+    """``value`` with nested Python lists of numbers made an array (a list of arrays stays several inputs);
+    strings and objects are refused, naming the argument."""
+    if isinstance(value, (list, tuple)) and value and not any(
+            isinstance(v, (np.ndarray, torch.Tensor, dict)) for v in value):
+        value = np.asarray(value)
+    for leaf in leaves(value) if value is not None else ():
+        kind = leaf.dtype.kind if isinstance(leaf, np.ndarray) else None
+        if isinstance(leaf, str) or kind in ("U", "S", "O"):
+            what = "strings" if isinstance(leaf, str) or kind in ("U", "S") else "Python objects (dtype=object)"
+            raise TypeError(f"{call}: {name} holds {what}; deepzen trains on numbers. Encode them first "
+                            f"(token ids, one-hot rows or a float array). Received: {name} of "
+                            f"{'dtype ' + str(leaf.dtype) if kind else type(leaf).__name__}")
+    return value
+
+
+def _unpack_data(data: Any) -> tuple[Any, Any, Any]:
+    """Keras's ``unpack_x_y_sample_weight``: x, (x,), (x, y) or (x, y, sample_weight)."""
+    if isinstance(data, tuple) and len(data) in (1, 2, 3):
+        return (*data, *(None,) * (3 - len(data)))
+    return data, None, None
+
+
+def _batch_result(logs: dict, return_dict: bool) -> Any:
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
 
 
 def _no_autocast():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepzen.layers.base import shape_str
+from deepzen.data.arrays import map_structure
+from deepzen.layers.base import Layer, shape_str
 
 
 def multiply_adds(module: nn.Module, inputs: tuple, output) -> int | None:
@@ -25,11 +26,28 @@ def multiply_adds(module: nn.Module, inputs: tuple, output) -> int | None:
     return int(reference[0].numel() * per_element)
 
 
-def summarize(model: nn.Module, input_shape=None) -> str:
-    """Runs one forward pass on two zero samples and tabulates the leaf layers."""
-    from deepzen.training.model import Model
+def weight_tensors(module: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """(trainable, non-trainable, all) weights of ``module``, layer by layer, as Keras counts them: the
+    parameters that require gradients are trainable; frozen parameters and the persistent floating-point
+    buffers (moving statistics such as BatchNormalization's) are not."""
+    trainable, frozen, every = [], [], []
+    seen: set[int] = set()
+    for inner in module.modules():
+        buffers = [b for name, b in inner.named_buffers(recurse=False)
+                   if b is not None and b.is_floating_point() and name not in inner._non_persistent_buffers_set]
+        for tensor in [*inner.parameters(recurse=False), *buffers]:
+            if id(tensor) in seen:  # shared weights count once
+                continue
+            seen.add(id(tensor))
+            every.append(tensor)
+            (trainable if isinstance(tensor, nn.Parameter) and tensor.requires_grad else frozen).append(tensor)
+    return trainable, frozen, every
 
-    if isinstance(model, Model) and not model.built:
+
+def summarize(model: nn.Module, input_shape=None) -> str:
+    """Runs one forward pass on two zero samples and tabulates the leaf layers (``model`` is a deepzen
+    ``Model``: it has ``built``, ``build``, ``build_for`` and ``input_spec``)."""
+    if not model.built:
         model.build(input_shape)
     rows: list[tuple[str, str, str, int, int | None]] = []
     names = {module: name for name, module in model.named_modules()}
@@ -38,19 +56,19 @@ def summarize(model: nn.Module, input_shape=None) -> str:
     def record(module, inputs, output):
         first = output[0] if isinstance(output, (tuple, list)) else output
         shape = shape_str((None, *first.shape[1:])) if isinstance(first, torch.Tensor) else type(output).__name__
-        params = sum(p.numel() for p in module.parameters())
+        params = sum(w.numel() for w in weight_tensors(module)[2])
         rows.append((names[module], type(module).__name__, shape, params, multiply_adds(module, inputs, output)))
 
     handles = [m.register_forward_hook(record) for m in leaves]
     try:
-        if isinstance(model, Model):
-            model.build_for(_zeros_like_spec(model.input_spec, model.device))
+        model.build_for(_zeros_like_spec(model.input_spec, model.device))
     finally:
         for handle in handles:
             handle.remove()
 
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable_weights, _, every = weight_tensors(model)
+    trainable = sum(w.numel() for w in trainable_weights)
+    total = sum(w.numel() for w in every)
     total_macs = sum(r[4] for r in rows if r[4] is not None)
     headers = ("Layer (type)", "Output shape", "Params", "Mult-adds")
     table = [(f"{name} ({kind})", shape, f"{params:,}", "-" if macs is None else f"{macs:,}")
@@ -67,8 +85,6 @@ def summarize(model: nn.Module, input_shape=None) -> str:
 
 def _rows(model: nn.Module) -> list[nn.Module]:
     """The modules shown as rows: outermost deepzen layers, and torch leaf modules outside them."""
-    from deepzen.layers.base import Layer
-
     rows, covered = [], []
     for name, module in model.named_modules():
         if module is model or any(name.startswith(prefix + ".") for prefix in covered):
@@ -80,6 +96,4 @@ def _rows(model: nn.Module) -> list[nn.Module]:
 
 
 def _zeros_like_spec(spec, device):
-    from deepzen.data.arrays import map_structure
-
     return map_structure(lambda s: torch.zeros((2, *s.shape), dtype=s.dtype, device=device), spec)
