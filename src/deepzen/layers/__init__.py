@@ -4,6 +4,7 @@ Image layers are channels-first, (N, C, H, W), as in PyTorch; sequence layers ar
 (N, T, F), as in Keras.
 """
 
+from deepzen.layers.activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from deepzen.layers.attention import (AdditiveAttention, Attention, MultiHeadAttention,
                                       ScaledDotProductAttention)
 from deepzen.layers.base import Layer
