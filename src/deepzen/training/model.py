@@ -400,7 +400,15 @@ class Model(nn.Module):
             data, validation = data.split(validation_split)
         elif validation_data is not None:
             validation = self._as_data(*_unpack_validation(validation_data), call="fit(validation_data=...)")
-        self._prepare(data, needs_loss=not custom_train)
+        # a one-shot iterator (a generator) is drawn on across epochs, as in Keras; its first batch,
+        # peeked to build the model, is trained on too
+        stream = iter(data) if not isinstance(data, ArrayData) and iter(data) is data else None
+        if stream is not None:
+            first = next(stream, None)
+            if first is None:
+                raise ValueError("fit received no batches: the training data is empty")
+            stream = itertools.chain([first], stream)
+        self._prepare([first] if stream is not None else data, needs_loss=not custom_train)
         if validation is not None:
             self._prepare(validation, needs_loss=not custom_test)
         if class_weight is not None:
@@ -428,8 +436,6 @@ class Model(nn.Module):
         steps = data.num_batches(batch_size) if isinstance(data, ArrayData) else _length(data)
         if steps_per_epoch is not None:
             steps = steps_per_epoch if steps is None else min(steps, steps_per_epoch)
-        # a one-shot iterator (a generator) is drawn on across epochs, as in Keras
-        stream = iter(data) if not isinstance(data, ArrayData) and iter(data) is data else None
         shuffle_seed = distributed.broadcast_object(int(torch.randint(0, 2**62, ())))  # consumes the global RNG
         # on_train_begin may move initial_epoch and set resume_progress (training/checkpoint.py resumes so)
         self.fit_state = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "initial_epoch": initial_epoch,
