@@ -41,12 +41,13 @@ def _log_softmax(z):
     return shifted - torch.log(torch.exp(shifted).sum(-1, keepdim=True))
 
 
-def _reduced(per_position, reduction):
-    """The three reductions of a per-position loss (N, ...), as the losses module defines them."""
+def _reduced(per_position, reduction, elementwise=True):
+    """The reductions of a per-position loss (N, ...), as the losses module (and Keras) define them:
+    Keras averages an elementwise loss over the last axis before it sums ("sum")."""
     if reduction == "mean":
         return per_position.mean()
     if reduction == "sum":
-        return per_position.sum()
+        return per_position.sum() / (per_position.shape[-1] if elementwise and per_position.dim() >= 2 else 1)
     return per_position.reshape(len(per_position), -1).mean(1)
 
 
@@ -69,15 +70,15 @@ REDUCTIONS = ["mean", "sum", "none"]
 ])
 def test_regression_losses_match_formula(name, kwargs, formula, shape, reduction):
     y_pred, y_true = _randn(*shape, seed=1), _randn(*shape, seed=2)
-    value = losses.get(name, reduction=reduction, **kwargs)(y_pred, y_true)
+    value = losses.get(name, reduction=reduction, **kwargs)(y_true, y_pred)
     torch.testing.assert_close(value, _reduced(formula(y_pred - y_true), reduction))
 
 
 def test_regression_losses_match_torch():
     y_pred, y_true = _randn(6, 4, seed=1), _randn(6, 4, seed=2)
-    torch.testing.assert_close(losses.get("mse")(y_pred, y_true), nn.MSELoss()(y_pred, y_true))
-    torch.testing.assert_close(losses.get("mae")(y_pred, y_true), nn.L1Loss()(y_pred, y_true))
-    torch.testing.assert_close(losses.get("huber", delta=0.7)(y_pred, y_true), nn.HuberLoss(delta=0.7)(y_pred, y_true))
+    torch.testing.assert_close(losses.get("mse")(y_true, y_pred), nn.MSELoss()(y_pred, y_true))
+    torch.testing.assert_close(losses.get("mae")(y_true, y_pred), nn.L1Loss()(y_pred, y_true))
+    torch.testing.assert_close(losses.get("huber", delta=0.7)(y_true, y_pred), nn.HuberLoss(delta=0.7)(y_pred, y_true))
 
 
 @pytest.mark.parametrize("name", ["mse", "mae", "huber", "bce", "hinge"])
@@ -85,10 +86,10 @@ def test_trailing_axis_of_one_is_aligned_not_broadcast(name):
     y_pred = _sigmoid(_randn(5, 1, seed=1))
     y_true = (_randn(5, seed=2) > 0).to(F64)
     loss = losses.get(name)
-    expected = loss(y_pred, y_true[:, None])
-    torch.testing.assert_close(loss(y_pred, y_true), expected)
-    torch.testing.assert_close(loss(y_pred[:, 0], y_true[:, None]), expected)
-    assert loss(y_pred, y_true[:, None]).shape == ()
+    expected = loss(y_true[:, None], y_pred)
+    torch.testing.assert_close(loss(y_true, y_pred), expected)
+    torch.testing.assert_close(loss(y_true[:, None], y_pred[:, 0]), expected)
+    assert loss(y_true[:, None], y_pred).shape == ()
 
 
 # -- hinge ----------------------------------------------------------------------------------------------------
@@ -98,8 +99,8 @@ def test_hinge_matches_formula_for_both_label_codings(reduction):
     signs = torch.where(_randn(6, 3, seed=2) > 0, 1.0, -1.0).to(F64)
     expected = _reduced(torch.clamp(1 - signs * scores, min=0), reduction)
     loss = losses.get("hinge", reduction=reduction)
-    torch.testing.assert_close(loss(scores, signs), expected)
-    torch.testing.assert_close(loss(scores, (signs + 1) / 2), expected)  # 0/1 labels read as -1/1
+    torch.testing.assert_close(loss(signs, scores), expected)
+    torch.testing.assert_close(loss((signs + 1) / 2, scores), expected)  # 0/1 labels read as -1/1
 
 
 # -- binary cross-entropy -------------------------------------------------------------------------------------
@@ -117,21 +118,21 @@ def test_binary_crossentropy_matches_formula_in_both_modes(reduction, label_smoo
     expected = _reduced(_bce(_sigmoid(logits), smoothed), reduction)
     for from_logits, y_pred in [(True, logits), (False, _sigmoid(logits))]:
         loss = losses.get("bce", from_logits=from_logits, label_smoothing=label_smoothing, reduction=reduction)
-        torch.testing.assert_close(loss(y_pred, y_true), expected)
+        torch.testing.assert_close(loss(y_true, y_pred), expected)
 
 
 def test_binary_crossentropy_matches_torch():
     logits, y_true = _randn(9, 2, seed=1), (_randn(9, 2, seed=2) > 0).to(F64)
-    torch.testing.assert_close(losses.get("bce", from_logits=True)(logits, y_true),
+    torch.testing.assert_close(losses.get("bce", from_logits=True)(y_true, logits),
                                nn.BCEWithLogitsLoss()(logits, y_true))
-    torch.testing.assert_close(losses.get("bce")(_sigmoid(logits), y_true), nn.BCELoss()(_sigmoid(logits), y_true))
+    torch.testing.assert_close(losses.get("bce")(y_true, _sigmoid(logits)), nn.BCELoss()(_sigmoid(logits), y_true))
 
 
 def test_binary_crossentropy_clips_probabilities_like_keras():
     # p = 0 and p = 1 on the wrong label cost -log(EPSILON), as Keras's clip to [eps, 1 - eps] gives.
     y_pred = torch.tensor([[0.0], [1.0], [0.0], [1.0]], dtype=F64, requires_grad=True)
     y_true = torch.tensor([[1.0], [0.0], [0.0], [1.0]], dtype=F64)
-    value = losses.get("bce", reduction="none")(y_pred, y_true)
+    value = losses.get("bce", reduction="none")(y_true, y_pred)
     expected = torch.tensor([-math.log(EPSILON), -math.log(EPSILON), -math.log(1 - EPSILON), -math.log(1 - EPSILON)],
                             dtype=F64)
     torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-6)
@@ -152,25 +153,25 @@ def test_categorical_crossentropy_matches_formula_in_both_modes(shape, reduction
     y_true = torch.softmax(_randn(*shape, seed=2), -1)  # soft targets; one-hot ones are a special case
     classes = shape[-1]
     smoothed = y_true * (1 - label_smoothing) + label_smoothing / classes
-    expected = _reduced(_categorical(_log_softmax(logits), smoothed), reduction)
+    expected = _reduced(_categorical(_log_softmax(logits), smoothed), reduction, elementwise=False)
     for from_logits, y_pred in [(True, logits), (False, torch.softmax(logits, -1))]:
         loss = losses.get("categorical_crossentropy", from_logits=from_logits, label_smoothing=label_smoothing,
                           reduction=reduction)
-        torch.testing.assert_close(loss(y_pred, y_true), expected)
+        torch.testing.assert_close(loss(y_true, y_pred), expected)
 
 
 def test_categorical_crossentropy_matches_torch_and_normalises_probabilities():
     logits, y_true = _randn(3, 5, 4, seed=1), _one_hot(_ids(3, 5, classes=4), 4)
     reference = F.cross_entropy(logits.movedim(-1, 1), y_true.movedim(-1, 1))  # torch: class axis 1
-    torch.testing.assert_close(losses.get("categorical_crossentropy", from_logits=True)(logits, y_true), reference)
+    torch.testing.assert_close(losses.get("categorical_crossentropy", from_logits=True)(y_true, logits), reference)
     probabilities = torch.softmax(logits, -1)
-    torch.testing.assert_close(losses.get("categorical_crossentropy")(3 * probabilities, y_true), reference)
+    torch.testing.assert_close(losses.get("categorical_crossentropy")(y_true, 3 * probabilities), reference)
 
 
 def test_categorical_crossentropy_all_zero_rows_add_nothing():
     logits, y_true = _randn(4, 3, seed=1), _one_hot(_ids(4, classes=3), 3)
     y_true[1] = 0
-    value = losses.get("categorical_crossentropy", from_logits=True, reduction="none")(logits, y_true)
+    value = losses.get("categorical_crossentropy", from_logits=True, reduction="none")(y_true, logits)
     assert value[1] == 0
     torch.testing.assert_close(value, _categorical(_log_softmax(logits), y_true))
 
@@ -180,19 +181,19 @@ def test_categorical_crossentropy_all_zero_rows_add_nothing():
 @pytest.mark.parametrize("shape", [(6, 4), (3, 5, 4)])
 def test_sparse_categorical_crossentropy_matches_formula_in_both_modes(shape, reduction):
     logits, ids = _randn(*shape, seed=1), _ids(*shape[:-1], classes=shape[-1])
-    expected = _reduced(-_log_softmax(logits).gather(-1, ids[..., None])[..., 0], reduction)
+    expected = _reduced(-_log_softmax(logits).gather(-1, ids[..., None])[..., 0], reduction, elementwise=False)
     for from_logits, y_pred in [(True, logits), (False, torch.softmax(logits, -1))]:
         loss = losses.get("sparse_categorical_crossentropy", from_logits=from_logits, reduction=reduction)
-        torch.testing.assert_close(loss(y_pred, ids), expected)
-        torch.testing.assert_close(loss(y_pred, ids[..., None]), expected)  # (N, 1) / (N, T, 1) targets
+        torch.testing.assert_close(loss(ids, y_pred), expected)
+        torch.testing.assert_close(loss(ids[..., None], y_pred), expected)  # (N, 1) / (N, T, 1) targets
     categorical = losses.get("categorical_crossentropy", from_logits=True, reduction=reduction)
-    torch.testing.assert_close(categorical(logits, _one_hot(ids, shape[-1])), expected)
+    torch.testing.assert_close(categorical(_one_hot(ids, shape[-1]), logits), expected)
 
 
 def test_sparse_categorical_crossentropy_matches_torch():
     logits, ids = _randn(3, 5, 4, seed=1), _ids(3, 5, classes=4)
     loss = losses.get("sparse_categorical_crossentropy", from_logits=True)
-    torch.testing.assert_close(loss(logits, ids), F.cross_entropy(logits.movedim(-1, 1), ids))
+    torch.testing.assert_close(loss(ids, logits), F.cross_entropy(logits.movedim(-1, 1), ids))
 
 
 @pytest.mark.parametrize("ignore_index", [-100, 0])
@@ -203,7 +204,7 @@ def test_sparse_ignore_index_is_left_out_of_every_reduction(ignore_index):
     counted = ids != ignore_index
     per_position = -_log_softmax(logits).gather(-1, ids.clamp_min(0)[..., None])[..., 0] * counted
     kwargs = dict(from_logits=True, ignore_index=ignore_index)
-    value = {r: losses.get("sparse_categorical_crossentropy", reduction=r, **kwargs)(logits, ids) for r in REDUCTIONS}
+    value = {r: losses.get("sparse_categorical_crossentropy", reduction=r, **kwargs)(ids, logits) for r in REDUCTIONS}
     torch.testing.assert_close(value["mean"], per_position.sum() / counted.sum())
     torch.testing.assert_close(value["sum"], per_position.sum())
     torch.testing.assert_close(value["none"], per_position.sum(1) / counted.sum(1).clamp_min(1))
@@ -216,13 +217,13 @@ def test_sparse_label_smoothing_matches_formula_and_smoothed_one_hot(reduction):
     logits, ids = _randn(3, 5, classes, seed=1), _ids(3, 5, classes=classes)
     log_p = _log_softmax(logits)
     nll = -log_p.gather(-1, ids[..., None])[..., 0]
-    expected = _reduced((1 - smoothing) * nll + smoothing * (-log_p).mean(-1), reduction)
+    expected = _reduced((1 - smoothing) * nll + smoothing * (-log_p).mean(-1), reduction, elementwise=False)
     sparse = losses.get("sparse_categorical_crossentropy", from_logits=True, label_smoothing=smoothing,
                         reduction=reduction)
-    torch.testing.assert_close(sparse(logits, ids), expected)
+    torch.testing.assert_close(sparse(ids, logits), expected)
     categorical = losses.get("categorical_crossentropy", from_logits=True, label_smoothing=smoothing,
                              reduction=reduction)
-    torch.testing.assert_close(categorical(logits, _one_hot(ids, classes)), expected)
+    torch.testing.assert_close(categorical(_one_hot(ids, classes), logits), expected)
 
 
 def test_sparse_label_smoothing_with_ignore_index():
@@ -232,7 +233,7 @@ def test_sparse_label_smoothing_with_ignore_index():
     counted = ids != -100
     log_p = _log_softmax(logits[counted])
     nll = -log_p.gather(-1, ids[counted][:, None])[:, 0]
-    torch.testing.assert_close(loss(logits, ids), (0.7 * nll + 0.3 * (-log_p).mean(-1)).mean())
+    torch.testing.assert_close(loss(ids, logits), (0.7 * nll + 0.3 * (-log_p).mean(-1)).mean())
 
 
 # -- KL divergence --------------------------------------------------------------------------------------------
@@ -245,15 +246,15 @@ def test_kl_divergence_matches_formula_in_both_modes(shape, reduction):
     y_true[0, 1] = 1 - y_true[0].sum() + y_true[0, 1]
     q = torch.softmax(logits, -1)
     clipped = y_true.clamp(EPSILON, 1)
-    expected = _reduced((clipped * torch.log(clipped / q)).sum(-1), reduction)
+    expected = _reduced((clipped * torch.log(clipped / q)).sum(-1), reduction, elementwise=False)
     for from_logits, y_pred in [(True, logits), (False, q)]:
         loss = losses.get("kld", from_logits=from_logits, reduction=reduction)
-        torch.testing.assert_close(loss(y_pred, y_true), expected)
+        torch.testing.assert_close(loss(y_true, y_pred), expected)
 
 
 def test_kl_divergence_matches_torch():
     q, p = torch.softmax(_randn(8, 5, seed=1), -1), torch.softmax(_randn(8, 5, seed=2), -1)
-    torch.testing.assert_close(losses.get("kl_divergence")(q, p), F.kl_div(q.log(), p, reduction="batchmean"))
+    torch.testing.assert_close(losses.get("kl_divergence")(p, q), F.kl_div(q.log(), p, reduction="batchmean"))
 
 
 # -- every loss: reductions, stability, config ----------------------------------------------------------------
@@ -286,19 +287,19 @@ def test_every_registered_loss_is_tested():
 @pytest.mark.parametrize("name", NAMES)
 def test_reductions_are_consistent(name):
     kwargs, y_pred, y_true = _example(name)
-    value = {r: losses.get(name, reduction=r, **kwargs)(y_pred, y_true) for r in REDUCTIONS}
-    positions = y_pred.numel() if name in NAMES[:5] else y_pred[..., 0].numel()
+    value = {r: losses.get(name, reduction=r, **kwargs)(y_true, y_pred) for r in REDUCTIONS}
+    positions = y_pred[..., 0].numel()  # Keras's positions: an elementwise loss is averaged over the last axis
     assert value["mean"].shape == value["sum"].shape == () and value["none"].shape == (4,)
     torch.testing.assert_close(value["none"].mean(), value["mean"])  # equal positions per sample
     torch.testing.assert_close(value["sum"], value["mean"] * positions)
     weighted = copy.copy(losses.get(name, **kwargs))  # how the engine makes its per-sample loss
     weighted.reduction = "none"
-    torch.testing.assert_close(weighted(y_pred, y_true), value["none"])
+    torch.testing.assert_close(weighted(y_true, y_pred), value["none"])
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_invalid_reduction(name):
-    with pytest.raises(ValueError, match=r"reduction 'mean', 'sum' or 'none'\. Received: reduction='avg'"):
+    with pytest.raises(ValueError, match=r"reduction in \('sum_over_batch_size', 'mean', 'sum', 'none', None\)\. Received: reduction='avg'"):
         losses.get(name, reduction="avg")
 
 
@@ -306,8 +307,8 @@ def test_invalid_reduction(name):
 def test_from_logits_true_and_false_agree(name):
     kwargs, logits, y_true = _example(name, from_logits=True)
     probabilities = _sigmoid(logits) if name == "binary_crossentropy" else torch.softmax(logits, -1)
-    torch.testing.assert_close(losses.get(name, from_logits=False)(probabilities, y_true),
-                               losses.get(name, from_logits=True)(logits, y_true))
+    torch.testing.assert_close(losses.get(name, from_logits=False)(y_true, probabilities),
+                               losses.get(name, from_logits=True)(y_true, logits))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -318,7 +319,7 @@ def test_extreme_logits_give_finite_loss_and_gradient(name, dtype):
                "categorical_crossentropy": torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype=dtype),
                "kl_divergence": torch.tensor([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5]], dtype=dtype),
                "sparse_categorical_crossentropy": torch.tensor([1, 0])}
-    value = losses.get(name, from_logits=True)(logits, targets[name])
+    value = losses.get(name, from_logits=True)(targets[name], logits)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
     if name == "sparse_categorical_crossentropy":  # -log softmax: (200 + log(1 + e^-100)) and 200, exactly
@@ -333,7 +334,7 @@ def test_probabilities_of_exactly_zero_and_one_give_finite_loss_and_gradient(nam
     kwargs, y_pred, y_true = _example(name, shape=(4, 3))
     y_pred = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=dtype,
                           requires_grad=True)
-    value = losses.get(name)(y_pred, y_true.to(dtype) if y_true.is_floating_point() else y_true)
+    value = losses.get(name)(y_true.to(dtype) if y_true.is_floating_point() else y_true, y_pred)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(y_pred.grad).all()
 
@@ -351,7 +352,7 @@ def test_config_round_trip(name):
     assert set(config) == set(inspect.signature(type(loss).__init__).parameters) - {"self"}
     rebuilt = type(loss).from_config(config)
     assert rebuilt.get_config() == config
-    torch.testing.assert_close(rebuilt(y_pred, y_true), loss(y_pred, y_true))
+    torch.testing.assert_close(rebuilt(y_true, y_pred), loss(y_true, y_pred))
     assert repr(loss).startswith(type(loss).__name__ + "(") and "reduction='sum'" in repr(loss)
 
 
@@ -374,7 +375,7 @@ def test_invalid_constructor_arguments():
 ])
 def test_get_by_name(name, cls):
     loss = losses.get(name)
-    assert type(loss) is cls and loss.reduction == "mean"
+    assert type(loss) is cls and loss.reduction == "sum_over_batch_size"
 
 
 def test_get_objects_and_errors():
@@ -382,7 +383,7 @@ def test_get_objects_and_errors():
     assert type(losses.get(losses.Huber, delta=2.0)) is losses.Huber
     instance, torch_loss = losses.get("mse"), nn.SmoothL1Loss()
 
-    def custom(y_pred, y_true):
+    def custom(y_true, y_pred):
         return (y_pred - y_true).abs().max()
 
     assert losses.get(instance) is instance and losses.get(torch_loss) is torch_loss and losses.get(custom) is custom

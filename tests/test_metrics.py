@@ -22,7 +22,7 @@ def batches(*tensors, splits=SPLITS):
 
 def streamed(metric, y_pred, y_true, splits=SPLITS):
     for pred, true in batches(y_pred, y_true, splits=splits):
-        metric.update(pred, true)
+        metric.update_state(true, pred)
     return metric.result()
 
 
@@ -117,9 +117,9 @@ def test_sequence_accuracy_skips_ignore_index(gen):
 
 def test_accuracy_shape_errors_name_the_metric_and_shapes():
     with pytest.raises(ValueError, match=r"'accuracy'.*y_pred.shape=\(4, 3\), y_true.shape=\(4, 2\)"):
-        metrics.get("accuracy").update(torch.zeros(4, 3), torch.zeros(4, 2))
+        metrics.get("accuracy").update_state(torch.zeros(4, 2), torch.zeros(4, 3))
     with pytest.raises(ValueError, match="at least k=5 classes"):
-        metrics.get("top_k_categorical_accuracy").update(torch.zeros(4, 3), torch.zeros(4, 3))
+        metrics.get("top_k_categorical_accuracy").update_state(torch.zeros(4, 3), torch.zeros(4, 3))
     with pytest.raises(ValueError, match="kind="):
         metrics.Accuracy(kind="multilabel")
 
@@ -183,7 +183,7 @@ def test_confusion_matrix(gen):
 
 def test_confusion_matrix_checks_num_classes():
     with pytest.raises(ValueError, match=r"num_classes=4.*y_pred.shape=\(2, 3\)"):
-        metrics.ConfusionMatrix(num_classes=4).update(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+        metrics.ConfusionMatrix(num_classes=4).update_state(torch.zeros(2, dtype=torch.long), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="average"):
         metrics.Precision(average="samples")
 
@@ -230,20 +230,20 @@ def test_regression_metrics(gen, name, pred_shape, true_shape):
 
 def test_regression_shape_error():
     with pytest.raises(ValueError, match=r"'mse'.*y_pred.shape=\(4, 2\), y_true.shape=\(4,\)"):
-        metrics.get("mse").update(torch.zeros(4, 2), torch.zeros(4))
+        metrics.get("mse").update_state(torch.zeros(4), torch.zeros(4, 2))
 
 
 # -- functions as metrics ----------------------------------------------------------------------------
 def test_function_metric_is_averaged_weighted_by_batch_size(gen):
     y_pred, y_true = torch.randn(N, 2, generator=gen), torch.randn(N, 2, generator=gen)
 
-    def max_error(pred, true):  # not additive over samples: the per-batch weighting shows
+    def max_error(true, pred):  # not additive over samples: the per-batch weighting shows
         return (pred - true).abs().max()
 
     metric = metrics.get(max_error)
     assert isinstance(metric, metrics.MeanMetricWrapper) and metric.name == "max_error"
     result = streamed(metric, y_pred, y_true)
-    values = [float(max_error(p, t)) * len(p) for p, t in batches(y_pred, y_true)]
+    values = [float(max_error(t, p)) * len(p) for p, t in batches(y_pred, y_true)]
     assert float(result) == pytest.approx(sum(values) / N)
 
 
@@ -319,6 +319,11 @@ def regression_example(gen, n):
     return torch.randn(n, 2, generator=gen), torch.randn(n, 2, generator=gen)
 
 
+def weighted_values_example(gen, n):
+    """(weights, values): Mean and Sum take update_state(values, sample_weight)."""
+    return torch.rand(n, generator=gen), torch.randn(n, generator=gen)
+
+
 CLASSIFICATION = (binary_example, sparse_sequence_example, categorical_example)
 EXAMPLES = {
     "acc": CLASSIFICATION, "accuracy": CLASSIFICATION, "binary_accuracy": (binary_example,),
@@ -330,6 +335,13 @@ EXAMPLES = {
     "mae": (regression_example,), "mean_absolute_error": (regression_example,),
     "mse": (regression_example,), "mean_squared_error": (regression_example,),
     "rmse": (regression_example,), "root_mean_squared_error": (regression_example,),
+    "mape": (regression_example,), "mean_absolute_percentage_error": (regression_example,),
+    "msle": (regression_example,), "mean_squared_logarithmic_error": (regression_example,),
+    "logcosh": (regression_example,), "log_cosh_error": (regression_example,),
+    "mean": (weighted_values_example,), "sum": (weighted_values_example,),
+    "binary_crossentropy": (binary_example,), "hinge": (binary_example,),
+    "categorical_crossentropy": (categorical_example,), "kl_divergence": (categorical_example,),
+    "sparse_categorical_crossentropy": (sparse_sequence_example,),
 }
 CASES = [(name, example) for name, examples in EXAMPLES.items() for example in examples]
 
@@ -359,7 +371,7 @@ def forbid_host_sync(monkeypatch):
 def test_update_never_syncs_with_the_host(gen, name, example, forbid_host_sync):
     metric = metrics.get(name)
     for y_pred, y_true in [example(gen, 16), example(gen, 7)]:
-        metric.update(y_pred.requires_grad_(), y_true)
+        metric.update_state(y_true, y_pred.requires_grad_())
     assert all(not state.requires_grad for state in metric.state.values())
 
 
@@ -368,17 +380,17 @@ def test_reset_starts_over_and_config_round_trips(gen, name, example):
     metric = metrics.get(name)
     assert metric.result().shape == (() if name != "confusion_matrix" else (0, 0))
     first, second = example(gen, 50), example(gen, 40)
-    metric.update(*first)
-    metric.reset()
-    metric.update(*second)
+    metric.update_state(*first[::-1])
+    metric.reset_state()
+    metric.update_state(*second[::-1])
     rebuilt = type(metric).from_config(metric.get_config())
     fresh = metrics.get(name)
-    fresh.update(*second)
-    rebuilt.update(*second)
+    fresh.update_state(*second[::-1])
+    rebuilt.update_state(*second[::-1])
     torch.testing.assert_close(metric.result(), fresh.result())
     torch.testing.assert_close(rebuilt.result(), fresh.result())
-    metric.update(*first)  # and it keeps accumulating after the reset
-    fresh.update(*first)
+    metric.update_state(*first[::-1])  # and it keeps accumulating after the reset
+    fresh.update_state(*first[::-1])
     torch.testing.assert_close(metric.result(), fresh.result())
 
 

@@ -1,16 +1,23 @@
 """Loss functions by their Keras names, as ``nn.Module``s computed by PyTorch's fused kernels.
 
-A loss is called as ``loss(y_pred, y_true)`` (PyTorch's order). The class axis is the LAST axis of
-the predictions: ``y_pred`` is ``(N, C)`` or ``(N, T, C)``, with one-hot or soft targets of the
-same shape, or class ids of shape ``(N,)`` / ``(N, T)`` for :class:`SparseCategoricalCrossentropy`.
+A loss is called as ``loss(y_true, y_pred, sample_weight=None)`` (Keras's order), and so is any
+function given to ``compile(loss=...)``. A ``torch.nn`` loss module given to ``compile`` keeps
+torch's order, ``module(input, target)``: :func:`as_loss` wraps it in :class:`TorchLoss`.
 
-Every loss has one value per *position*: per element for the regression and binary losses, per
-sample (or per time step) for the losses over a class axis. ``reduction`` then gives
+The class axis is the LAST axis of the predictions: ``y_pred`` is ``(N, C)`` or ``(N, T, C)``, with
+one-hot or soft targets of the same shape, or class ids of shape ``(N,)`` / ``(N, T)`` for
+:class:`SparseCategoricalCrossentropy`.
 
-- ``"mean"``: the mean over all positions (the value Keras reports; PyTorch's ``"mean"`` too);
-- ``"sum"``: the sum over all positions (PyTorch's ``"sum"``);
-- ``"none"``: one value per sample, shape ``(N,)``, the mean over that sample's positions, so the
-  training engine can weight samples.
+As in Keras, a loss has one value per *position*: the mean over the last axis for the elementwise
+losses (regression, binary cross-entropy, hinge), the value over the class axis for the others.
+``reduction`` (Keras's values) then gives
+
+- ``"sum_over_batch_size"`` (default; ``"mean"`` is the same): the mean over all positions;
+- ``"sum"``: the sum over all positions;
+- ``"none"`` (or None): one value per sample, shape ``(N,)``, the mean over that sample's positions
+  (Keras keeps ``(N, T)`` for sequences; deepzen's engine weights samples, so it needs ``(N,)``).
+
+``sample_weight`` (``(N,)``) multiplies each sample's value before the reduction.
 
 ``forward`` does no checks. The engine calls two methods once, on the full target tensor, before
 training: :meth:`Loss.prepare_targets` (dtype conversion) and :meth:`Loss.check_targets` (raises
@@ -21,15 +28,22 @@ Example:
     >>> import torch
     >>> loss = get("sparse_categorical_crossentropy", from_logits=True)
     >>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])   # (N, C) = (2, 3)
-    >>> round(float(loss(logits, torch.tensor([0, 2]))), 4)        # mean of -log softmax(logits)[y]
+    >>> round(float(loss(torch.tensor([0, 2]), logits)), 4)        # mean of -log softmax(logits)[y]
     0.6691
-    >>> get("mse", reduction="none")(torch.zeros(2, 3), torch.ones(2, 3))
-    tensor([1., 1.])
+    >>> mse = MeanSquaredError()                                     # Keras's documented example
+    >>> y_true, y_pred = torch.tensor([[0., 1.], [0., 0.]]), torch.tensor([[1., 1.], [1., 0.]])
+    >>> float(mse(y_true, y_pred)), float(mse(y_true, y_pred, sample_weight=torch.tensor([0.7, 0.3])))
+    (0.5, 0.25)
+    >>> get("mse", reduction="none")(y_true, y_pred)
+    tensor([0.5000, 0.5000])
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
+import math
+import re
 from typing import Any, Callable
 
 import torch
@@ -41,8 +55,6 @@ from deepzen.serializable import Serializable
 
 LOSSES: Registry[type] = Registry("loss")
 
-REDUCTIONS = ("mean", "sum", "none")
-
 EPSILON = 1e-7
 """Probabilities are clipped to at least this before their log (Keras's ``epsilon()``)."""
 
@@ -51,48 +63,92 @@ def _register(name: str, *aliases: str) -> Callable[[type], type]:
     """Registers a loss class under its Keras function name, its class name and short aliases."""
 
     def add(cls: type) -> type:
+        cls.default_name = name
         return LOSSES.register(name, cls, cls.__name__, *aliases)
 
     return add
 
 
 class Loss(Serializable, nn.Module):
-    """Base class of deepzen losses.
+    """Base class of deepzen losses, called as ``loss(y_true, y_pred, sample_weight=None)`` (Keras's order).
 
-    Subclasses implement :meth:`compute` with PyTorch's reduction semantics; the base turns
-    ``reduction="none"`` into one value per sample. Subclasses store every constructor argument
-    under its own name, which is what :meth:`get_config` returns.
+    Two ways to write one:
+
+    - Keras's way: implement ``call(self, y_true, y_pred)`` returning the unreduced values (one per
+      sample, or per position); the base applies ``sample_weight`` and ``reduction`` to them exactly
+      as Keras does.
+    - deepzen's built-ins implement ``compute(self, y_true, y_pred, reduction)`` with PyTorch's
+      fused reductions ("mean", "sum", "none" per position), which is faster in the training step.
+
+    A subclass that defines ``forward``, or a ``call``/``compute`` whose first argument is named like
+    the predictions (``y_pred``, ``logits``, ...), is refused when the class is defined: deepzen once
+    called losses as ``(y_pred, y_true)``, and such a class would now receive its arguments swapped.
 
     Args:
-        reduction: "mean", "sum" or "none" (see the module docstring).
+        name: the loss's name (default: its Keras function name, e.g. "mean_squared_error").
+        reduction: "sum_over_batch_size" (default; "mean" is the same), "sum", or "none"/None
+            (see the module docstring).
 
     Call arguments:
-        y_pred: the model's output, ``(N, ...)``.
         y_true: the targets, ``(N, ...)`` (the shape each loss expects is in its docstring).
+        y_pred: the model's output, ``(N, ...)``.
+        sample_weight: optional ``(N,)`` weights, one per sample.
 
     Returns:
-        A scalar for "mean" and "sum", a tensor of shape ``(N,)`` for "none".
+        A scalar, or a tensor of shape ``(N,)`` for "none".
     """
 
-    def __init__(self, reduction: str = "mean"):
+    elementwise = True
+    """The loss has one value per element, which Keras averages over the last axis (MSE, BCE, ...);
+    False for losses over a class axis (cross-entropy, KL divergence) or a whole sequence (CRF)."""
+
+    default_name: str | None = None  # set by ``_register``
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _refuse_old_argument_order(cls)
+
+    def __init__(self, name: str | None = None, reduction: str | None = "sum_over_batch_size"):
         super().__init__()
         if reduction not in REDUCTIONS:
-            raise ValueError(f"{type(self).__name__} expects reduction 'mean', 'sum' or 'none'. "
+            raise ValueError(f"{type(self).__name__} expects reduction in {REDUCTIONS}. "
                              f"Received: reduction={reduction!r}")
+        self.name = name or self.default_name or _snake_case(type(self).__name__)
         self.reduction = reduction
 
-    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-        if self.reduction == "none":
-            return self.per_sample(self.compute(y_pred, y_true, "none"), y_true)
-        return self.compute(y_pred, y_true, self.reduction)
+    def forward(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
+        reduction = _REDUCTION_MODES[self.reduction]
+        if not isinstance(y_pred, torch.Tensor):  # Keras's examples pass lists
+            y_pred = torch.as_tensor(y_pred, dtype=torch.get_default_dtype())
+        if not isinstance(y_true, torch.Tensor):
+            y_true = torch.as_tensor(y_true, device=y_pred.device)
+        if type(self).call is not Loss.call:  # a Keras-style subclass: reduce what its call returns
+            return reduce_values(self.call(y_true, y_pred), sample_weight, reduction)
+        if sample_weight is None and reduction != "none":  # the fused kernel does the reduction
+            value = self.compute(y_true, y_pred, reduction)
+            if reduction == "sum" and self.elementwise and y_pred.dim() >= 2:
+                value = value / y_pred.shape[-1]  # Keras sums the per-position means over the last axis
+            return value
+        per_sample = self.per_sample(self.compute(y_true, y_pred, "none"), y_true)  # (N,)
+        value = reduce_values(per_sample, sample_weight, reduction)
+        # A sample's value is the mean over its positions; Keras's "sum" adds the positions.
+        return value * self.positions(y_pred) if reduction == "sum" else value
 
-    def compute(self, y_pred: torch.Tensor, y_true: torch.Tensor, reduction: str) -> torch.Tensor:
+    def call(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """The unreduced loss: one value per sample, ``(N,)``. Keras-style subclasses override it."""
+        return self.per_sample(self.compute(y_true, y_pred, "none"), y_true)
+
+    def compute(self, y_true: torch.Tensor, y_pred: torch.Tensor, reduction: str) -> torch.Tensor:
         """The loss with PyTorch's ``reduction``: "none" gives one value per position, ``(N, ...)``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement call(self, y_true, y_pred)")
 
     def per_sample(self, losses: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         """Per-position losses ``(N, ...)`` -> per-sample means ``(N,)``."""
         return losses if losses.dim() == 1 else losses.flatten(1).mean(1)
+
+    def positions(self, y_pred: torch.Tensor) -> int:
+        """How many values per sample Keras's "none" would keep: all axes but the batch and the last."""
+        return math.prod(y_pred.shape[1:-1]) if y_pred.dim() >= 2 else 1
 
     # -- called once, before training ---------------------------------------------------------------
     def prepare_targets(self, y_true: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -117,7 +173,7 @@ class Loss(Serializable, nn.Module):
         """The constructor arguments, so that ``type(loss)(**loss.get_config())`` rebuilds the loss."""
         parameters = inspect.signature(type(self).__init__).parameters.values()
         return {p.name: getattr(self, p.name) for p in parameters
-                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and hasattr(self, p.name)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Loss":
@@ -127,8 +183,58 @@ class Loss(Serializable, nn.Module):
         return ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
 
 
+REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none", None)
+_REDUCTION_MODES = {"sum_over_batch_size": "mean", "mean": "mean", "sum": "sum", "none": "none", None: "none"}
+
+# First argument names that mean a class still takes deepzen's old order (y_pred, y_true).
+_PREDICTION_NAMES = ("y_pred", "pred", "preds", "prediction", "predictions", "output", "outputs", "logits", "input")
+
+
+def _refuse_old_argument_order(cls: type) -> None:
+    """Raises ``TypeError`` for a Loss subclass written for the old ``(y_pred, y_true)`` order."""
+    if "forward" in cls.__dict__:
+        raise TypeError(f"{cls.__name__} defines forward(); deepzen Loss subclasses implement "
+                        f"call(self, y_true, y_pred) (Keras's order) and are called as "
+                        f"loss(y_true, y_pred, sample_weight=None). Rename forward to call, with y_true first")
+    for method in ("call", "compute"):
+        function = cls.__dict__.get(method)
+        if function is None:
+            continue
+        arguments = list(inspect.signature(function).parameters)[1:2]
+        if arguments and arguments[0] in _PREDICTION_NAMES:
+            raise TypeError(f"{cls.__name__}.{method} takes {arguments[0]!r} first; deepzen calls losses as "
+                            f"{method}(y_true, y_pred) (Keras's order). Received: {method}"
+                            f"{inspect.signature(function)}")
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def reduce_values(values: Any, sample_weight: Any = None, reduction: str = "mean") -> torch.Tensor:
+    """Keras's reduction of unreduced loss values: weighted, then summed or averaged over all of them.
+
+    Args:
+        values: ``(N, ...)`` loss values (or a scalar, returned weighted as it is).
+        sample_weight: ``(N,)`` (or broadcastable) weights; they multiply the values first.
+        reduction: "mean" (the sum over the number of values: Keras's "sum_over_batch_size"),
+            "sum" or "none".
+    """
+    values = torch.as_tensor(values)
+    if sample_weight is not None:
+        weights = torch.as_tensor(sample_weight, dtype=values.dtype, device=values.device)
+        weights = weights.reshape(weights.shape + (1,) * max(values.dim() - weights.dim(), 0))  # (N, 1, ...)
+        values = values * weights
+    if reduction == "none" or values.dim() == 0:
+        return values
+    return values.sum() if reduction == "sum" else values.mean()
+
+
 def _aligned(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
-    """``y_true`` in ``y_pred``'s shape: drops or adds a trailing axis of size 1, never broadcasts."""
+    """``y_true`` in ``y_pred``'s shape and dtype: drops or adds a trailing axis of size 1, never broadcasts.
+
+    (The engine converts targets once, before training, so in ``fit`` both checks are no-ops.)"""
+    y_true = y_true if y_true.dtype == y_pred.dtype else y_true.to(y_pred.dtype)
     return y_true if y_true.shape == y_pred.shape else y_true.reshape(y_pred.shape)
 
 
@@ -150,7 +256,7 @@ class MeanSquaredError(Loss):
     (``(N,)`` targets for ``(N, 1)`` predictions), it never broadcasts to ``(N, N)``.
     """
 
-    def compute(self, y_pred, y_true, reduction):
+    def compute(self, y_true, y_pred, reduction):
         return F.mse_loss(y_pred, _aligned(y_true, y_pred), reduction=reduction)
 
 
@@ -158,7 +264,7 @@ class MeanSquaredError(Loss):
 class MeanAbsoluteError(Loss):
     """``|y_pred - y_true|`` per element; targets shaped as for :class:`MeanSquaredError`."""
 
-    def compute(self, y_pred, y_true, reduction):
+    def compute(self, y_true, y_pred, reduction):
         return F.l1_loss(y_pred, _aligned(y_true, y_pred), reduction=reduction)
 
 
@@ -174,13 +280,14 @@ class Huber(Loss):
         reduction: see :class:`Loss`.
     """
 
-    def __init__(self, delta: float = 1.0, reduction: str = "mean"):
-        super().__init__(reduction)
+    def __init__(self, delta: float = 1.0, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None):
+        super().__init__(name=name, reduction=reduction)
         if not delta > 0:
             raise ValueError(f"Huber expects delta > 0. Received: delta={delta}")
         self.delta = float(delta)
 
-    def compute(self, y_pred, y_true, reduction):
+    def compute(self, y_true, y_pred, reduction):
         return F.huber_loss(y_pred, _aligned(y_true, y_pred), reduction=reduction, delta=self.delta)
 
 
@@ -193,7 +300,7 @@ class Hinge(Loss):
     :class:`MeanSquaredError`.
     """
 
-    def compute(self, y_pred, y_true, reduction):
+    def compute(self, y_true, y_pred, reduction):
         y_true = _aligned(y_true, y_pred)
         y_true = torch.where(y_true == 0, -1.0, y_true)  # 0/1 labels -> -1/1, without reading values
         return _reduce(F.relu(1.0 - y_true * y_pred), reduction)
@@ -218,17 +325,18 @@ class BinaryCrossentropy(Loss):
         reduction: see :class:`Loss`.
 
     Call arguments:
-        y_pred: probabilities or logits, ``(N, ...)``.
         y_true: 0/1 labels (or probabilities) of the same shape; a missing or extra trailing
             axis of size 1 is allowed.
+        y_pred: probabilities or logits, ``(N, ...)``.
     """
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, reduction: str = "mean"):
-        super().__init__(reduction)
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None):
+        super().__init__(name=name, reduction=reduction)
         self.from_logits = bool(from_logits)
         self.label_smoothing = _check_label_smoothing(self, label_smoothing)
 
-    def compute(self, y_pred, y_true, reduction):
+    def compute(self, y_true, y_pred, reduction):
         y_true = _aligned(y_true, y_pred)
         if self.label_smoothing:
             y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
@@ -267,16 +375,20 @@ class CategoricalCrossentropy(Loss):
         reduction: see :class:`Loss`.
 
     Call arguments:
-        y_pred: probabilities or logits, ``(N, C)`` or ``(N, T, C)``.
         y_true: one-hot rows or distributions of the same shape (all-zero rows add no loss).
+        y_pred: probabilities or logits, ``(N, C)`` or ``(N, T, C)``.
     """
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, reduction: str = "mean"):
-        super().__init__(reduction)
+    elementwise = False
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None):
+        super().__init__(name=name, reduction=reduction)
         self.from_logits = bool(from_logits)
         self.label_smoothing = _check_label_smoothing(self, label_smoothing)
 
-    def compute(self, y_pred, y_true, reduction):
+    def compute(self, y_true, y_pred, reduction):
+        y_true = y_true if y_true.dtype == y_pred.dtype else y_true.to(y_pred.dtype)
         target = y_true if y_true.dim() == 2 else y_true.reshape(-1, y_pred.shape[-1])  # (N*T, C)
         return _class_last_cross_entropy(y_pred, target, self.from_logits, reduction,
                                          label_smoothing=self.label_smoothing)
@@ -312,19 +424,22 @@ class SparseCategoricalCrossentropy(Loss):
         reduction: see :class:`Loss`; with "none", a sample's value is the mean over its counted positions.
 
     Call arguments:
-        y_pred: probabilities or logits, ``(N, C)`` or ``(N, T, C)``.
         y_true: int64 class ids in ``[0, C)`` (or ``ignore_index``), ``(N,)`` or ``(N, T)``; a
             trailing axis of size 1 is allowed.
+        y_pred: probabilities or logits, ``(N, C)`` or ``(N, T, C)``.
     """
 
+    elementwise = False
+
     def __init__(self, from_logits: bool = False, ignore_index: int = -100, label_smoothing: float = 0.0,
-                 reduction: str = "mean"):
-        super().__init__(reduction)
+                 reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None):
+        super().__init__(name=name, reduction=reduction)
         self.from_logits = bool(from_logits)
         self.ignore_index = int(ignore_index)
         self.label_smoothing = _check_label_smoothing(self, label_smoothing)
 
-    def compute(self, y_pred, y_true, reduction):
+    def compute(self, y_true, y_pred, reduction):
         target = y_true if y_true.dim() == 1 else y_true.reshape(-1)  # (N*T,)
         return _class_last_cross_entropy(y_pred, target, self.from_logits, reduction,
                                          ignore_index=self.ignore_index, label_smoothing=self.label_smoothing)
@@ -380,17 +495,20 @@ class KLDivergence(Loss):
         reduction: see :class:`Loss`.
 
     Call arguments:
-        y_pred: probabilities or logits, ``(N, C)`` or ``(N, T, C)``.
         y_true: distributions of the same shape.
+        y_pred: probabilities or logits, ``(N, C)`` or ``(N, T, C)``.
     """
 
-    def __init__(self, from_logits: bool = False, reduction: str = "mean"):
-        super().__init__(reduction)
+    elementwise = False
+
+    def __init__(self, from_logits: bool = False, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None):
+        super().__init__(name=name, reduction=reduction)
         self.from_logits = bool(from_logits)
 
-    def compute(self, y_pred, y_true, reduction):
+    def compute(self, y_true, y_pred, reduction):
         log_p = F.log_softmax(y_pred, dim=-1) if self.from_logits else torch.log(y_pred.clamp(EPSILON, 1.0))
-        losses = F.kl_div(log_p, y_true.clamp(EPSILON, 1.0), reduction="none").sum(-1)  # (N,) or (N, T)
+        losses = F.kl_div(log_p, y_true.to(log_p.dtype).clamp(EPSILON, 1.0), reduction="none").sum(-1)  # (N,) or (N, T)
         return _reduce(losses, reduction)
 
     def check_targets(self, y_pred_example, y_true):
@@ -459,13 +577,119 @@ def _check_whole_numbers(loss: Loss, y_true: torch.Tensor) -> None:
                          f"Received: the value {float(fractional[0]):g}")
 
 
+class LossFunctionWrapper(Loss):
+    """A function ``fn(y_true, y_pred, **kwargs)`` as a :class:`Loss` (Keras's class of that name).
+
+    ``fn`` returns per-sample values ``(N,)`` (or per position, or a scalar); ``reduction`` and
+    ``sample_weight`` apply to them as to any Keras-style :class:`Loss`.
+
+    Args:
+        fn: the loss function, called with the targets first.
+        name: default: the function's name.
+        reduction: see :class:`Loss`.
+        **kwargs: passed to ``fn`` on every call.
+    """
+
+    def __init__(self, fn: Callable[..., Any], reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None, **kwargs: Any):
+        super().__init__(name=name or getattr(fn, "__name__", None) or type(fn).__name__, reduction=reduction)
+        self.fn, self.fn_kwargs = fn, kwargs
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self.fn_kwargs)
+
+    def prepare_targets(self, y_true, dtype=None):
+        """The targets as a tensor, their dtype unchanged: the function decides what it takes."""
+        return torch.as_tensor(y_true)
+
+    def check_targets(self, y_pred_example, y_true):
+        """Nothing to check: the function decides which targets fit."""
+
+    def get_config(self):
+        fn = f"{getattr(self.fn, '__module__', '?')}.{getattr(self.fn, '__qualname__', type(self.fn).__name__)}"
+        return {"fn": fn, "reduction": self.reduction, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        raise TypeError(f"A wrapped loss function cannot be rebuilt from a config (received fn={config.get('fn')!r}): "
+                        f"pass the function to compile(loss=...) again")
+
+
+class TorchLoss(Loss):
+    """A ``torch.nn`` loss module, called in torch's order ``module(input, target)``.
+
+    ``TorchLoss(module)(y_true, y_pred)`` is ``module(y_pred, y_true)`` with the module's own
+    reduction. With ``sample_weight``, or with ``reduction="none"`` (set by the engine for sample or
+    class weights), the module runs with ``reduction="none"`` and its values are averaged per sample.
+
+    Args:
+        module: e.g. ``torch.nn.CrossEntropyLoss()``; it must have a ``reduction`` attribute for
+            sample weights.
+        reduction: see :class:`Loss`.
+    """
+
+    elementwise = False
+
+    def __init__(self, module: nn.Module, reduction: str | None = "sum_over_batch_size", name: str | None = None):
+        super().__init__(name=name or type(module).__name__, reduction=reduction)
+        self.module = module
+        self.unreduced: tuple[nn.Module] | None = None
+
+    def compute(self, y_true, y_pred, reduction):
+        if reduction != "none":
+            return self.module(y_pred, y_true)  # torch's order, and the module's own reduction
+        if not hasattr(self.module, "reduction"):
+            raise ValueError(f"sample_weight/class_weight need a loss with a 'reduction' attribute; "
+                             f"{self.module!r} has none")
+        if self.unreduced is None:  # built once: the module with reduction="none"
+            self.unreduced = (copy.copy(self.module),)  # a tuple, so nn.Module does not register it twice
+            self.unreduced[0].reduction = "none"
+        return self.unreduced[0](y_pred, y_true)
+
+    def prepare_targets(self, y_true, dtype=None):
+        """The targets as a tensor, their dtype unchanged (torch's losses say what they take)."""
+        return torch.as_tensor(y_true)
+
+    def check_targets(self, y_pred_example, y_true):
+        """Nothing to check: the module raises for targets it does not take."""
+
+    def get_config(self):
+        return {"module": repr(self.module), "reduction": self.reduction, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        raise TypeError(f"A torch loss module cannot be rebuilt from a config (received module={config.get('module')!r}): "
+                        f"pass it to compile(loss=...) again")
+
+
+def as_loss(loss: Any) -> Loss:
+    """Any loss ``compile`` accepts, as a :class:`Loss` called ``loss(y_true, y_pred, sample_weight=None)``.
+
+    A :class:`Loss` is returned as it is; a ``torch.nn`` module is wrapped in :class:`TorchLoss` (it
+    keeps torch's ``(input, target)`` order); a function ``fn(y_true, y_pred)`` in
+    :class:`LossFunctionWrapper`.
+
+    Raises:
+        TypeError: for anything that is not callable.
+    """
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, nn.Module):
+        return TorchLoss(loss)
+    if callable(loss):
+        return LossFunctionWrapper(loss)
+    raise TypeError(f"A loss must be a Loss, a torch.nn loss module or a function fn(y_true, y_pred). "
+                    f"Received: {loss!r} of type {type(loss).__name__}")
+
+
 def get(identifier: Any, **kwargs: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A loss from a name, a class, a module or a callable.
 
     Args:
         identifier: a registered name ("mse", "binary_crossentropy", "SparseCategoricalCrossentropy",
             ...; case and "-"/"_" do not matter) or a loss class, instantiated with ``kwargs``; a
-            :class:`Loss` or any ``nn.Module`` or callable ``f(y_pred, y_true)``, returned as it is.
+            :class:`Loss`, a ``torch.nn`` loss module (called in torch's order) or a function
+            ``f(y_true, y_pred)`` (Keras's order), returned as it is (:func:`as_loss` wraps the last two).
         **kwargs: constructor arguments for a named loss, e.g. ``get("bce", from_logits=True)``.
 
     Raises:
@@ -482,4 +706,4 @@ def get(identifier: Any, **kwargs: Any) -> Callable[[torch.Tensor, torch.Tensor]
     if callable(identifier):
         return identifier
     raise TypeError(f"A loss must be a name ({', '.join(LOSSES.names())}), a Loss or a callable "
-                    f"f(y_pred, y_true). Received: {identifier!r} of type {type(identifier).__name__}")
+                    f"f(y_true, y_pred). Received: {identifier!r} of type {type(identifier).__name__}")

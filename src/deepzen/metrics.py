@@ -1,11 +1,17 @@
 """Streaming metrics by their Keras names, accumulated on the device without host syncs.
 
-The training engine calls ``update(y_pred, y_true)`` on every step and reads ``result()`` only every
-N steps and at the end of an epoch. So ``update`` adds into state tensors that live on the
-predictions' device and never reads a value back: no ``.item()``, no ``.cpu()``, no Python ``if``
-on a tensor. Decisions made in Python (binary or multiclass? how many classes?) look only at
-*shapes*, once, at the first update after construction or ``reset()``, which is also when the
-state tensors are allocated on ``y_pred``'s device.
+Every metric has Keras's three methods: ``update_state(y_true, y_pred, sample_weight=None)`` adds a
+batch, ``result()`` reads the metric over everything seen since ``reset_state()``. Functions given to
+``compile(metrics=[...])`` are called ``fn(y_true, y_pred)`` too (:class:`MeanMetricWrapper`).
+
+The training engine calls ``update_state`` on every step and reads ``result()`` only every N steps
+and at the end of an epoch. So ``update_state`` adds into state tensors (``metric.state``) that live
+on the predictions' device and never reads a value back: no ``.item()``, no ``.cpu()``, no Python
+``if`` on a tensor. Decisions made in Python (binary or multiclass? how many classes?) look only at
+*shapes*, once, at the first update after construction or ``reset_state()``, which is also when the
+built-in metrics allocate their state on ``y_pred``'s device. A custom metric creates its state in
+``__init__`` with :meth:`Metric.add_weight`, as in Keras; it moves to the predictions' device at the
+first update.
 
 Predictions put the class axis last (Keras convention): ``y_pred`` is ``(N,)``/``(N, 1)`` for a
 binary task, ``(N, C)`` for C classes and ``(N, T, C)`` for sequences.
@@ -13,18 +19,26 @@ binary task, ``(N, C)`` for C classes and ``(N, T, C)`` for sequences.
 Example:
     >>> import torch
     >>> accuracy = get("accuracy")
-    >>> accuracy.update(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([0, 0]))
-    >>> accuracy.update(torch.tensor([[0.3, 0.7]]), torch.tensor([1]))
+    >>> accuracy.update_state(torch.tensor([0, 0]), torch.tensor([[0.9, 0.1], [0.2, 0.8]]))
+    >>> accuracy.update_state(torch.tensor([1]), torch.tensor([[0.3, 0.7]]))
     >>> round(float(accuracy.result()), 4)  # 2 of 3 right
     0.6667
+    >>> m = BinaryAccuracy()                 # Keras's documented example
+    >>> m.update_state([[1], [1], [0], [0]], [[0.98], [1], [0], [0.6]])
+    >>> float(m.result())
+    0.75
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import re
 from typing import Any, Callable
 
 import torch
 
+from deepzen import losses
 from deepzen._registry import Registry
 from deepzen.serializable import Serializable
 
@@ -32,38 +46,137 @@ METRICS: Registry[Any] = Registry("metric")
 
 CLASSIFICATION_KINDS = ("auto", "binary", "sparse", "categorical")
 
+# First argument names that mean an update still takes deepzen's old order (y_pred, y_true).
+_PREDICTION_NAMES = ("y_pred", "pred", "preds", "prediction", "predictions", "output", "outputs", "logits")
+
 
 def _sum_dtype(device: torch.device) -> torch.dtype:
     # Sums of errors over an epoch keep float64 where the device has it (MPS has not).
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-class Metric(Serializable):
-    """Base class of streaming metrics.
+class MetricVariable(torch.Tensor):
+    """A metric's state tensor with Keras's variable methods: ``assign``, ``assign_add``, ``assign_sub``.
 
-    Subclasses implement :meth:`build` (allocate zeroed state tensors from the first batch's
-    shapes), :meth:`update_state` (add one batch into the state, on the device) and :meth:`compute`
-    (the result from the state).
-
-    Args:
-        name: the key under which the metric is logged (in ``History``, progress bars, ...).
+    Operations on it give plain tensors (like ``nn.Parameter``); the methods update it in place, on
+    its device, without a host sync.
     """
 
-    def __init__(self, name: str):
-        self.name = name
-        self.state: dict[str, torch.Tensor] | None = None
+    __torch_function__ = torch._C._disabled_torch_function_impl
 
-    def update(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> None:
+    def assign(self, value: Any) -> "MetricVariable":
+        self.copy_(torch.as_tensor(value))
+        return self
+
+    def assign_add(self, value: Any) -> "MetricVariable":
+        self.add_(torch.as_tensor(value, device=self.device))
+        return self
+
+    def assign_sub(self, value: Any) -> "MetricVariable":
+        self.sub_(torch.as_tensor(value, device=self.device))
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "MetricVariable":
+        if id(self) not in memo:
+            memo[id(self)] = torch.Tensor._make_subclass(MetricVariable, self.detach().clone(), False)
+        return memo[id(self)]
+
+    def __reduce_ex__(self, protocol):  # saved (torch.save, pickle) as a plain tensor
+        return torch.Tensor.__reduce_ex__(self.as_subclass(torch.Tensor), protocol)
+
+
+def _streaming(update: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps an ``update_state``: no autograd, array-likes become tensors, and the metric's variables
+    move to the predictions' device at the first update there (a shape/device check, no host sync)."""
+    if getattr(update, "is_streaming", False):
+        return update
+
+    @functools.wraps(update)
+    def update_state(self, *args: Any, **kwargs: Any) -> None:
+        with torch.no_grad():
+            device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+            if device is None:
+                device = next(iter(self.state.values())).device if self.state else torch.device("cpu")
+            args = tuple(_as_tensor(a, device) for a in args)
+            kwargs = {key: _as_tensor(value, device) for key, value in kwargs.items()}
+            if self.initial_values:
+                self._move_variables(device)
+            update(self, *args, **kwargs)
+
+    update_state.is_streaming = True
+    return update_state
+
+
+def _as_tensor(value: Any, device: torch.device) -> Any:
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    return torch.as_tensor(value, device=device)
+
+
+class Metric(Serializable):
+    """Base class of streaming metrics (Keras's ``keras.metrics.Metric``).
+
+    A custom metric, as in Keras, creates its state in ``__init__`` with :meth:`add_weight` and
+    overrides ``update_state(self, y_true, y_pred, sample_weight=None)`` and ``result(self)``;
+    ``reset_state`` sets every weight back to its initial value. ``update_state`` runs without
+    autograd and receives tensors (lists and arrays are converted).
+
+    deepzen's built-in metrics allocate their state from the first batch's shapes instead: they
+    implement :meth:`build` (zeroed state tensors), :meth:`accumulate` (add one batch, on the
+    device) and :meth:`compute` (the result from the state).
+
+    A subclass whose ``update_state`` takes the predictions first (``y_pred``, ``logits``, ...) is
+    refused when the class is defined: deepzen once called metrics as ``(y_pred, y_true)``.
+
+    Args:
+        name: the key under which the metric is logged (in ``History``, progress bars, ...);
+            default: the class name in snake case.
+        dtype: the default dtype of :meth:`add_weight` (float32 if None).
+
+    Example:
+        >>> class TruePositives(Metric):
+        ...     def __init__(self, name="true_positives", **kwargs):
+        ...         super().__init__(name=name, **kwargs)
+        ...         self.true_positives = self.add_weight(name="tp", initializer="zeros")
+        ...     def update_state(self, y_true, y_pred, sample_weight=None):
+        ...         self.true_positives.assign_add(((y_true == 1) & (y_pred > 0.5)).sum())
+        ...     def result(self):
+        ...         return self.true_positives
+        >>> m = TruePositives()
+        >>> m.update_state([1, 1, 0], [0.9, 0.2, 0.8])
+        >>> float(m.result())
+        1.0
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        update = cls.__dict__.get("update_state")
+        if update is not None:
+            arguments = list(inspect.signature(update).parameters)[1:2]
+            if arguments and arguments[0] in _PREDICTION_NAMES:
+                raise TypeError(f"{cls.__name__}.update_state takes {arguments[0]!r} first; deepzen calls metrics "
+                                f"as update_state(y_true, y_pred, sample_weight=None) (Keras's order). "
+                                f"Received: update_state{inspect.signature(update)}")
+            cls.update_state = _streaming(update)
+
+    def __init__(self, name: str | None = None, dtype: torch.dtype | str | None = None):
+        self.name = name or _snake_case(type(self).__name__)
+        self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        self.state: dict[str, torch.Tensor] | None = None
+        self.initial_values: dict[str, torch.Tensor] = {}  # of the weights made by add_weight
+
+    def update_state(self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None = None
+                     ) -> None:
         """Adds one batch. Never synchronizes with the host.
 
         Args:
+            y_true: targets for the samples (labels, one-hot rows or values).
             y_pred: predictions, class axis last, e.g. ``(N,)``, ``(N, C)`` or ``(N, T, C)``.
-            y_true: targets for the same samples (labels, one-hot rows or values).
+            sample_weight: optional ``(N,)`` weights (the metrics that take them say so).
         """
-        with torch.no_grad():
-            if self.state is None:
-                self.state = self.build(y_pred, y_true)
-            self.update_state(y_pred, y_true)
+        if self.state is None:
+            self.state = self.build(y_true, y_pred)
+        self.accumulate(y_true, y_pred, sample_weight)
 
     def result(self) -> torch.Tensor:
         """The metric over everything seen since the last reset, as a tensor on the state's device."""
@@ -71,14 +184,63 @@ class Metric(Serializable):
             return torch.zeros(())
         return self.compute()
 
+    def reset_state(self) -> None:
+        """Forgets all batches: weights go back to their initial values; state built from shapes is
+        dropped, and the next update allocates it afresh (and re-reads the shapes)."""
+        if self.initial_values:
+            for name, value in self.initial_values.items():
+                self.state[name].copy_(value)  # in place: attributes that hold the weight stay valid
+        else:
+            self.state = None
+
     def reset(self) -> None:
-        """Forgets all batches; the next update allocates fresh state (and re-reads the shapes)."""
-        self.state = None
+        """deepzen's older name of :meth:`reset_state`."""
+        self.reset_state()
 
-    def build(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+    def add_weight(self, name: str | None = None, shape: tuple[int, ...] = (), initializer: Any = "zeros",
+                   dtype: torch.dtype | str | None = None) -> MetricVariable:
+        """A state tensor of the metric (Keras's ``Metric.add_weight``), kept in ``self.state[name]``.
 
-    def update_state(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> None:
+        Args:
+            name: the key in ``self.state`` (default: ``"variable_<i>"``).
+            shape: the tensor's shape; ``()`` for a scalar.
+            initializer: "zeros", "ones", a number, or a function ``shape -> tensor``.
+            dtype: default: the metric's ``dtype``, else float32.
+
+        Returns:
+            A :class:`MetricVariable` (a tensor with ``assign``/``assign_add``/``assign_sub``).
+        """
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        dtype = dtype or self.dtype or torch.float32
+        shape = tuple(shape) if not isinstance(shape, int) else (shape,)
+        if callable(initializer):
+            initial = torch.as_tensor(initializer(shape)).to(dtype)
+        else:
+            value = {"zeros": 0, "ones": 1}.get(initializer, initializer)
+            if not isinstance(value, (int, float)):
+                raise ValueError(f"Metric '{self.name}': add_weight expects initializer 'zeros', 'ones', a number or "
+                                 f"a function. Received: initializer={initializer!r}")
+            initial = torch.full(shape, value, dtype=dtype)
+        self.state = self.state if self.state is not None else {}
+        name = name or f"variable_{len(self.state)}"
+        if name in self.state:
+            raise ValueError(f"Metric '{self.name}' already has a weight named {name!r}")
+        self.initial_values[name] = initial
+        variable = torch.Tensor._make_subclass(MetricVariable, initial.clone(), False)
+        self.state[name] = variable
+        return variable
+
+    def _move_variables(self, device: torch.device) -> None:
+        for name, variable in self.state.items():
+            if variable.device != device:  # once, at the first update on a new device
+                variable.data = variable.data.to(device)  # in place: attributes that hold it stay valid
+                self.initial_values[name] = self.initial_values[name].to(device)
+
+    def build(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must override update_state(self, y_true, y_pred, "
+                                  f"sample_weight=None) and result(self)")
+
+    def accumulate(self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None) -> None:
         raise NotImplementedError
 
     def compute(self) -> torch.Tensor:
@@ -94,6 +256,30 @@ class Metric(Serializable):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+
+Metric.update_state = _streaming(Metric.update_state)
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def _no_sample_weight(metric: Metric, sample_weight: Any) -> None:
+    if sample_weight is not None:
+        raise ValueError(f"Metric '{metric.name}' ({type(metric).__name__}) does not take sample_weight. "
+                         f"Received: sample_weight of shape {tuple(sample_weight.shape)}")
+
+
+def _weights(sample_weight: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """``(N,)`` sample weights broadcast over ``like``'s positions ``(N, ...)``, or None."""
+    if sample_weight is None:
+        return None
+    weights = sample_weight.to(like.device, torch.float64 if like.device.type != "mps" else torch.float32)
+    if weights.dim() == 0 or weights.shape == like.shape:
+        return weights
+    weights = weights.reshape(weights.shape[0], *([1] * (like.dim() - 1))) if weights.dim() == 1 else weights
+    return weights.expand(like.shape)
 
 
 def _zeros(reference: torch.Tensor, *shape: int, dtype: torch.dtype = torch.long) -> torch.Tensor:
@@ -168,6 +354,12 @@ def actual_classes(kind: str, y_pred: torch.Tensor, y_true: torch.Tensor) -> tor
 class Accuracy(Metric):
     """Fraction of positions whose class is predicted right (in the top ``k`` for k > 1).
 
+    This is what ``compile(metrics=["accuracy"])`` gives, read as Keras reads that string: binary,
+    sparse or categorical from the shapes (and binary under a binary cross-entropy loss). The classes
+    below fix the kind: :class:`BinaryAccuracy`, :class:`CategoricalAccuracy`,
+    :class:`SparseCategoricalAccuracy`, :class:`TopKCategoricalAccuracy`,
+    :class:`SparseTopKCategoricalAccuracy`.
+
     Args:
         kind: "auto" (decided from the first batch's shapes, see :func:`classification_kind`),
             "binary" (``y_pred > threshold`` against 0/1 targets, elementwise, so also multi-label),
@@ -177,28 +369,30 @@ class Accuracy(Metric):
         ignore_index: positions whose label equals it are left out (padding in sequences).
         name: logging key.
 
-    Shapes:
-        y_pred ``(N,)``/``(N, 1)`` (binary), ``(N, C)`` or ``(N, T, C)``; y_true ``(N,)``, ``(N, 1)``,
-        ``(N, T)`` labels or one-hot rows shaped like y_pred.
+    Call arguments (``update_state``):
+        y_true: ``(N,)``, ``(N, 1)``, ``(N, T)`` labels or one-hot rows shaped like y_pred.
+        y_pred: ``(N,)``/``(N, 1)`` (binary), ``(N, C)`` or ``(N, T, C)``.
+        sample_weight: optional ``(N,)`` weights of the samples.
     """
 
     def __init__(self, kind: str = "auto", k: int = 1, threshold: float = 0.5, ignore_index: int = -100,
-                 name: str = "accuracy"):
-        super().__init__(name)
+                 name: str = "accuracy", dtype: Any = None):
+        super().__init__(name, dtype)
         if kind not in CLASSIFICATION_KINDS:
-            raise ValueError(f"Accuracy expects kind in {CLASSIFICATION_KINDS}. Received: kind={kind!r}")
+            raise ValueError(f"{type(self).__name__} expects kind in {CLASSIFICATION_KINDS}. Received: kind={kind!r}")
         if k < 1:
-            raise ValueError(f"Accuracy expects k >= 1. Received: k={k}")
+            raise ValueError(f"{type(self).__name__} expects k >= 1. Received: k={k}")
         self.kind, self.k, self.threshold, self.ignore_index = kind, int(k), float(threshold), int(ignore_index)
 
-    def build(self, y_pred, y_true):
+    def build(self, y_true, y_pred):
         self.resolved_kind = classification_kind(self.kind, y_pred.shape, y_true.shape, f"Metric '{self.name}'")
         if self.k > 1 and (self.resolved_kind == "binary" or y_pred.shape[-1] < self.k):
             raise ValueError(f"Metric '{self.name}' expects y_pred with at least k={self.k} classes on its last "
                              f"axis. Received: y_pred.shape={tuple(y_pred.shape)}")
-        return {"correct": _zeros(y_pred), "count": _zeros(y_pred)}
+        dtype = _sum_dtype(y_pred.device)  # float sums, so that sample weights add in too
+        return {"correct": _zeros(y_pred, dtype=dtype), "count": _zeros(y_pred, dtype=dtype)}
 
-    def update_state(self, y_pred, y_true):
+    def accumulate(self, y_true, y_pred, sample_weight):
         actual = actual_classes(self.resolved_kind, y_pred, y_true)
         if self.k == 1:
             right = predicted_classes(self.resolved_kind, y_pred, self.threshold) == actual
@@ -206,30 +400,89 @@ class Accuracy(Metric):
             top = y_pred.topk(self.k, dim=-1).indices  # (..., k)
             right = (top == actual.unsqueeze(-1)).any(-1)
         kept = actual != self.ignore_index
-        self.state["correct"] += (right & kept).sum()
-        self.state["count"] += kept.sum()
+        if sample_weight is None:
+            self.state["correct"] += (right & kept).sum()
+            self.state["count"] += kept.sum()
+            return
+        positions = y_pred if self.resolved_kind == "binary" else actual
+        weights = _weights(sample_weight, positions).reshape(actual.shape) * kept
+        self.state["correct"] += (weights * right).sum()
+        self.state["count"] += weights.sum()
 
     def compute(self):
-        return self.state["correct"] / self.state["count"].clamp_min(1)
+        return (self.state["correct"] / self.state["count"].clamp_min(1e-12)).float()
 
     def get_config(self):
         return {"kind": self.kind, "k": self.k, "threshold": self.threshold, "ignore_index": self.ignore_index,
                 **super().get_config()}
 
 
-def _accuracy_variant(kind: str, k: int = 1) -> Callable[..., Accuracy]:
-    def make(**kwargs) -> Accuracy:
-        return Accuracy(kind=kind, k=k, **kwargs)
+@METRICS.register("binary_accuracy")
+class BinaryAccuracy(Accuracy):
+    """Fraction of elements with ``(y_pred > threshold) == y_true``, for one or several 0/1 labels per sample.
 
-    return make
+    Example:
+        >>> m = BinaryAccuracy()
+        >>> m.update_state([[1], [1], [0], [0]], [[0.98], [1], [0], [0.6]])
+        >>> float(m.result())
+        0.75
+    """
+
+    def __init__(self, name: str = "binary_accuracy", dtype: Any = None, threshold: float = 0.5,
+                 ignore_index: int = -100):
+        super().__init__("binary", 1, threshold, ignore_index, name, dtype)
+
+    def get_config(self):
+        return {"name": self.name, "threshold": self.threshold, "ignore_index": self.ignore_index}
+
+
+@METRICS.register("categorical_accuracy")
+class CategoricalAccuracy(Accuracy):
+    """Fraction of positions whose highest score is the one-hot target's class."""
+
+    def __init__(self, name: str = "categorical_accuracy", dtype: Any = None, ignore_index: int = -100):
+        super().__init__("categorical", 1, 0.5, ignore_index, name, dtype)
+
+    def get_config(self):
+        return {"name": self.name, "ignore_index": self.ignore_index}
+
+
+@METRICS.register("sparse_categorical_accuracy")
+class SparseCategoricalAccuracy(Accuracy):
+    """Fraction of positions whose highest score is the integer label's class."""
+
+    def __init__(self, name: str = "sparse_categorical_accuracy", dtype: Any = None, ignore_index: int = -100):
+        super().__init__("sparse", 1, 0.5, ignore_index, name, dtype)
+
+    def get_config(self):
+        return {"name": self.name, "ignore_index": self.ignore_index}
+
+
+@METRICS.register("top_k_categorical_accuracy")
+class TopKCategoricalAccuracy(Accuracy):
+    """Fraction of positions whose one-hot target's class is among the ``k`` highest scores."""
+
+    def __init__(self, k: int = 5, name: str = "top_k_categorical_accuracy", dtype: Any = None,
+                 ignore_index: int = -100):
+        super().__init__("categorical", k, 0.5, ignore_index, name, dtype)
+
+    def get_config(self):
+        return {"k": self.k, "name": self.name, "ignore_index": self.ignore_index}
+
+
+@METRICS.register("sparse_top_k_categorical_accuracy")
+class SparseTopKCategoricalAccuracy(Accuracy):
+    """Fraction of positions whose integer label is among the ``k`` highest scores."""
+
+    def __init__(self, k: int = 5, name: str = "sparse_top_k_categorical_accuracy", dtype: Any = None,
+                 ignore_index: int = -100):
+        super().__init__("sparse", k, 0.5, ignore_index, name, dtype)
+
+    def get_config(self):
+        return {"k": self.k, "name": self.name, "ignore_index": self.ignore_index}
 
 
 METRICS.register("accuracy", Accuracy, "acc")
-METRICS.register("binary_accuracy", _accuracy_variant("binary"))
-METRICS.register("categorical_accuracy", _accuracy_variant("categorical"))
-METRICS.register("sparse_categorical_accuracy", _accuracy_variant("sparse"))
-METRICS.register("top_k_categorical_accuracy", _accuracy_variant("categorical", k=5))
-METRICS.register("sparse_top_k_categorical_accuracy", _accuracy_variant("sparse", k=5))
 
 
 # -- confusion matrix and the scores built on it ------------------------------------------------------
@@ -255,7 +508,7 @@ class ConfusionMatrix(Metric):
         self.num_classes, self.kind = num_classes, kind
         self.threshold, self.ignore_index = float(threshold), int(ignore_index)
 
-    def build(self, y_pred, y_true):
+    def build(self, y_true, y_pred):
         self.resolved_kind = classification_kind(self.kind, y_pred.shape, y_true.shape, f"Metric '{self.name}'")
         classes = 2 if self.resolved_kind == "binary" else y_pred.shape[-1]
         if self.num_classes is not None and classes != self.num_classes:
@@ -264,7 +517,8 @@ class ConfusionMatrix(Metric):
         self.classes = self.num_classes or classes
         return {"matrix": _zeros(y_pred, self.classes * self.classes)}  # flat (C * C,)
 
-    def update_state(self, y_pred, y_true):
+    def accumulate(self, y_true, y_pred, sample_weight):
+        _no_sample_weight(self, sample_weight)
         actual = actual_classes(self.resolved_kind, y_pred, y_true).reshape(-1)
         predicted = predicted_classes(self.resolved_kind, y_pred, self.threshold).reshape(-1)
         kept = actual != self.ignore_index
@@ -404,11 +658,12 @@ class AUC(Metric):
             raise ValueError(f"AUC expects num_thresholds >= 3. Received: num_thresholds={num_thresholds}")
         self.num_thresholds, self.from_logits = int(num_thresholds), bool(from_logits)
 
-    def build(self, y_pred, y_true):
+    def build(self, y_true, y_pred):
         check_same_shape(y_pred.shape, y_true.shape, f"Metric '{self.name}'")
         return {"positives": _zeros(y_pred, self.num_thresholds), "negatives": _zeros(y_pred, self.num_thresholds)}
 
-    def update_state(self, y_pred, y_true):
+    def accumulate(self, y_true, y_pred, sample_weight):
+        _no_sample_weight(self, sample_weight)
         scores = y_pred.reshape(-1).float()
         if self.from_logits:
             scores = scores.sigmoid()
@@ -431,84 +686,97 @@ class AUC(Metric):
         return {"num_thresholds": self.num_thresholds, "from_logits": self.from_logits, **super().get_config()}
 
 
-# -- regression --------------------------------------------------------------------------------------
-class MeanOfElements(Metric):
-    """Mean over all elements of ``elementwise(y_pred - y_true)``.
+# -- means ------------------------------------------------------------------------------------------
+def _mean_state(reference: torch.Tensor) -> dict[str, torch.Tensor]:
+    dtype = _sum_dtype(reference.device)
+    return {"total": _zeros(reference, dtype=dtype), "count": _zeros(reference, dtype=dtype)}
 
-    y_true must have y_pred's shape; a trailing axis of size 1 may be missing on either side
-    (``(N, 1)`` predictions against ``(N,)`` targets).
+
+def _add_weighted(state: dict[str, torch.Tensor], values: torch.Tensor, sample_weight: torch.Tensor | None) -> None:
+    """Adds ``values`` (weighted by ``sample_weight``, broadcast over their trailing axes) into total and count."""
+    values = values.to(state["total"].dtype)
+    if sample_weight is None:
+        state["total"] += values.sum()
+        state["count"] += values.numel()
+        return
+    weights = _weights(sample_weight, values if values.dim() else sample_weight)
+    state["total"] += (values * weights).sum()
+    state["count"] += weights.sum()
+
+
+@METRICS.register("mean")
+class Mean(Metric):
+    """The (weighted) mean of the values given to ``update_state(values, sample_weight=None)``.
+
+    Example:
+        >>> m = Mean()
+        >>> m.update_state([1, 3, 5, 7])
+        >>> float(m.result())
+        4.0
+        >>> m.reset_state()
+        >>> m.update_state([1, 3, 5, 7], sample_weight=[1, 1, 0, 0])
+        >>> float(m.result())
+        2.0
     """
 
-    def build(self, y_pred, y_true):
-        check_same_shape(y_pred.shape, y_true.shape, f"Metric '{self.name}'")
-        return {"total": _zeros(y_pred, dtype=_sum_dtype(y_pred.device)), "count": _zeros(y_pred)}
+    def __init__(self, name: str = "mean", dtype: Any = None):
+        super().__init__(name, dtype)
 
-    @staticmethod
-    def elementwise(difference: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def update_state(self, y_pred, y_true):
-        difference = y_pred.to(self.state["total"].dtype) - y_true.reshape(y_pred.shape)
-        self.state["total"] += self.elementwise(difference).sum()
-        self.state["count"] += difference.numel()
+    def update_state(self, values: torch.Tensor, sample_weight: torch.Tensor | None = None) -> None:
+        if self.state is None:
+            self.state = _mean_state(values)
+        _add_weighted(self.state, values, sample_weight)
 
     def compute(self):
-        return (self.state["total"] / self.state["count"].clamp_min(1)).float()
+        return (self.state["total"] / self.state["count"].clamp_min(1e-12)).float()
 
 
-@METRICS.register("mean_absolute_error", None, "mae")
-class MeanAbsoluteError(MeanOfElements):
-    def __init__(self, name: str = "mae"):
-        super().__init__(name)
+@METRICS.register("sum")
+class Sum(Mean):
+    """The (weighted) sum of the values given to ``update_state(values, sample_weight=None)``.
 
-    @staticmethod
-    def elementwise(difference):
-        return difference.abs()
+    Example:
+        >>> m = Sum()
+        >>> m.update_state([1, 3, 5, 7])
+        >>> float(m.result())
+        16.0
+    """
 
-
-@METRICS.register("mean_squared_error", None, "mse")
-class MeanSquaredError(MeanOfElements):
-    def __init__(self, name: str = "mse"):
-        super().__init__(name)
-
-    @staticmethod
-    def elementwise(difference):
-        return difference.square()
-
-
-@METRICS.register("root_mean_squared_error", None, "rmse")
-class RootMeanSquaredError(MeanSquaredError):
-    def __init__(self, name: str = "rmse"):
-        super().__init__(name)
+    def __init__(self, name: str = "sum", dtype: Any = None):
+        super().__init__(name, dtype)
 
     def compute(self):
-        return super().compute().sqrt()
+        return self.state["total"].float()
 
 
-# -- any function as a metric ------------------------------------------------------------------------
 class MeanMetricWrapper(Metric):
-    """Averages ``fn(y_pred, y_true)`` over batches, each weighted by its batch size.
+    """The (weighted) mean over samples of ``fn(y_true, y_pred, **kwargs)`` (Keras's class of that name).
+
+    Functions given to ``compile(metrics=[...])`` become one, so they are called with the targets first.
 
     Args:
-        fn: returns a scalar for the batch (or per-sample values, which are averaged first).
+        fn: returns per-sample values ``(N, ...)`` (averaged per sample) or a scalar for the batch
+            (which then counts once per sample).
         name: logging key (default: the function's name).
+        dtype: unused; Keras's argument.
+        **kwargs: passed to ``fn`` on every call.
     """
 
-    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], name: str | None = None):
-        super().__init__(name or getattr(fn, "__name__", None) or type(fn).__name__.lower())
-        self.fn = fn
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, dtype: Any = None, **kwargs: Any):
+        super().__init__(name or getattr(fn, "__name__", None) or type(fn).__name__.lower(), dtype)
+        self.fn, self.fn_kwargs = fn, kwargs
 
-    def build(self, y_pred, y_true):
-        return {"total": _zeros(y_pred, dtype=_sum_dtype(y_pred.device)), "count": _zeros(y_pred)}
+    def build(self, y_true, y_pred):
+        return _mean_state(y_pred)
 
-    def update_state(self, y_pred, y_true):
+    def accumulate(self, y_true, y_pred, sample_weight):
+        value = torch.as_tensor(self.fn(y_true, y_pred, **self.fn_kwargs), device=y_pred.device)
         batch_size = y_pred.shape[0] if y_pred.dim() else 1
-        value = torch.as_tensor(self.fn(y_pred, y_true), device=y_pred.device)
-        self.state["total"] += value.to(self.state["total"].dtype).mean() * batch_size
-        self.state["count"] += batch_size
+        per_sample = value.reshape(batch_size, -1).mean(1) if value.dim() else value.expand(batch_size)  # (N,)
+        _add_weighted(self.state, per_sample, sample_weight)
 
     def compute(self):
-        return (self.state["total"] / self.state["count"].clamp_min(1)).float()
+        return (self.state["total"] / self.state["count"].clamp_min(1e-12)).float()
 
     def get_config(self):
         fn = f"{getattr(self.fn, '__module__', '?')}.{getattr(self.fn, '__qualname__', type(self.fn).__name__)}"
@@ -520,11 +788,155 @@ class MeanMetricWrapper(Metric):
                         f"pass the function to compile(metrics=[...]) again")
 
 
+# -- regression --------------------------------------------------------------------------------------
+class MeanOfElements(Metric):
+    """The (weighted) mean over all elements of ``elementwise(y_true, y_pred)``.
+
+    y_true must have y_pred's shape; a trailing axis of size 1 may be missing on either side
+    (``(N, 1)`` predictions against ``(N,)`` targets). A sample's weight applies to all its elements.
+    """
+
+    def __init__(self, name: str | None = None, dtype: Any = None):
+        super().__init__(name or self.default_name, dtype)
+
+    default_name: str
+
+    def build(self, y_true, y_pred):
+        check_same_shape(y_pred.shape, y_true.shape, f"Metric '{self.name}'")
+        return _mean_state(y_pred)
+
+    @staticmethod
+    def elementwise(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def accumulate(self, y_true, y_pred, sample_weight):
+        y_pred = y_pred.to(self.state["total"].dtype)
+        _add_weighted(self.state, self.elementwise(y_true.reshape(y_pred.shape).to(y_pred.dtype), y_pred),
+                      sample_weight)
+
+    def compute(self):
+        return (self.state["total"] / self.state["count"].clamp_min(1e-12)).float()
+
+
+@METRICS.register("mean_absolute_error", None, "mae")
+class MeanAbsoluteError(MeanOfElements):
+    """``|y_true - y_pred|`` averaged."""
+
+    default_name = "mae"
+
+    @staticmethod
+    def elementwise(y_true, y_pred):
+        return (y_pred - y_true).abs()
+
+
+@METRICS.register("mean_squared_error", None, "mse")
+class MeanSquaredError(MeanOfElements):
+    """``(y_true - y_pred)^2`` averaged.
+
+    Example:
+        >>> m = MeanSquaredError()
+        >>> m.update_state([[0, 1], [0, 0]], [[1, 1], [0, 0]])
+        >>> float(m.result())
+        0.25
+    """
+
+    default_name = "mse"
+
+    @staticmethod
+    def elementwise(y_true, y_pred):
+        return (y_pred - y_true).square()
+
+
+@METRICS.register("root_mean_squared_error", None, "rmse")
+class RootMeanSquaredError(MeanSquaredError):
+    """The square root of :class:`MeanSquaredError`."""
+
+    default_name = "rmse"
+
+    def compute(self):
+        return super().compute().sqrt()
+
+
+@METRICS.register("mean_absolute_percentage_error", None, "mape")
+class MeanAbsolutePercentageError(MeanOfElements):
+    """``100 |y_true - y_pred| / max(|y_true|, 1e-7)`` averaged, as in Keras.
+
+    Example:
+        >>> m = MeanAbsolutePercentageError()
+        >>> m.update_state([[0, 1], [0, 0]], [[1, 1], [0, 0]])
+        >>> float(m.result())
+        250000000.0
+    """
+
+    default_name = "mape"
+
+    @staticmethod
+    def elementwise(y_true, y_pred):
+        return 100 * (y_true - y_pred).abs() / y_true.abs().clamp_min(losses.EPSILON)
+
+
+@METRICS.register("mean_squared_logarithmic_error", None, "msle")
+class MeanSquaredLogarithmicError(MeanOfElements):
+    """``(log(1 + max(y_pred, 1e-7)) - log(1 + max(y_true, 1e-7)))^2`` averaged, as in Keras."""
+
+    default_name = "msle"
+
+    @staticmethod
+    def elementwise(y_true, y_pred):
+        return (y_pred.clamp_min(losses.EPSILON).log1p() - y_true.clamp_min(losses.EPSILON).log1p()).square()
+
+
+@METRICS.register("log_cosh_error", None, "logcosh")
+class LogCoshError(MeanOfElements):
+    """``log(cosh(y_pred - y_true))`` averaged."""
+
+    default_name = "logcosh"
+
+    @staticmethod
+    def elementwise(y_true, y_pred):
+        x = y_pred - y_true
+        return x + torch.nn.functional.softplus(-2 * x) - torch.log(torch.tensor(2.0, dtype=x.dtype))
+
+
+# -- the losses as metrics ---------------------------------------------------------------------------
+class LossMetric(MeanMetricWrapper):
+    """A loss's per-sample values averaged over samples (Keras's metric of the same name)."""
+
+    loss_class: type
+
+    def __init__(self, name: str | None = None, dtype: Any = None, **loss_kwargs: Any):
+        loss = self.loss_class(reduction="none", **loss_kwargs)
+        super().__init__(loss, name or loss.name, dtype)
+        self.loss_kwargs = loss_kwargs
+
+    def get_config(self):
+        return {"name": self.name, **self.loss_kwargs}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _loss_metric(loss_class: type) -> type:
+    metric = type(loss_class.__name__, (LossMetric,), {
+        "loss_class": loss_class, "__module__": __name__,
+        "__doc__": f"The mean of :class:`deepzen.losses.{loss_class.__name__}` over samples; arguments as there."})
+    return METRICS.register(loss_class.default_name, metric)
+
+
+BinaryCrossentropy = _loss_metric(losses.BinaryCrossentropy)
+CategoricalCrossentropy = _loss_metric(losses.CategoricalCrossentropy)
+SparseCategoricalCrossentropy = _loss_metric(losses.SparseCategoricalCrossentropy)
+KLDivergence = _loss_metric(losses.KLDivergence)
+Hinge = _loss_metric(losses.Hinge)
+
+
 # -- lookup ------------------------------------------------------------------------------------------
 def _binary_crossentropy_reading(loss: Any) -> tuple[bool, bool]:
     """(is the loss binary cross-entropy?, does it take logits?), from its name and ``from_logits``."""
     if loss is None:
         return False, False
+    loss = getattr(loss, "module", None) or getattr(loss, "fn", None) or loss  # unwrap losses.as_loss
     if isinstance(loss, str):
         name = loss
     else:
@@ -555,7 +967,7 @@ def get(identifier: Any, *, loss: Any = None) -> Metric:
 
     Args:
         identifier: a registered name (case-insensitive), a :class:`Metric` instance or class, or
-            a callable ``fn(y_pred, y_true) -> tensor`` (wrapped in :class:`MeanMetricWrapper`).
+            a callable ``fn(y_true, y_pred) -> tensor`` (wrapped in :class:`MeanMetricWrapper`).
         loss: the loss the metric is compiled with, if any. Named metrics read predictions the
             way it does: binary cross-entropy makes "accuracy" binary, and ``from_logits=True``
             moves thresholds to 0 (and makes "auc" apply a sigmoid).
@@ -572,4 +984,4 @@ def get(identifier: Any, *, loss: Any = None) -> Metric:
         return identifier()
     if callable(identifier):
         return MeanMetricWrapper(identifier)
-    raise TypeError(f"A metric must be a name, a Metric or a function fn(y_pred, y_true). Received: {identifier!r}")
+    raise TypeError(f"A metric must be a name, a Metric or a function fn(y_true, y_pred). Received: {identifier!r}")

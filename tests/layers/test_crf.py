@@ -212,9 +212,9 @@ def test_crf_loss_derives_mask_from_ignore_index():
     emissions, tags, mask, _ = batch(seed=12)
     y_true = tags.masked_fill(~mask, -100)
     expected = crf.nll(emissions, tags, mask)
-    torch.testing.assert_close(CRFLoss(crf)(emissions, y_true), expected.mean())
-    torch.testing.assert_close(CRFLoss(crf, reduction="sum")(emissions, y_true), expected.sum())
-    torch.testing.assert_close(CRFLoss(crf, reduction="none")(emissions, y_true), expected)
+    torch.testing.assert_close(CRFLoss(crf)(y_true, emissions), expected.mean())
+    torch.testing.assert_close(CRFLoss(crf, reduction="sum")(y_true, emissions), expected.sum())
+    torch.testing.assert_close(CRFLoss(crf, reduction="none")(y_true, emissions), expected)
 
 
 def test_crf_loss_checks_targets_before_training():

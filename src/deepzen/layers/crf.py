@@ -313,38 +313,45 @@ class CRF(Layer):
 
 
 class CRFLoss(Loss):
-    """The CRF's negative log-likelihood as a deepzen loss: ``loss(y_pred, y_true)``.
+    """The CRF's negative log-likelihood as a deepzen loss: ``loss(y_true, y_pred)`` (Keras's order).
 
-    Each sequence is one loss position, so "mean" averages the sequences' NLLs and "none" gives
-    one value per sequence.
+    Each sequence is one loss position, so "sum_over_batch_size" averages the sequences' NLLs, "sum"
+    adds them and "none" gives one value per sequence.
 
     Args:
         crf: the :class:`CRF` whose parameters score the paths (it must be part of the trained model
             so that the optimizer updates it — e.g. the last layer of a ``Sequential``).
         ignore_index: tag value marking padding in ``y_true``; the mask is ``y_true != ignore_index``.
-        reduction: "mean" (over sequences), "sum" or "none".
+        reduction: "sum_over_batch_size" (the mean over sequences; "mean" is the same), "sum" or "none".
+        name: the loss's name.
 
     Call arguments:
-        y_pred: (N, T, K) emissions. y_true: (N, T) long tags, ``ignore_index`` on padding (each
-        sequence's first position must hold a tag). Returns a scalar, or (N,) with "none".
+        y_true: (N, T) long tags, ``ignore_index`` on padding (each sequence's first position must
+        hold a tag). y_pred: (N, T, K) emissions. Returns a scalar, or (N,) with "none".
 
     Example:
         >>> crf = CRF(3)
         >>> loss = CRFLoss(crf)
-        >>> loss(torch.randn(2, 4, 3), torch.tensor([[0, 1, 2, -100], [2, 2, -100, -100]])).shape
+        >>> loss(torch.tensor([[0, 1, 2, -100], [2, 2, -100, -100]]), torch.randn(2, 4, 3)).shape
         torch.Size([])
     """
 
-    def __init__(self, crf: CRF, ignore_index: int = PAD_TAG, reduction: str = "mean"):
-        super().__init__(reduction)
+    elementwise = False
+
+    def __init__(self, crf: CRF, ignore_index: int = PAD_TAG, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = "crf_loss"):
+        super().__init__(name=name, reduction=reduction)
         self.crf = crf
         self.ignore_index = int(ignore_index)
 
-    def compute(self, y_pred: torch.Tensor, y_true: torch.Tensor, reduction: str) -> torch.Tensor:
+    def compute(self, y_true: torch.Tensor, y_pred: torch.Tensor, reduction: str) -> torch.Tensor:
         nll = self.crf.nll(y_pred, y_true, y_true != self.ignore_index)  # (N,)
         if reduction == "none":
             return nll
         return nll.mean() if reduction == "mean" else nll.sum()
+
+    def positions(self, y_pred: torch.Tensor) -> int:
+        return 1  # one value per sequence
 
     def prepare_targets(self, y_true: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The tags as int64 (the predictions' dtype does not apply to tag ids)."""

@@ -247,7 +247,7 @@ class DQN(Agent):
                 targets = q_learning_targets(rewards[k], self.target_network(next_observations[k]), terminated[k],
                                              config.gamma, next_q_online)                    # (B,)
             q_taken = self.network(observations[k]).gather(1, actions[k]).squeeze(1)          # (B,)
-            loss = self.loss_fn(q_taken, targets)
+            loss = self.loss_fn(targets, q_taken)  # Keras's order: loss(y_true, y_pred)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.max_grad_norm is not None:

@@ -101,6 +101,10 @@ class LossTerm:
     weight: float
     weighted_loss: Any = None  # the same loss with reduction="none", for sample/class weights
 
+    def __post_init__(self):
+        # Every loss is called loss(y_true, y_pred) (Keras's order); a torch.nn module keeps torch's.
+        self.loss = losses.as_loss(self.loss)
+
 
 @dataclass
 class EpochProgress:
@@ -230,7 +234,7 @@ class Engine:
         fresh = {key: [copy.deepcopy(m) for m in metrics] for key, metrics in self.metrics.items()}
         for metrics in fresh.values():
             for metric in metrics:
-                metric.reset()
+                metric.reset_state()
         return fresh
 
     # -- targets, checked once -------------------------------------------------------------------------
@@ -275,18 +279,18 @@ class Engine:
         if not self.multi_output and len(self.terms) == 1:
             term = self.terms[0]
             if sample_weight is None:
-                total = term.loss(outputs, y)
+                total = term.loss(y, outputs)
             else:
-                total = (term.weighted_loss(outputs, y) * sample_weight).mean()
+                total = (term.weighted_loss(y, outputs) * sample_weight).mean()
             total = total * term.weight if term.weight != 1.0 else total
         else:
             outs, targets = _outputs_by_key(outputs), _outputs_by_key(y)
             total = 0.0
             for term in self.terms:
                 if sample_weight is None:
-                    value = term.loss(outs[term.key], targets[term.key])
+                    value = term.loss(targets[term.key], outs[term.key])
                 else:
-                    value = (term.weighted_loss(outs[term.key], targets[term.key]) * sample_weight).mean()
+                    value = (term.weighted_loss(targets[term.key], outs[term.key]) * sample_weight).mean()
                 total = total + term.weight * value
         return total + self.model.regularization_loss() if self.model.has_regularization else total
 
@@ -295,12 +299,12 @@ class Engine:
             return
         if not self.multi_output:
             for metric in metrics.get(0, ()):
-                metric.update(outputs, y)
+                metric.update_state(y, outputs)
             return
         outs, targets = _outputs_by_key(outputs), _outputs_by_key(y)
         for key, group in metrics.items():
             for metric in group:
-                metric.update(outs[key], targets[key])
+                metric.update_state(targets[key], outs[key])
 
     def train_step(self, x: Any, y: Any, sample_weight: torch.Tensor | None, step: int,
                    after_backward: list) -> tuple[torch.Tensor, Any]:
@@ -335,7 +339,7 @@ class Engine:
         model.train()
         for group in self.metrics.values():
             for metric in group:
-                metric.reset()
+                metric.reset_state()
         device = next(model.parameters()).device
         step_losses = torch.zeros(steps if steps else 1024, device=device)  # per-step losses, read at syncs
         sizes: list[int] = []

@@ -339,7 +339,7 @@ def confusion_matrix(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarra
     from deepzen.metrics import ConfusionMatrix
 
     metric = ConfusionMatrix(num_classes=np.shape(probabilities)[-1])
-    metric.update(torch.as_tensor(probabilities), torch.as_tensor(y_true))
+    metric.update_state(torch.as_tensor(y_true), torch.as_tensor(probabilities))
     return metric.result().numpy()
 
 
