@@ -25,6 +25,31 @@ from deepzen.layers.base import Layer, shape_str
 LIKELY_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
 
 
+def normalize_pairs(value, rank: int, arg: str, where: str) -> tuple[tuple[int, int], ...]:
+    """Keras's padding/cropping amounts -> one (before, after) pair of integers >= 0 per spatial axis.
+
+    Accepts an int (every side), ``rank`` ints (symmetric per axis), ``rank`` pairs, and in 1-d also
+    one pair ``(before, after)``, as Keras's ZeroPadding1D/Cropping1D do.
+    """
+    def integer(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    items = tuple(value) if isinstance(value, (tuple, list)) else None
+    if integer(value):
+        pairs = [(value, value)] * rank
+    elif rank == 1 and items is not None and len(items) == 2 and all(map(integer, items)):
+        pairs = [items]
+    elif items is not None and len(items) == rank and all(map(integer, items)):
+        pairs = [(v, v) for v in items]
+    elif items is not None and len(items) == rank and all(
+            isinstance(p, (tuple, list)) and len(p) == 2 and all(map(integer, p)) for p in items):
+        pairs = [tuple(p) for p in items]
+    else:
+        raise ValueError(f"{where} expects {arg} as {rank} (before, after) pairs, {rank} integers >= 0 or one "
+                         f"integer >= 0. Received: {arg}={value!r}")
+    return tuple((int(a), int(b)) for a, b in pairs)
+
+
 class ImageLayoutWarning(UserWarning):
     """An image layer under channels_first received a shape that looks channels-last."""
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch.nn.functional as F
 
 from deepzen.layers.base import Layer
-from deepzen.layers.image_layout import ImageLayer
+from deepzen.layers.image_layout import ImageLayer, normalize_pairs
 from deepzen.layers.conv import (check_input_rank, conv_output_length, describe, normalize_padding, normalize_tuple,
                                  plan_padding, spatial_rank)
 
@@ -277,7 +277,8 @@ class BaseZeroPadding(ImageLayer):
 
     Args:
         padding: an int (the same on every side), a tuple of ``rank`` ints (symmetric per axis), or
-            a tuple of ``rank`` (before, after) pairs, e.g. ``((top, bottom), (left, right))`` in 2-D.
+            a tuple of ``rank`` (before, after) pairs, e.g. ``((top, bottom), (left, right))`` in 2-D; in 1-D
+            also one pair ``(left, right)``, as in Keras.
 
     Call arguments:
         x: ``(N, C, *spatial)``, channels first. Returns ``(N, C, *(spatial + before + after))``.
@@ -287,16 +288,8 @@ class BaseZeroPadding(ImageLayer):
 
     def __init__(self, padding: Any = 1, **kwargs):
         super().__init__(**kwargs)
-        where, rank = describe(self), spatial_rank(self)
-        if isinstance(padding, (tuple, list)) and any(isinstance(p, (tuple, list)) for p in padding):
-            pairs = [normalize_tuple(p, 2, "padding", where, minimum=0) if isinstance(p, (tuple, list)) else None
-                     for p in padding]
-            if len(pairs) != rank or None in pairs:
-                raise ValueError(f"{where} expects padding as {rank} (before, after) pairs. "
-                                 f"Received: padding={padding!r}")
-        else:
-            pairs = [(p, p) for p in normalize_tuple(padding, rank, "padding", where, minimum=0)]
-        self.padding = tuple(pairs)
+        pairs = normalize_pairs(padding, spatial_rank(self), "padding", describe(self))
+        self.padding = pairs
         self._pad = tuple(p for pair in reversed(pairs) for p in pair)  # F.pad order: last axis first
 
     def build_channels_first(self, input_shape):
