@@ -13,6 +13,9 @@ from deepzen.layers.conv import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspos
 from deepzen.layers.core import Activation, Dense, Dropout, Flatten, Input, Reshape
 from deepzen.layers.crf import CRF, CRFLoss, allowed_transitions
 from deepzen.layers.embedding import Embedding
+from deepzen.layers.input_layer import InputLayer
+from deepzen.layers.lambda_layer import Identity, Lambda, register_lambda
+from deepzen.layers.masking import Masking
 from deepzen.layers.normalization import BatchNormalization, LayerNormalization, SpectralNormalization
 from deepzen.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
                                     GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
@@ -23,6 +26,7 @@ from deepzen.layers.reshaping import Cropping1D, Cropping2D, Cropping3D, Permute
 from deepzen.layers.regularization import (ActivityRegularization, GaussianDropout, GaussianNoise,
                                            SpatialDropout1D, SpatialDropout2D, SpatialDropout3D)
 from deepzen.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from deepzen.layers.wrappers import TimeDistributed
 from deepzen.layers.transformer import (LearnedPositionalEmbedding, PositionalEncoding, TransformerDecoder,
                                         TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer)
 
