@@ -509,3 +509,109 @@ def test_regression_and_kld_reject_bad_targets():
         _check("kld", P3, torch.zeros(4))
     with pytest.raises(ValueError, match=r"KLDivergence expects targets in \[0, 1\]: class distributions"):
         _check("kld", P3, torch.tensor([[1.5, -0.5, 0.0]]))
+
+
+# -- Keras's documented examples (keras.io API pages), called loss(y_true, y_pred) ---------------------------
+KERAS_REGRESSION = ([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]])
+KERAS_PROBABILITIES = ([[0.0, 1.0], [0.0, 0.0]], [[0.6, 0.4], [0.4, 0.6]])
+KERAS_CATEGORICAL = ([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]])
+
+
+@pytest.mark.parametrize("loss, data, expected", [
+    (losses.MeanSquaredError(), KERAS_REGRESSION, 0.5),
+    (losses.MeanSquaredError(reduction="sum"), KERAS_REGRESSION, 1.0),
+    (losses.MeanSquaredError(reduction=None), KERAS_REGRESSION, [0.5, 0.5]),
+    (losses.MeanAbsoluteError(), KERAS_REGRESSION, 0.5),
+    (losses.MeanAbsoluteError(reduction="sum"), KERAS_REGRESSION, 1.0),
+    (losses.BinaryCrossentropy(), KERAS_PROBABILITIES, 0.815),
+    (losses.BinaryCrossentropy(reduction="sum"), KERAS_PROBABILITIES, 1.630),
+    (losses.BinaryCrossentropy(reduction="none"), KERAS_PROBABILITIES, [0.916, 0.714]),
+    (losses.BinaryCrossentropy(from_logits=True), ([[0, 1], [0, 0]], [[-18.6, 0.51], [2.94, -12.8]]), 0.865),
+    (losses.CategoricalCrossentropy(), KERAS_CATEGORICAL, 1.177),
+    (losses.CategoricalCrossentropy(reduction="sum"), KERAS_CATEGORICAL, 2.354),
+    (losses.CategoricalCrossentropy(reduction="none"), KERAS_CATEGORICAL, [0.0513, 2.303]),
+    (losses.SparseCategoricalCrossentropy(), ([1, 2], KERAS_CATEGORICAL[1]), 1.177),
+    (losses.SparseCategoricalCrossentropy(reduction="sum"), ([1, 2], KERAS_CATEGORICAL[1]), 2.354),
+    (losses.Hinge(), KERAS_PROBABILITIES, 1.3),
+    (losses.Huber(), KERAS_PROBABILITIES, 0.155),
+    (losses.KLDivergence(), KERAS_PROBABILITIES, 0.458),
+])
+def test_keras_documented_values(loss, data, expected):
+    y_true, y_pred = data
+    value = loss(y_true, y_pred)  # lists, as in Keras's examples
+    np.testing.assert_allclose(value.numpy(), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("loss, data, sample_weight, expected", [
+    (losses.MeanSquaredError(), KERAS_REGRESSION, [0.7, 0.3], 0.25),
+    (losses.MeanAbsoluteError(), KERAS_REGRESSION, [0.7, 0.3], 0.25),
+    (losses.BinaryCrossentropy(), KERAS_PROBABILITIES, [1.0, 0.0], 0.458),
+    (losses.CategoricalCrossentropy(), KERAS_CATEGORICAL, [0.3, 0.7], 0.814),
+    (losses.SparseCategoricalCrossentropy(), ([1, 2], KERAS_CATEGORICAL[1]), [0.3, 0.7], 0.814),
+    (losses.Hinge(), KERAS_PROBABILITIES, [1.0, 0.0], 0.55),
+    (losses.Huber(), KERAS_PROBABILITIES, [1.0, 0.0], 0.09),
+    (losses.KLDivergence(), KERAS_PROBABILITIES, [0.8, 0.2], 0.366),
+    (losses.MeanSquaredError(reduction="sum"), KERAS_REGRESSION, [0.7, 0.3], 0.5),
+])
+def test_keras_documented_values_with_sample_weight(loss, data, sample_weight, expected):
+    y_true, y_pred = data
+    np.testing.assert_allclose(loss(y_true, y_pred, sample_weight=sample_weight).numpy(), expected, atol=1e-3)
+
+
+def test_arguments_are_not_symmetric_in_the_order_keras_documents():
+    # KL(y_true || y_pred) with y_true = [1, 0]: swapping the arguments would give a different number.
+    y_true, y_pred = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])
+    assert float(losses.KLDivergence()(y_true, y_pred)) == pytest.approx(math.log(2), abs=1e-5)
+    assert float(losses.KLDivergence()(y_pred, y_true)) != pytest.approx(math.log(2), abs=1e-2)
+
+
+def test_keras_style_subclass_implements_call_and_gets_reduction_and_sample_weight():
+    class MeanAbsolute(losses.Loss):
+        def call(self, y_true, y_pred):
+            return (y_true - y_pred).abs().mean(-1)  # (N,), as Keras's subclasses return
+
+    y_true, y_pred = torch.tensor(KERAS_REGRESSION[0]), torch.tensor(KERAS_REGRESSION[1])
+    loss = MeanAbsolute(name="my_mae")
+    assert loss.name == "my_mae" and loss.reduction == "sum_over_batch_size"
+    assert float(loss(y_true, y_pred)) == 0.5
+    assert float(MeanAbsolute(reduction="sum")(y_true, y_pred)) == 1.0
+    torch.testing.assert_close(MeanAbsolute(reduction=None)(y_true, y_pred), torch.tensor([0.5, 0.5]))
+    assert float(loss(y_true, y_pred, sample_weight=torch.tensor([0.7, 0.3]))) == pytest.approx(0.25)
+    assert MeanAbsolute().name == "mean_absolute"
+
+
+def test_subclasses_in_the_old_order_are_refused_when_defined():
+    with pytest.raises(TypeError, match=r"defines forward\(\).*call\(self, y_true, y_pred\)"):
+        class OldForward(losses.Loss):
+            def forward(self, y_pred, y_true):
+                return (y_pred - y_true).mean()
+    with pytest.raises(TypeError, match=r"takes 'y_pred' first"):
+        class SwappedCall(losses.Loss):
+            def call(self, y_pred, y_true):
+                return (y_pred - y_true).mean()
+    with pytest.raises(TypeError, match=r"takes 'logits' first"):
+        class SwappedCompute(losses.Loss):
+            def compute(self, logits, labels, reduction):
+                return logits.mean()
+
+
+def test_as_loss_wraps_functions_in_keras_order_and_torch_modules_in_torch_order():
+    y_true, y_pred = torch.tensor([1, 2]), torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
+    module = nn.CrossEntropyLoss()
+    wrapped = losses.as_loss(module)
+    assert isinstance(wrapped, losses.TorchLoss) and wrapped.module is module
+    torch.testing.assert_close(wrapped(y_true, y_pred), module(y_pred, y_true))
+    per_sample = nn.CrossEntropyLoss(reduction="none")(y_pred, y_true)
+    torch.testing.assert_close(wrapped(y_true, y_pred, sample_weight=torch.tensor([1.0, 0.0])), per_sample[0] / 2)
+
+    def asymmetric(y_true, y_pred):
+        return (y_true * 1000 + y_pred).mean(-1)
+
+    function = losses.as_loss(asymmetric)
+    assert isinstance(function, losses.LossFunctionWrapper) and function.name == "asymmetric"
+    y_true, y_pred = torch.ones(2, 1), torch.zeros(2, 1)
+    assert float(function(y_true, y_pred)) == 1000.0
+    assert losses.as_loss(losses.get("mse")) is not None and isinstance(losses.as_loss(losses.MeanSquaredError()),
+                                                                        losses.MeanSquaredError)
+    with pytest.raises(TypeError, match="fn\\(y_true, y_pred\\)"):
+        losses.as_loss(3)

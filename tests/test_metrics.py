@@ -1,5 +1,6 @@
 """Streaming metrics against scikit-learn / NumPy computed on all the data at once."""
 
+import copy
 import doctest
 
 import numpy as np
@@ -396,3 +397,127 @@ def test_reset_starts_over_and_config_round_trips(gen, name, example):
 
 def test_module_docstring_example():
     assert doctest.testmod(metrics).failed == 0
+
+
+# -- Keras's documented examples (keras.io API pages), update_state(y_true, y_pred, sample_weight) ------------
+@pytest.mark.parametrize("metric, y_true, y_pred, sample_weight, expected", [
+    (metrics.BinaryAccuracy(), [[1], [1], [0], [0]], [[0.98], [1], [0], [0.6]], None, 0.75),
+    (metrics.BinaryAccuracy(), [[1], [1], [0], [0]], [[0.98], [1], [0], [0.6]], [1, 0, 0, 1], 0.5),
+    (metrics.CategoricalAccuracy(), [[0, 0, 1], [0, 1, 0]], [[0.1, 0.9, 0.8], [0.05, 0.95, 0]], None, 0.5),
+    (metrics.CategoricalAccuracy(), [[0, 0, 1], [0, 1, 0]], [[0.1, 0.9, 0.8], [0.05, 0.95, 0]], [0.7, 0.3], 0.3),
+    (metrics.SparseCategoricalAccuracy(), [[2], [1]], [[0.1, 0.6, 0.3], [0.05, 0.95, 0]], None, 0.5),
+    (metrics.SparseCategoricalAccuracy(), [[2], [1]], [[0.1, 0.6, 0.3], [0.05, 0.95, 0]], [0.7, 0.3], 0.3),
+    (metrics.TopKCategoricalAccuracy(k=1), [[0, 0, 1], [0, 1, 0]], [[0.1, 0.9, 0.8], [0.05, 0.95, 0]], None, 0.5),
+    (metrics.TopKCategoricalAccuracy(k=1), [[0, 0, 1], [0, 1, 0]], [[0.1, 0.9, 0.8], [0.05, 0.95, 0]],
+     [0.7, 0.3], 0.3),
+    (metrics.SparseTopKCategoricalAccuracy(k=1), [2, 1], [[0.1, 0.9, 0.8], [0.05, 0.95, 0]], None, 0.5),
+    (metrics.SparseTopKCategoricalAccuracy(k=1), [2, 1], [[0.1, 0.9, 0.8], [0.05, 0.95, 0]], [0.7, 0.3], 0.3),
+    (metrics.Precision(), [0, 1, 1, 1], [1, 0, 1, 1], None, 2 / 3),
+    (metrics.Recall(), [0, 1, 1, 1], [1, 0, 1, 1], None, 2 / 3),
+    (metrics.AUC(num_thresholds=3), [0, 0, 1, 1], [0, 0.5, 0.3, 0.9], None, 0.75),
+    (metrics.MeanSquaredError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], None, 0.25),
+    (metrics.MeanSquaredError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], [1, 0], 0.5),
+    (metrics.MeanAbsoluteError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], None, 0.25),
+    (metrics.MeanAbsoluteError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], [1, 0], 0.5),
+    (metrics.RootMeanSquaredError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], None, 0.5),
+    (metrics.RootMeanSquaredError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], [1, 0], 0.70710677),
+    (metrics.MeanAbsolutePercentageError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], None, 250000000.0),
+    (metrics.MeanAbsolutePercentageError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], [1, 0], 500000000.0),
+    (metrics.MeanSquaredLogarithmicError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], None, 0.12011322),
+    (metrics.MeanSquaredLogarithmicError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], [1, 0], 0.24022643),
+    (metrics.LogCoshError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], None, 0.10844523),
+    (metrics.LogCoshError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], [1, 0], 0.21689045),
+    (metrics.BinaryCrossentropy(), [[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]], None, 0.81492424),
+    (metrics.BinaryCrossentropy(), [[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]], [1, 0], 0.9162905),
+    (metrics.CategoricalCrossentropy(), [[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]], None, 1.1769392),
+    (metrics.CategoricalCrossentropy(), [[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]], [0.3, 0.7],
+     1.6271976),
+    (metrics.SparseCategoricalCrossentropy(), [1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]], None, 1.1769392),
+    (metrics.KLDivergence(), [[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]], None, 0.45814306),
+    (metrics.KLDivergence(), [[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]], [1, 0], 0.9162892),
+    (metrics.Hinge(), [[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]], None, 1.3),
+    (metrics.Hinge(), [[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]], [1, 0], 1.1),
+])
+def test_keras_documented_values(metric, y_true, y_pred, sample_weight, expected):
+    metric = copy.deepcopy(metric)
+    metric.update_state(y_true, y_pred, sample_weight=sample_weight)  # lists, as in Keras's examples
+    assert float(metric.result()) == pytest.approx(expected, rel=1e-4)
+    metric.reset_state()
+    metric.update_state(y_true, y_pred, sample_weight)
+    assert float(metric.result()) == pytest.approx(expected, rel=1e-4)
+
+
+def test_mean_and_sum_as_keras_documents():
+    mean, total = metrics.Mean(), metrics.Sum()
+    mean.update_state([1, 3, 5, 7])
+    total.update_state([1, 3, 5, 7])
+    assert float(mean.result()) == 4.0 and float(total.result()) == 16.0
+    mean.reset_state()
+    mean.update_state([1, 3, 5, 7], sample_weight=[1, 1, 0, 0])
+    assert float(mean.result()) == 2.0
+    mean.update_state(torch.tensor(6.0))  # a scalar counts once
+    assert float(mean.result()) == pytest.approx(10 / 3)  # (1 + 3 + 6) / 3
+
+
+def test_metrics_without_sample_weight_say_so():
+    for metric in (metrics.Precision(), metrics.AUC(), metrics.ConfusionMatrix()):
+        with pytest.raises(ValueError, match="does not take sample_weight"):
+            metric.update_state([0, 1], [0.2, 0.8], sample_weight=[1, 0])
+
+
+class BinaryTruePositives(metrics.Metric):
+    """Keras's guide example of a custom metric, with only the imports changed (ops -> torch)."""
+
+    def __init__(self, name="binary_true_positives", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.true_positives = self.add_weight(name="tp", initializer="zeros")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = (y_true.bool() & (y_pred > 0.5)).float()
+        if sample_weight is not None:
+            values = values * sample_weight
+        self.true_positives.assign_add(values.sum())
+
+    def result(self):
+        return self.true_positives
+
+
+def test_custom_metric_with_add_weight_updates_without_host_sync(forbid_host_sync):
+    metric = BinaryTruePositives()
+    assert metric.state["tp"] is metric.true_positives and metric.name == "binary_true_positives"
+    metric.update_state(torch.tensor([1, 1, 0, 1]), torch.tensor([0.9, 0.2, 0.8, 0.7]))
+    metric.update_state(torch.tensor([1]), torch.tensor([0.6]), sample_weight=torch.tensor([0.5]))
+    metric.reset_state()
+    assert metric.state["tp"] is metric.true_positives  # reset in place: the attribute stays the state
+    copied = copy.deepcopy(metric)
+    copied.update_state(torch.tensor([1]), torch.tensor([0.9]))
+    assert copied.true_positives is copied.state["tp"]
+
+
+def test_custom_metric_values():
+    metric = BinaryTruePositives()
+    metric.update_state([1, 1, 0, 1], [0.9, 0.2, 0.8, 0.7])
+    metric.update_state([1], [0.6], sample_weight=[0.5])
+    assert float(metric.result()) == 2.5
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
+
+
+def test_metric_in_the_old_order_is_refused_when_defined():
+    with pytest.raises(TypeError, match=r"takes 'y_pred' first.*update_state\(y_true, y_pred, sample_weight=None\)"):
+        class Swapped(metrics.Metric):
+            def update_state(self, y_pred, y_true, sample_weight=None):
+                pass
+    assert not hasattr(metrics.Accuracy(), "update")  # the old update(y_pred, y_true) is gone
+
+
+def test_function_metric_receives_y_true_first():
+    def first_argument(y_true, y_pred):
+        return y_true.float().mean(-1)
+
+    metric = metrics.get(first_argument)
+    metric.update_state(torch.ones(4, 2), torch.zeros(4, 2))
+    assert float(metric.result()) == 1.0
+    weighted = metrics.MeanMetricWrapper(first_argument)
+    weighted.update_state(torch.tensor([[1.0], [3.0]]), torch.zeros(2, 1), sample_weight=torch.tensor([1.0, 0.0]))
+    assert float(weighted.result()) == 1.0
