@@ -63,15 +63,23 @@ def reference_similarity(a, b, name, min_support, shrinkage):
 
 
 class ReferenceKNN:
-    def __init__(self, table, *, k, similarity, user_based, centering, min_support, min_k):
-        self.k, self.centering, self.min_k, self.user_based = k, centering, min_k, user_based
+    """Surprise's estimate, pair by pair, with the dense similarity matrix as a dict of all pairs.
+
+    ties: "id" (equal similarities: smallest id first) or "input" (first rated in the table first,
+    Surprise's heapq.nlargest over the trainset's lists) -- or None: assert there is no tie at the k-th place.
+    """
+
+    def __init__(self, table, *, k, similarity, user_based, centering, min_support, min_k, ties=None):
+        self.k, self.centering, self.min_k, self.user_based, self.ties = k, centering, min_k, user_based, ties
         self.shrinkage = 100.0 if similarity == "pearson_baseline" else 0.0
         self.mu, b_user, b_item = reference_baselines(table)
         xs, ys = (table.user, table.item) if user_based else (table.item, table.user)
         self.b_x, self.b_y = (b_user, b_item) if user_based else (b_item, b_user)
         self.rows = {}  # x -> {y: rating}
+        self.raters = {}  # y -> [x in the order of the table's rows]
         for x, y, r in zip(xs.tolist(), ys.tolist(), table.rating.astype(np.float64).tolist()):
             self.rows.setdefault(x, {})[y] = r
+            self.raters.setdefault(y, []).append(x)
         self.mean = {x: float(np.mean(list(row.values()))) for x, row in self.rows.items()}
         self.baseline = lambda x, y: self.mu + self.b_x.get(x, 0.0) + self.b_y.get(y, 0.0)
         values = self.rows
@@ -86,19 +94,28 @@ class ReferenceKNN:
         return {"none": 0.0, "mean": self.mean.get(x), "baseline": self.baseline(x, y)}[self.centering]
 
     def predict_one(self, user, item):
+        return self.predict_with_reason(user, item)[0]
+
+    def predict_with_reason(self, user, item):
+        """(estimate, reason): Surprise's fallbacks -- an unknown user or item gives the global mean
+        (baseline: mu plus the known side's bias); too few neighbours the row mean (baseline: b(u, i))."""
         x, y = (user, item) if self.user_based else (item, user)
-        if x not in self.rows:
-            return self.mu + (self.b_y.get(y, 0.0) if self.centering == "baseline" else 0.0)
+        unknown_user = user not in (self.rows if self.user_based else self.raters)
+        unknown_item = item not in (self.raters if self.user_based else self.rows)
+        if unknown_user or unknown_item:
+            reason = "unknown user and item" if unknown_user and unknown_item else (
+                "unknown user" if unknown_user else "unknown item")
+            return (self.baseline(x, y) if self.centering == "baseline" else self.mu), reason
         prior = self.baseline(x, y) if self.centering == "baseline" else self.mean[x]
-        raters = [x2 for x2 in self.rows if y in self.rows[x2]]
-        ranked = sorted(((self.sim(x, x2), x2) for x2 in raters), key=lambda t: -t[0])
-        if len(ranked) > self.k and ranked[self.k - 1][0] > 0:
+        raters = self.raters[y] if self.ties == "input" else sorted(self.raters[y])
+        ranked = sorted(((self.sim(x, x2), x2) for x2 in raters), key=lambda t: -t[0])  # stable: ties in order
+        if len(ranked) > self.k and ranked[self.k - 1][0] > 0 and self.ties is None:
             assert ranked[self.k - 1][0] != ranked[self.k][0], "tie at the k-th neighbour: change the test data"
         votes = [(s, self.rows[x2][y] - self.offset(x2, y)) for s, x2 in ranked[:self.k] if s > 0]
         if len(votes) < self.min_k:
-            return prior
+            return prior, "not enough neighbours"
         deviation = sum(s * r for s, r in votes) / sum(s for s, _ in votes)
-        return deviation if self.centering == "none" else prior + deviation
+        return (deviation if self.centering == "none" else prior + deviation), ""
 
 
 # -- tests --------------------------------------------------------------------------------------
@@ -138,8 +155,26 @@ def test_k_just_below_the_number_of_candidates(user_based):
     np.testing.assert_allclose(model.score(users, items).numpy(), expected, rtol=1e-9)
 
 
+def dense_similarities(model, of_columns=False):
+    """The dense path: the model's rows (or columns) as dense (n, n_y) matrices, through similarity_matrix."""
+    n_x, n_y = len(model.x_mean), len(model.column_count)
+    x = torch.repeat_interleave(torch.arange(n_x), model.row_start.diff())
+    values = torch.zeros(n_x, n_y, dtype=model.dtype)
+    values[x, model.row_columns] = model.row_values
+    mask = torch.zeros_like(values)
+    mask[x, model.row_columns] = 1
+    if of_columns:
+        values, mask = values.T.contiguous(), mask.T.contiguous()
+    return similarity_matrix(model.similarity, values, mask, min_support=model.min_support, shrinkage=model.shrinkage)
+
+
+def all_similarities(model, of_columns=False):
+    n = (len(model.column_count) if of_columns else len(model.x_mean))
+    return model.similarity_block(torch.arange(n), torch.arange(n), of_columns=of_columns)
+
+
 @pytest.mark.parametrize("similarity", ["cosine", "msd", "pearson", "pearson_baseline"])
-def test_similarity_matrix_matches_brute_force_and_item_similarity_of_user_based(similarity):
+def test_similarity_blocks_match_brute_force_and_the_dense_matrix(similarity):
     table = random_table(seed=2)
     for user_based in (True, False):
         model = KNN(similarity=similarity, user_based=user_based, min_support=2, device="cpu",
@@ -148,20 +183,73 @@ def test_similarity_matrix_matches_brute_force_and_item_similarity_of_user_based
                                  min_support=2, min_k=1)
         rows = model.user_ids if user_based else model.item_ids
         expected = np.array([[reference.sim(a, b) for b in rows.tolist()] for a in rows.tolist()])
-        np.testing.assert_allclose(model.sim.numpy(), expected, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(all_similarities(model).numpy(), expected, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(all_similarities(model).numpy(), dense_similarities(model).numpy(),
+                                   rtol=1e-9, atol=1e-12)
     # a user-based model computes item-item similarities on demand: they equal the item-based model's
     options = dict(similarity=similarity, min_support=2, device="cpu", dtype=torch.float64)
     user_model = KNN(**options).fit(table)
     item_model = KNN(user_based=False, **options).fit(table)
+    stored = all_similarities(item_model).numpy()
     for row in range(item_model.n_items):  # the self-similarity (excluded from similar_items) may differ
-        on_demand, stored = user_model._item_similarity(row).numpy(), item_model.sim[row].numpy()
-        np.testing.assert_allclose(np.delete(on_demand, row), np.delete(stored, row), atol=1e-12)
+        on_demand = user_model._item_similarity(row).numpy()
+        np.testing.assert_allclose(np.delete(on_demand, row), np.delete(stored[row], row), atol=1e-12)
     item = int(table.item[0])
     similar = item_model.similar_items(item, 4)
     row = int(item_model.item_rows([item])[0])
-    others = np.delete(item_model.sim[row].numpy(), row)
+    others = np.delete(stored[row], row)
     assert [score for _, score in similar] == pytest.approx(sorted(others, reverse=True)[:4])
     assert item not in [other for other, _ in similar]
+
+
+def sparse_table(seed, n_users=300, n_items=500, ratings=4000, integer=True):
+    """A MovieLens-like sparse table with popularity skew; integer ratings give many ties."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    activity = 1.0 / np.arange(1, n_users + 1) ** 0.6
+    users = rng.choice(n_users, ratings, p=activity / activity.sum())
+    items = rng.choice(n_items, ratings, p=popularity / popularity.sum())
+    _, first = np.unique(users * n_items + items, return_index=True)
+    first = rng.permutation(first)  # the table's order is not the ids' order
+    values = rng.integers(1, 6, len(first)) if integer else rng.uniform(1, 5, len(first))
+    return Ratings(users[first], items[first], values)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "msd", "pearson", "pearson_baseline"])
+@pytest.mark.parametrize("user_based", [True, False])
+def test_blocks_equal_the_dense_matrix_on_sparse_random_data(similarity, user_based, monkeypatch):
+    import deepzen.recommend.knn as knn
+
+    monkeypatch.setattr(knn, "BLOCK_ELEMENTS", 5000)  # many blocks of a few rows
+    model = KNN(similarity=similarity, user_based=user_based, min_support=2, device="cpu",
+                dtype=torch.float64).fit(sparse_table(11, integer=False))
+    np.testing.assert_allclose(all_similarities(model).numpy(), dense_similarities(model).numpy(),
+                               rtol=1e-9, atol=1e-12)
+    block = model.similarity_block(torch.tensor([5, 0, 7]), torch.tensor([7, 3, 5, 1]))
+    np.testing.assert_allclose(block.numpy(), dense_similarities(model)[[5, 0, 7]][:, [7, 3, 5, 1]].numpy(),
+                               rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("ties", ["id", "input"])
+@pytest.mark.parametrize("user_based", [True, False])
+@pytest.mark.parametrize("centering", ["none", "mean", "baseline"])
+def test_ties_at_the_kth_neighbour_follow_the_documented_order(ties, user_based, centering, monkeypatch):
+    """Integer ratings and msd give many equal similarities; the order decides who votes."""
+    import deepzen.recommend.knn as knn
+
+    monkeypatch.setattr(knn, "BLOCK_ELEMENTS", 20000)
+    monkeypatch.setattr(knn, "CHUNK_ELEMENTS", 3000)
+    table = sparse_table(12, n_users=80, n_items=120, ratings=1500)
+    options = dict(k=3, similarity="msd", user_based=user_based, centering=centering, min_support=1, min_k=1)
+    model = KNN(**options, ties=ties, device="cpu", dtype=torch.float64).fit(table)
+    reference = ReferenceKNN(table, **options, ties=ties)
+    rng = np.random.default_rng(0)
+    users = rng.choice(np.unique(table.user), 400)
+    items = rng.choice(np.unique(table.item), 400)
+    expected = [reference.predict_one(u, i) for u, i in zip(users.tolist(), items.tolist())]
+    np.testing.assert_allclose(model.score(users, items).numpy(), expected, rtol=1e-9, atol=1e-12)
+    other = KNN(**options, ties="input" if ties == "id" else "id", device="cpu", dtype=torch.float64).fit(table)
+    assert not np.allclose(other.score(users, items).numpy(), expected)  # the test does see ties
 
 
 def test_pearson_is_exact_on_integer_ratings_in_float32():

@@ -66,6 +66,75 @@ class Ratings:
                        None if self.timestamp is None else self.timestamp[index])
 
 
+DUPLICATES = ("refuse", "average", "keep")
+
+
+def _rows_text(rows: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(str(row) for row in rows[:limit].tolist())
+    return f"{len(rows)} row{'s' if len(rows) != 1 else ''} ({shown}{', ...' if len(rows) > limit else ''})"
+
+
+def check_ratings(ratings: Ratings, *, rating_scale: tuple[float, float] | None = None,
+                  duplicates: str = "refuse") -> Ratings:
+    """Refuses tables a recommender cannot learn from, and resolves repeated (user, item) pairs.
+
+    Args:
+        ratings: the table.
+        rating_scale: ``(low, high)``: ratings outside it are refused; ``None`` checks only for NaN.
+        duplicates: what to do with several rows of one (user, item) pair: ``"refuse"`` (raise,
+            naming the rows), ``"average"`` (one row per pair, at the pair's first position, with the
+            mean rating and the latest timestamp) or ``"keep"`` (every row counts as a rating, as in
+            scikit-surprise's trainset).
+
+    Returns:
+        ``ratings`` itself, or the averaged table.
+
+    Raises:
+        ValueError: an empty table, NaN or infinite ratings, ratings outside ``rating_scale``,
+            or duplicates with ``duplicates="refuse"``; the message names the rows (0-based).
+
+    Example:
+        >>> table = Ratings(user=[1, 1, 2], item=[7, 7, 7], rating=[4.0, 2.0, 5.0])
+        >>> check_ratings(table, duplicates="average").rating.tolist()
+        [3.0, 5.0]
+    """
+    if duplicates not in DUPLICATES:
+        raise ValueError(f"Expected duplicates in {DUPLICATES}. Received: duplicates={duplicates!r}")
+    if len(ratings) == 0:
+        raise ValueError("Expected at least one rating. Received: an empty table")
+    bad = np.flatnonzero(~np.isfinite(ratings.rating))
+    if len(bad):
+        raise ValueError(f"Expected finite ratings. Received NaN or infinity in {_rows_text(bad)}")
+    if rating_scale is not None:
+        low, high = rating_scale
+        bad = np.flatnonzero((ratings.rating < low) | (ratings.rating > high))
+        if len(bad):
+            raise ValueError(f"Expected ratings in the scale [{low}, {high}]. Received "
+                             f"{ratings.rating[bad[0]]:g} and others outside it in {_rows_text(bad)}")
+    if duplicates == "keep":
+        return ratings
+    pairs = np.stack([ratings.user, ratings.item], axis=1)
+    _, first, inverse, counts = np.unique(pairs, axis=0, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    inverse = inverse.reshape(-1)
+    if counts.max() == 1:
+        return ratings
+    if duplicates == "refuse":
+        repeated = np.flatnonzero(counts[inverse] > 1)
+        user, item = pairs[repeated[0]].tolist()
+        raise ValueError(f"Expected one rating per (user, item) pair. Received several for (user {user}, item "
+                         f"{item}) and others, in {_rows_text(repeated)}; pass duplicates='average' or "
+                         f"duplicates='keep'")
+    mean = np.bincount(inverse, weights=ratings.rating.astype(np.float64)) / counts
+    order = np.argsort(first, kind="stable")  # pairs in the order of their first row
+    timestamp = None
+    if ratings.timestamp is not None:
+        timestamp = np.full(len(counts), np.iinfo(np.int64).min)
+        np.maximum.at(timestamp, inverse, ratings.timestamp)
+        timestamp = timestamp[order]
+    return Ratings(ratings.user[first[order]], ratings.item[first[order]], mean[order], timestamp)
+
+
 def _read_int_table(path: Path, columns: int) -> np.ndarray:
     try:
         table = np.loadtxt(path, dtype=np.int64, delimiter="\t", ndmin=2)

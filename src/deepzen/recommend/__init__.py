@@ -16,9 +16,10 @@ Example:
 from deepzen.recommend.base import Recommender
 from deepzen.recommend.evaluation import cross_validate, leave_one_out_ranking, movielens_folds, rating_metrics
 from deepzen.recommend.factorization import BiasedMF, MatrixFactorization
+from deepzen.recommend.baseline import BaselineOnly
 from deepzen.recommend.knn import KNN, SIMILARITIES, KNNBaseline, KNNBasic, KNNWithMeans, similarity_matrix
 from deepzen.recommend.neural import NeuMF, NeuralCF
 
-__all__ = ["Recommender", "KNN", "KNNBasic", "KNNWithMeans", "KNNBaseline", "SIMILARITIES", "similarity_matrix",
+__all__ = ["Recommender", "BaselineOnly", "KNN", "KNNBasic", "KNNWithMeans", "KNNBaseline", "SIMILARITIES", "similarity_matrix",
            "BiasedMF", "MatrixFactorization", "NeuMF", "NeuralCF", "cross_validate", "movielens_folds",
            "rating_metrics", "leave_one_out_ranking"]

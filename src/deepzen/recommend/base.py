@@ -25,9 +25,12 @@ import numpy as np
 import torch
 
 from deepzen._registry import Registry
-from deepzen.data.ratings import Ratings
+from deepzen.data.ratings import Ratings, check_ratings
 
 UNKNOWN = -1  # the row index given to ids that were not in the training ratings
+# Why a prediction fell back (Surprise's was_impossible, with the reason): code -> text; 0 = no fallback.
+REASONS = ("", "unknown user", "unknown item", "unknown user and item", "not enough neighbours")
+NOT_ENOUGH_NEIGHBOURS = 4
 RECOMMENDERS: Registry[type] = Registry("recommender", overwrite=True)  # every subclass, by class name
 
 
@@ -70,20 +73,31 @@ class Recommender:
         self.item_ids: np.ndarray | None = None
 
     # -- fitting -------------------------------------------------------------------------------------
-    def fit(self, ratings: Ratings, *, user_ids: Any = None, item_ids: Any = None) -> "Recommender":
-        """Learns from ``ratings`` (at most one rating per (user, item) pair).
+    def fit(self, ratings: Ratings, *, user_ids: Any = None, item_ids: Any = None,
+            rating_scale: tuple[float, float] | None = None, duplicates: str = "refuse") -> "Recommender":
+        """Learns from ``ratings``.
 
         Args:
             ratings: the training ratings.
             user_ids: optional ``(K,)`` array giving the id of each value of ``ratings.user``
                 (``load_ratings_table``'s ``user_ids``); then all methods speak those ids.
             item_ids: the same for items.
+            rating_scale: ``(low, high)``: ratings outside are refused (NaN always is).
+            duplicates: several rows for one (user, item) pair: ``"refuse"`` (default), ``"average"``
+                or ``"keep"`` (see :func:`deepzen.data.ratings.check_ratings`; kNN models accept
+                ``"keep"`` only as scikit-surprise does: every row is a neighbour's vote).
 
         Returns:
             ``self``.
+
+        Raises:
+            ValueError: an empty table, NaN ratings, ratings outside ``rating_scale``, duplicates
+                with ``duplicates="refuse"``; the message names the rows.
         """
-        if len(ratings) == 0:
-            raise ValueError(f"{type(self).__name__}.fit expects ratings. Received: an empty table")
+        try:
+            ratings = check_ratings(ratings, rating_scale=rating_scale, duplicates=duplicates)
+        except ValueError as error:
+            raise ValueError(f"{type(self).__name__}.fit: {error}") from None
         users = ratings.user if user_ids is None else np.asarray(user_ids)[ratings.user]
         items = ratings.item if item_ids is None else np.asarray(item_ids)[ratings.item]
         self.user_ids, user_rows = np.unique(users, return_inverse=True)
@@ -169,6 +183,25 @@ class Recommender:
         scores = self.score(users, items)
         low, high = self.rating_range
         return scores.clamp(low, high).float().cpu().numpy()
+
+    def predict_with_reasons(self, users: Any, items: Any) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict`, and for each prediction why it fell back, as scikit-surprise's ``was_impossible``.
+
+        Returns:
+            ``(predictions, reasons)`` shaped like the broadcast inputs: float32 predictions and
+            strings from :data:`REASONS`: ``""`` (the model's own estimate), ``"unknown user"``,
+            ``"unknown item"``, ``"unknown user and item"`` or (kNN) ``"not enough neighbours"``.
+        """
+        user, item = torch.broadcast_tensors(self.user_rows(users), self.item_rows(items))
+        scores, codes = self._estimate_with_reasons(user.reshape(-1), item.reshape(-1))
+        low, high = self.rating_range
+        predictions = scores.clamp(low, high).float().cpu().numpy().reshape(tuple(user.shape))
+        return predictions, np.asarray(REASONS)[codes.cpu().numpy()].reshape(tuple(user.shape))
+
+    def _estimate_with_reasons(self, user: torch.Tensor, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_estimate`` and the ``(N,)`` reason codes (indices into :data:`REASONS`); models with
+        other fallbacks than unknown ids override this."""
+        return self._estimate(user, item), unknown_codes(user, item)
 
     def seen_items(self, user: Any) -> np.ndarray:
         """The ids of the items ``user`` rated in the training data."""
@@ -264,6 +297,11 @@ class Recommender:
             model._load_state({key.removeprefix("model."): value.to(model.device)
                                for key, value in tensors.items() if key.startswith("model.")})
         return model
+
+
+def unknown_codes(user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` reason codes of :data:`REASONS` for unknown users (1), items (2) or both (3); else 0."""
+    return (user == UNKNOWN).long() + 2 * (item == UNKNOWN).long()
 
 
 def _ids_to_json(ids: np.ndarray) -> dict[str, Any]:

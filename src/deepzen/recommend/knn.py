@@ -1,15 +1,22 @@
-"""k-nearest-neighbour collaborative filtering (user-based or item-based), vectorised in torch.
+"""k-nearest-neighbour collaborative filtering (user-based or item-based), vectorised, in bounded memory.
 
-The algorithms of scikit-surprise's ``KNNBasic``, ``KNNWithMeans`` and ``KNNBaseline``, computed
-with dense tensors instead of per-pair loops, so they run on a GPU and on larger tables:
+The algorithms of scikit-surprise's ``KNNBasic``, ``KNNWithMeans`` and ``KNNBaseline``, with the same
+neighbours and the same numbers, computed without an ``(n, n)`` similarity matrix:
 
-- similarities of all pairs of users (or items) come from a few matrix products over the co-rated
-  masks (:class:`CoRated`): ``cosine``, ``msd``, ``pearson`` and ``pearson_baseline``;
-- a batch of (user, item) pairs is predicted at once: for each pair, the candidates are the users
-  who rated the item (item-based: the items the user rated), the ``k`` most similar are taken with
-  ``topk``, and the neighbours with a positive similarity vote. Pairs are sorted by their number
-  of candidates and cut into chunks padded to the chunk's largest number, so the work follows the
-  number of candidates (about 2.5M for a MovieLens 100K test fold), not pairs x all users.
+- ``fit`` keeps the ratings as sparse rows (CSR), the row means and (for baselines) the biases:
+  memory O(ratings).
+- A batch of (user, item) pairs is predicted at once. For pair (x, y) (user-based: x = the user,
+  y = the item; item-based: the other way round) the candidates are the rows that rated y. The
+  similarities of the batch's rows to the candidates are computed in blocks of rows, by sparse
+  products over the co-rated columns only (:class:`SparseCoRated`), at most ``BLOCK_ELEMENTS`` at a
+  time; each block's pairs then keep the ``k`` most similar candidates and the neighbours with a
+  positive similarity vote. Memory: O(ratings + BLOCK_ELEMENTS), whatever the catalogue.
+- ``similarity_matrix`` (:class:`CoRated`) is the dense computation of the same similarities: the
+  reference the tests compare the blocks against, and a tool for small tables.
+
+Every pair's neighbour set is the one of the dense computation, so the predictions are the same (up
+to the order of floating-point sums). The similarities are ``cosine``, ``msd``, ``pearson`` and
+``pearson_baseline``.
 
 In user-based CF, for a pair (u, i) with neighbours N = the k users most similar to u who rated i
 (only those with sim > 0 count)::
@@ -19,12 +26,22 @@ In user-based CF, for a pair (u, i) with neighbours N = the k users most similar
     baseline (KNNBaseline): r(u, i) = b(u, i) + sum_v sim(u, v) (r(v, i) - b(v, i)) / sum_v sim(u, v)
 
 with b(u, i) = mu + b_u + b_i the ALS baseline of :func:`baseline_biases`. Item-based CF swaps the
-roles of users and items. Fallbacks, when fewer than ``min_k`` neighbours have sim > 0: the mean
-of u's ratings (item-based: of i's ratings) for ``none`` and ``mean`` -- scikit-surprise's
-KNNBasic uses the global mean there --, the baseline for ``baseline``; for a user or item not in
-the training data, the global mean (``baseline``: mu plus the known bias).
+roles of users and items.
 
-Ties between equal similarities at the k-th place are broken by ``topk`` (implementation-defined).
+Fallbacks (``predict_with_reasons`` says which one each prediction took, as Surprise's
+``was_impossible``):
+
+- a user or item not in the training data: the global mean (``baseline``: mu plus the bias of the
+  side that is known), as scikit-surprise;
+- fewer than ``min_k`` neighbours with sim > 0 ("not enough neighbours"): the mean of u's ratings
+  (item-based: of i's ratings) for ``none`` and ``mean``, the baseline for ``baseline``. For
+  ``mean`` and ``baseline`` this is Surprise's; Surprise's KNNBasic gives the global mean there.
+
+Ties at the k-th place. With ``ties="id"`` (default) the candidates of equal similarity are taken
+in the order of their ids (smallest first). With ``ties="input"`` they are taken in the order of
+their ratings of y in the training table, which is scikit-surprise's (``heapq.nlargest`` over the
+trainset's ``ir`` / ``ur`` lists, filled in the order of the ratings): fit both libraries on the
+same table in the same order and they choose the same neighbours, prediction for prediction.
 """
 
 from __future__ import annotations
@@ -34,15 +51,19 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import scipy.sparse  # a dependency of scikit-learn, which deepzen depends on
 import torch
 
 from deepzen._registry import Registry
-from deepzen.recommend.base import Recommender
+from deepzen.recommend.base import NOT_ENOUGH_NEIGHBOURS, Recommender, unknown_codes
+from deepzen.recommend.baseline import baseline_biases
 
 SIMILARITIES: Registry = Registry("similarity")
 ON_BASELINE_RESIDUALS = {"pearson_baseline"}  # similarities computed on r - b(u, i) instead of r
 CENTERINGS = ("none", "mean", "baseline")
+TIES = ("id", "input")
 CHUNK_ELEMENTS = 1 << 19  # (pairs x candidate neighbours) per prediction chunk: 2 MB in float32
+BLOCK_ELEMENTS = 1 << 22  # (rows x candidates) per similarity block: 32 MB per float64 statistic
 
 
 class CoRated:
@@ -89,6 +110,50 @@ class CoRated:
         return self.sum_a.T if self.symmetric else self.a_mask @ self.b.T
 
 
+class SparseCoRated:
+    """:class:`CoRated`'s sums for rows of sparse matrices: products over the co-rated columns only.
+
+    Args:
+        a: ``(values, mask)`` of ``n_a`` rows as ``(n_a, n_y)`` scipy CSR matrices (explicit
+            entries where rated; duplicates count twice, as in scikit-surprise).
+        b_t: ``(values, mask)`` of the ``n_b`` other rows, transposed: ``(n_y, n_b)`` CSR.
+        dtype: of the returned dense ``(n_a, n_b)`` tensors (the sums are taken in float64).
+
+    The cost of each sum is the number of (row of a, column, row of b) co-ratings, not n_a x n_y x n_b.
+    """
+
+    def __init__(self, a, b_t, dtype: torch.dtype):
+        (self.a, self.a_mask), (self.b_t, self.b_mask_t) = a, b_t
+        self.dtype = dtype
+
+    def _dense(self, product) -> torch.Tensor:
+        return torch.from_numpy(product.toarray()).to(self.dtype)
+
+    @cached_property
+    def freq(self) -> torch.Tensor:
+        return self._dense(self.a_mask @ self.b_mask_t)
+
+    @cached_property
+    def prods(self) -> torch.Tensor:
+        return self._dense(self.a @ self.b_t)
+
+    @cached_property
+    def sq_a(self) -> torch.Tensor:
+        return self._dense(self.a.multiply(self.a).tocsr() @ self.b_mask_t)
+
+    @cached_property
+    def sq_b(self) -> torch.Tensor:
+        return self._dense(self.a_mask @ self.b_t.multiply(self.b_t).tocsr())
+
+    @cached_property
+    def sum_a(self) -> torch.Tensor:
+        return self._dense(self.a @ self.b_mask_t)
+
+    @cached_property
+    def sum_b(self) -> torch.Tensor:
+        return self._dense(self.a_mask @ self.b_t)
+
+
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     """numerator / denominator, 0 where the denominator is not positive."""
     positive = denominator > 0
@@ -127,7 +192,7 @@ def pearson_baseline(stats: CoRated) -> torch.Tensor:
 
 def similarity_matrix(name: str, values: torch.Tensor, mask: torch.Tensor, *, min_support: int = 1,
                       shrinkage: float = 0.0, other: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """Similarities between rows of a dense rating matrix.
+    """Similarities between rows of a dense rating matrix (the dense reference of the kNN models).
 
     Args:
         name: a registered similarity ("cosine", "msd", "pearson", "pearson_baseline").
@@ -141,37 +206,19 @@ def similarity_matrix(name: str, values: torch.Tensor, mask: torch.Tensor, *, mi
         ``(n, m)`` similarities; against itself the diagonal is 1.
     """
     stats = CoRated(values, mask) if other is None else CoRated(values, mask, *other)
-    similarity = SIMILARITIES.get(name)(stats)
-    similarity = similarity.masked_fill(stats.freq < min_support, 0)
-    if shrinkage:
-        similarity.mul_(_ratio(stats.freq - 1, stats.freq - 1 + shrinkage))
+    similarity = _similarity(name, stats, min_support, shrinkage)
     if other is None:
         similarity.fill_diagonal_(1)
     return similarity
 
 
-def baseline_biases(user: torch.Tensor, item: torch.Tensor, rating: torch.Tensor, n_users: int, n_items: int, *,
-                    epochs: int = 10, reg_user: float = 15.0, reg_item: float = 10.0):
-    """Biases of the baseline ``b(u, i) = mu + b_u + b_i`` by alternating least squares.
-
-    The estimate of scikit-surprise's baselines (method "als", same defaults): each epoch sets
-    ``b_i = sum_u (r - mu - b_u) / (reg_item + n_i)``, then ``b_u = sum_i (r - mu - b_i) / (reg_user + n_u)``.
-
-    Args:
-        user, item: ``(N,)`` rows of the N ratings; rating: ``(N,)`` values.
-
-    Returns:
-        ``(b_user (n_users,), b_item (n_items,))``.
-    """
-    mu = rating.mean()
-    count_user = torch.bincount(user, minlength=n_users).to(rating.dtype)
-    count_item = torch.bincount(item, minlength=n_items).to(rating.dtype)
-    b_user = rating.new_zeros(n_users)
-    b_item = rating.new_zeros(n_items)
-    for _ in range(epochs):
-        b_item = rating.new_zeros(n_items).index_add_(0, item, rating - mu - b_user[user]) / (reg_item + count_item)
-        b_user = rating.new_zeros(n_users).index_add_(0, user, rating - mu - b_item[item]) / (reg_user + count_user)
-    return b_user, b_item
+def _similarity(name: str, stats, min_support: int, shrinkage: float) -> torch.Tensor:
+    """The similarity ``name`` of :class:`CoRated` or :class:`SparseCoRated` sums, support and shrinkage applied."""
+    similarity = SIMILARITIES.get(name)(stats)
+    similarity = similarity.masked_fill(stats.freq < min_support, 0)
+    if shrinkage:
+        similarity.mul_(_ratio(stats.freq - 1, stats.freq - 1 + shrinkage))
+    return similarity
 
 
 def _positive_int(owner: str, name: str, value: Any) -> int:
@@ -192,11 +239,14 @@ class KNN(Recommender):
         min_k: fewer neighbours with positive similarity than this -> the fallback estimate.
         shrinkage: similarities are multiplied by ``(n - 1) / (n - 1 + shrinkage)``, n = number of
             co-rated items; default 100 for "pearson_baseline" (as scikit-surprise), else 0.
-        device: where the matrices live (default: deepzen's default device).
-        dtype: of the dense matrices (float64 for exact comparisons).
+        ties: order of equally similar candidates at the k-th place: "id" (smallest id first) or
+            "input" (first rated in the training table first: scikit-surprise's order).
+        device: where the tensors live (default: deepzen's default device); the similarity blocks
+            are computed on the CPU (scipy's sparse products) and voted on ``device``.
+        dtype: of the similarities and estimates (float64 for exact comparisons).
 
-    Memory: dense ``(n_users, n_items)`` matrices and an ``(n, n)`` similarity matrix
-    (n = users or items): MovieLens 100K takes about 40 MB.
+    Memory: the ratings (a few arrays of N entries) and one similarity block at a time; no
+    ``(n, n)`` matrix. A 60,000-item catalogue fits in well under 4 GB.
 
     Example:
         >>> from deepzen.data.ratings import Ratings
@@ -205,20 +255,24 @@ class KNN(Recommender):
         >>> # neighbours of user 3 who rated item 8: users 1 (msd sim 1) and 2 (sim 1/2)
         >>> round(float(model.predict(3, 8)), 3)  # (1 * 1 + 0.5 * 2) / (1 + 0.5)
         1.333
+        >>> model.predict_with_reasons([3, 3], [8, 99])  # item 99 is unknown: the global mean, 3.4
+        (array([1.3333334, 3.4      ], dtype=float32), array(['', 'unknown item'], dtype='<U21'))
     """
 
     def __init__(self, k: int = 40, similarity: str = "msd", *, user_based: bool = True, centering: str = "none",
-                 min_support: int = 1, min_k: int = 1, shrinkage: float | None = None, device: Any = None,
-                 dtype: torch.dtype = torch.float32):
+                 min_support: int = 1, min_k: int = 1, shrinkage: float | None = None, ties: str = "id",
+                 device: Any = None, dtype: torch.dtype = torch.float32):
         super().__init__(device)
         owner = type(self).__name__
         self.k = _positive_int(owner, "k", k)
         SIMILARITIES.get(similarity)  # raises for unknown names, listing the valid ones
         if centering not in CENTERINGS:
             raise ValueError(f"{owner} expects centering in {CENTERINGS}. Received: centering={centering!r}")
+        if ties not in TIES:
+            raise ValueError(f"{owner} expects ties in {TIES}. Received: ties={ties!r}")
         if shrinkage is not None and shrinkage < 0:
             raise ValueError(f"{owner} expects shrinkage >= 0. Received: shrinkage={shrinkage!r}")
-        self.similarity, self.user_based, self.centering = similarity, user_based, centering
+        self.similarity, self.user_based, self.centering, self.ties = similarity, user_based, centering, ties
         self.min_support = _positive_int(owner, "min_support", min_support)
         self.min_k = _positive_int(owner, "min_k", min_k)
         default_shrinkage = 100.0 if similarity in ON_BASELINE_RESIDUALS else 0.0
@@ -226,13 +280,13 @@ class KNN(Recommender):
         self.dtype = dtype
 
     # The tensors _estimate and _item_similarity read (x_bias / y_bias only with baselines).
-    STATE = ("global_mean", "x_mean", "x_bias", "y_bias", "sim", "_values", "_mask", "column_count", "column_start",
-             "column_rows", "column_residual")
+    STATE = ("global_mean", "x_mean", "x_bias", "y_bias", "row_start", "row_columns", "row_values", "column_count",
+             "column_start", "column_rows", "column_residual")
 
     def get_config(self) -> dict[str, Any]:
         config = {"k": self.k, "similarity": self.similarity, "user_based": self.user_based,
                   "centering": self.centering, "min_support": self.min_support, "min_k": self.min_k,
-                  "shrinkage": self.shrinkage, "dtype": str(self.dtype).removeprefix("torch.")}
+                  "shrinkage": self.shrinkage, "ties": self.ties, "dtype": str(self.dtype).removeprefix("torch.")}
         if "centering" not in inspect.signature(type(self).__init__).parameters:
             del config["centering"]  # KNNBasic, KNNWithMeans, KNNBaseline: their class fixes it
         return config
@@ -247,93 +301,164 @@ class KNN(Recommender):
     def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         for name, tensor in tensors.items():
             setattr(self, name, tensor)
+        self._sparse = {}
 
     def _fit(self, user, item, rating):
         # x: the rows that are neighbours (users when user-based), y: the columns they rate.
         x, y = (user, item) if self.user_based else (item, user)
         n_x, n_y = (self.n_users, self.n_items) if self.user_based else (self.n_items, self.n_users)
         rating = rating.to(self.dtype)
-        ratings = torch.zeros(n_x, n_y, dtype=self.dtype, device=self.device)  # (n_x, n_y)
-        ratings[x, y] = rating
-        mask = torch.zeros_like(ratings)
-        mask[x, y] = 1
         self.global_mean = rating.mean()
-        self.x_mean = ratings.sum(1) / mask.sum(1)  # (n_x,) every row has a rating
+        count_x = torch.bincount(x, minlength=n_x)  # every row has a rating
+        self.x_mean = rating.new_zeros(n_x).index_add_(0, x, rating) / count_x  # (n_x,)
         if self.centering == "baseline" or self.similarity in ON_BASELINE_RESIDUALS:
             b_user, b_item = baseline_biases(user, item, rating, self.n_users, self.n_items)
             self.x_bias, self.y_bias = (b_user, b_item) if self.user_based else (b_item, b_user)
-            baseline = self.global_mean + self.x_bias[:, None] + self.y_bias[None, :]  # (n_x, n_y)
-        self._values = mask * (ratings - baseline) if self.similarity in ON_BASELINE_RESIDUALS else ratings
-        self._mask = mask
-        self.sim = similarity_matrix(self.similarity, self._values, mask, min_support=self.min_support,
-                                     shrinkage=self.shrinkage)  # (n_x, n_x)
-        # Who rated each column, as CSR arrays sorted by column: the rows that rated column c are
-        # column_rows[column_start[c]:column_start[c + 1]], with their ratings minus the offset.
+            baseline = self.global_mean + self.x_bias[x] + self.y_bias[y]  # (N,)
+        # The rows as CSR arrays (sorted by row, then column), the input of the similarity blocks.
+        values = rating - baseline if self.similarity in ON_BASELINE_RESIDUALS else rating
+        by_row = torch.argsort(x * n_y + y, stable=True)
+        self.row_start = torch.cat([count_x.new_zeros(1), torch.cumsum(count_x, 0)])  # (n_x + 1,)
+        self.row_columns, self.row_values = y[by_row], values[by_row]  # (N,)
+        # Who rated each column, as CSR arrays sorted by column, then in the order of ``ties``: the
+        # rows that rated column c are column_rows[column_start[c]:column_start[c + 1]], with their
+        # ratings minus the offset.
         if self.centering == "none":
             residual = rating
         elif self.centering == "mean":
             residual = rating - self.x_mean[x]
         else:
-            residual = rating - (self.global_mean + self.x_bias[x] + self.y_bias[y])
-        order = torch.argsort(y * n_x + x)
+            residual = rating - baseline
+        order = torch.argsort(y * n_x + x, stable=True) if self.ties == "id" else torch.argsort(y, stable=True)
         self.column_count = torch.bincount(y, minlength=n_y)  # (n_y,)
         self.column_start = torch.cumsum(self.column_count, 0) - self.column_count  # (n_y,)
         padding = int(self.column_count.max())  # so that start + slot never runs past the end
         self.column_rows = torch.cat([x[order], x.new_zeros(padding)])  # (N + padding,)
         self.column_residual = torch.cat([residual[order], residual.new_zeros(padding)])
+        self._sparse = {}
+
+    def _rows_matrix(self, transposed: bool = False):
+        """``(values, mask)`` of the rows as scipy CSR ``(n_x, n_y)`` float64 matrices (``transposed``:
+        the columns as rows, ``(n_y, n_x)``); built once per fit or load."""
+        if transposed not in self._sparse:
+            start, columns = self.row_start.cpu().numpy(), self.row_columns.cpu().numpy()
+            values = self.row_values.cpu().double().numpy()
+            shape = (len(start) - 1, len(self.column_count))
+            matrices = (scipy.sparse.csr_matrix((values, columns, start), shape=shape),
+                        scipy.sparse.csr_matrix((np.ones_like(values), columns, start), shape=shape))
+            if transposed:
+                matrices = tuple(matrix.T.tocsr() for matrix in matrices)
+            self._sparse[transposed] = matrices
+        return self._sparse[transposed]
+
+    def similarity_block(self, rows: torch.Tensor, candidates: torch.Tensor, *, of_columns: bool = False):
+        """Similarities of ``rows`` to ``candidates`` (row indices), computed from the sparse ratings.
+
+        Args:
+            rows: ``(B,)`` row indices; candidates: ``(C,)`` row indices.
+            of_columns: similarities of the columns instead (items of a user-based model).
+
+        Returns:
+            ``(B, C)`` similarities on the CPU; a row's similarity to itself is 1 (not for columns).
+        """
+        values, mask = self._rows_matrix(of_columns)
+        rows_np, candidates_np = rows.cpu().numpy(), candidates.cpu().numpy()
+        a = (values[rows_np], mask[rows_np])
+        b_t = (values[candidates_np].T.tocsr(), mask[candidates_np].T.tocsr())
+        similarity = _similarity(self.similarity, SparseCoRated(a, b_t, self.dtype), self.min_support,
+                                 self.shrinkage)  # (B, C)
+        if not of_columns:
+            similarity[torch.as_tensor(rows_np[:, None] == candidates_np[None, :])] = 1
+        return similarity
 
     def _prior(self, x: torch.Tensor, y: torch.Tensor, known_x: torch.Tensor, known_y: torch.Tensor) -> torch.Tensor:
-        """The estimate without neighbours: the row mean (or baseline); global mean for unknown rows."""
+        """The estimate without neighbours: the row mean (or baseline); the global mean when the user or
+        the item is unknown (``baseline``: mu plus the bias of the known side), as scikit-surprise."""
         if self.centering == "baseline":
             return (self.global_mean + torch.where(known_x, self.x_bias[x], 0)
                     + torch.where(known_y, self.y_bias[y], 0))
-        return torch.where(known_x, self.x_mean[x], self.global_mean)
+        return torch.where(known_x & known_y, self.x_mean[x], self.global_mean)
 
     def _estimate(self, user, item):
+        return self._estimate_with_reasons(user, item)[0]
+
+    def _estimate_with_reasons(self, user, item):
+        reasons = unknown_codes(user, item)
         x, y = (user, item) if self.user_based else (item, user)
         known_x, known_y = x >= 0, y >= 0
         x, y = x.clamp(min=0), y.clamp(min=0)
         prior = self._prior(x, y, known_x, known_y)  # (N,)
         deviation = torch.zeros_like(prior)  # weighted mean of the neighbours' residuals
         enough = torch.zeros_like(known_x)  # at least min_k neighbours with positive similarity
-        # Pairs sorted by their number of candidate neighbours, in chunks padded to the chunk's
-        # largest number: the work is about the total number of candidates, not pairs x rows.
-        count = torch.where(known_x & known_y, self.column_count[y], 0)  # (N,)
-        order = torch.argsort(count)
-        sorted_count = count[order].cpu().numpy()  # host sync: once, to plan the chunks
-        start = int(np.searchsorted(sorted_count, 0, side="right"))  # pairs without candidates: prior
-        while start < len(order):
-            pad = (np.arange(start + 1, len(order) + 1) - start) * sorted_count[start:]  # chunk elements
-            end = start + max(1, int(np.searchsorted(pad, CHUNK_ELEMENTS, side="right")))
-            pairs = order[start:end]
-            deviation[pairs], enough[pairs] = self._neighbours_vote(x[pairs], y[pairs], int(sorted_count[end - 1]))
-            start = end
+        count = torch.where(known_x & known_y, self.column_count[y], 0)  # (N,) candidate neighbours
+        active = torch.nonzero(count > 0).squeeze(1)  # pairs without candidates: prior
+        if len(active):
+            # The similarity blocks: the distinct rows of the batch against every candidate of the batch.
+            rows, position_in_rows = torch.unique(x[active], return_inverse=True)  # (R,), (A,)
+            columns = torch.unique(y[active])
+            slot = torch.arange(int(self.column_count[columns].sum()), device=x.device)  # host sync: once
+            column_of_slot = torch.repeat_interleave(torch.arange(len(columns), device=x.device),
+                                                     self.column_count[columns])
+            offsets = torch.cumsum(self.column_count[columns], 0) - self.column_count[columns]
+            raters = self.column_rows[self.column_start[columns][column_of_slot] + slot - offsets[column_of_slot]]
+            candidates = torch.unique(raters)  # (C,)
+            candidate_index = torch.full((len(self.x_mean),), -1, dtype=torch.long, device=x.device)
+            candidate_index[candidates] = torch.arange(len(candidates), device=x.device)
+            block_rows = max(1, BLOCK_ELEMENTS // len(candidates))
+            block = position_in_rows // block_rows  # (A,) the block of each active pair
+            # Pairs sorted by block, then by their number of candidates; within a block, in chunks padded
+            # to the chunk's largest number: the work follows the number of candidates.
+            order = torch.argsort(block * (int(count.max()) + 1) + count[active])
+            active, block, position_in_rows = active[order], block[order], position_in_rows[order]
+            block_np, count_np = block.cpu().numpy(), count[active].cpu().numpy()  # host sync: to plan the blocks
+            for index in range(int(block_np[-1]) + 1):
+                lo, hi = np.searchsorted(block_np, [index, index + 1])
+                if lo == hi:
+                    continue
+                first = index * block_rows
+                similarity = self.similarity_block(rows[first:first + block_rows], candidates).to(self.device)
+                start = lo
+                while start < hi:
+                    pad = (np.arange(start + 1, hi + 1) - start) * count_np[start:hi]  # chunk elements
+                    end = start + max(1, int(np.searchsorted(pad, CHUNK_ELEMENTS, side="right")))
+                    pairs = active[start:end]
+                    deviation[pairs], enough[pairs] = self._neighbours_vote(
+                        similarity, position_in_rows[start:end] - first, candidate_index, y[pairs],
+                        int(count_np[end - 1]))
+                    start = end
         offset = 0 if self.centering == "none" else prior
-        return torch.where(enough, offset + deviation, prior)
+        estimate = torch.where(enough, offset + deviation, prior)
+        reasons = torch.where((reasons == 0) & ~enough, NOT_ENOUGH_NEIGHBOURS, reasons)
+        return estimate, reasons
 
-    def _neighbours_vote(self, x: torch.Tensor, y: torch.Tensor, width: int):
+    def _neighbours_vote(self, similarity: torch.Tensor, block_row: torch.Tensor, candidate_index: torch.Tensor,
+                         y: torch.Tensor, width: int):
         """For B pairs whose columns have at most ``width`` raters: the similarity-weighted mean
-        residual of the k most similar raters, and whether min_k of them have positive similarity."""
-        slot = torch.arange(width, device=x.device)  # (W,)
+        residual of the k most similar raters, and whether min_k of them have positive similarity.
+
+        ``similarity``: ``(rows of the block, C)``; ``block_row``: ``(B,)`` each pair's row in it;
+        ``candidate_index``: ``(n_x,)`` each row's column in it.
+        """
+        slot = torch.arange(width, device=y.device)  # (W,)
         valid = slot < self.column_count[y][:, None]  # (B, W)
         position = self.column_start[y][:, None] + slot  # (B, W) into the column arrays
-        flat = (x * self.sim.shape[1])[:, None] + self.column_rows[position]  # (B, W) into sim.view(-1)
-        similarity = torch.where(valid, self.sim.view(-1)[flat], float("-inf"))  # (B, W)
+        neighbour = candidate_index[self.column_rows[position]].clamp(min=0)  # (B, W) columns of ``similarity``
+        flat = (block_row * similarity.shape[1])[:, None] + neighbour  # (B, W) into similarity.view(-1)
+        chosen = torch.where(valid, similarity.view(-1)[flat], float("-inf"))  # (B, W)
         if width > self.k:
-            similarity, chosen = similarity.topk(self.k, dim=1)  # (B, k)
-            position = position.gather(1, chosen)
-        weight = similarity.clamp(min=0)  # only positive similarities vote (-inf -> 0)
+            # A stable sort keeps equal similarities in the columns' order (ids, or the input's): the ties rule.
+            chosen, rank = chosen.sort(dim=1, descending=True, stable=True)
+            chosen, position = chosen[:, :self.k], position.gather(1, rank[:, :self.k])  # (B, k)
+        weight = chosen.clamp(min=0)  # only positive similarities vote (-inf -> 0)
         total = weight.sum(1)
-        enough = (similarity > 0).sum(1) >= self.min_k
+        enough = (chosen > 0).sum(1) >= self.min_k
         deviation = (weight * self.column_residual[position]).sum(1) / total.clamp(min=torch.finfo(total.dtype).tiny)
         return deviation, enough
 
     def _item_similarity(self, item):
-        if not self.user_based:
-            return self.sim[item]
-        values, mask = self._values.T, self._mask.T  # (n_items, n_users)
-        return similarity_matrix(self.similarity, values[item:item + 1], mask[item:item + 1],
-                                 min_support=self.min_support, shrinkage=self.shrinkage, other=(values, mask))[0]
+        everything = torch.arange(self.n_items)
+        row = torch.tensor([item])
+        return self.similarity_block(row, everything, of_columns=self.user_based)[0].to(self.device)
 
 
 class KNNBasic(KNN):
