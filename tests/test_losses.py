@@ -615,3 +615,10 @@ def test_as_loss_wraps_functions_in_keras_order_and_torch_modules_in_torch_order
                                                                         losses.MeanSquaredError)
     with pytest.raises(TypeError, match="fn\\(y_true, y_pred\\)"):
         losses.as_loss(3)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(losses)
+    assert result.failed == 0 and result.attempted > 0
