@@ -22,6 +22,7 @@ from deepzen.layers.pooling import (AveragePooling1D, AveragePooling2D, AverageP
                                     GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D,
                                     UpSampling1D, UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D,
                                     ZeroPadding3D)
+from deepzen.layers.preprocessing import CategoryEncoding, Normalization, Rescaling
 from deepzen.layers.reshaping import Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector
 from deepzen.layers.regularization import (ActivityRegularization, GaussianDropout, GaussianNoise,
                                            SpatialDropout1D, SpatialDropout2D, SpatialDropout3D)
