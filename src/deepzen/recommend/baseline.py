@@ -6,8 +6,9 @@ and its defaults:
 - ``"als"`` (alternating least squares, 10 epochs, ``reg_user=15``, ``reg_item=10``): each epoch sets
   ``b_i = sum_u (r - mu - b_u) / (reg_item + n_i)`` for every item, then
   ``b_u = sum_i (r - mu - b_i) / (reg_user + n_u)`` for every user. Vectorised: one ``index_add`` each.
-- ``"sgd"`` (20 epochs, ``learning_rate=0.005``, ``reg=0.02``): for each rating in the order of the
-  training table, ``e = r - (mu + b_u + b_i)``, ``b_u += lr (e - reg b_u)``, ``b_i += lr (e - reg b_i)``.
+- ``"sgd"`` (20 epochs, ``learning_rate=0.005``, ``reg=0.02``): for each rating in Surprise's order
+  (user by user, users in the order they first appear in the training table, each user's ratings in
+  the table's order), ``e = r - (mu + b_u + b_i)``, ``b_u += lr (e - reg b_u)``, ``b_i += lr (e - reg b_i)``.
   With ``batch_size=1`` (the default) that is Surprise's update, rating after rating (a Python loop:
   about 1 s per million ratings and epoch); a larger batch updates the biases of a whole batch of
   ratings at once from the same old values (vectorised, no longer Surprise's numbers).
@@ -129,6 +130,10 @@ class BaselineOnly(Recommender):
                                                        epochs=self.epochs, reg_user=self.reg_user,
                                                        reg_item=self.reg_item)
         else:
+            first_seen = torch.full((self.n_users,), len(user), dtype=torch.long, device=user.device)
+            first_seen.scatter_reduce_(0, user, torch.arange(len(user), device=user.device), "amin")
+            order = torch.argsort(first_seen[user], stable=True)  # Surprise's trainset.all_ratings() order
+            user, item, rating = user[order], item[order], rating[order]
             self.b_user, self.b_item = sgd_baseline_biases(user, item, rating, self.n_users, self.n_items,
                                                            epochs=self.epochs, learning_rate=self.learning_rate,
                                                            reg=self.reg, batch_size=self.batch_size)
