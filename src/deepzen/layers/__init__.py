@@ -16,7 +16,8 @@ from deepzen.layers.embedding import Embedding
 from deepzen.layers.input_layer import InputLayer
 from deepzen.layers.lambda_layer import Identity, Lambda, register_lambda
 from deepzen.layers.masking import Masking
-from deepzen.layers.normalization import BatchNormalization, LayerNormalization, SpectralNormalization
+from deepzen.layers.normalization import (BatchNormalization, GroupNormalization, LayerNormalization,
+                                          SpectralNormalization, UnitNormalization)
 from deepzen.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
                                     GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
                                     GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D,

@@ -1,4 +1,5 @@
-"""Batch normalization (Ioffe & Szegedy 2015) and layer normalization (Ba et al. 2016)."""
+"""Batch normalization (Ioffe & Szegedy 2015), layer normalization (Ba et al. 2016), group normalization
+(Wu & He 2018), unit normalization and spectral normalization (Miyato et al. 2018)."""
 
 from __future__ import annotations
 
@@ -152,6 +153,72 @@ class LayerNormalization(Layer):
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.epsilon)
+
+
+class GroupNormalization(Layer):
+    """Normalizes each sample over groups of channels (Wu & He 2018), then scales and shifts per channel.
+
+    Independent of the batch size, unlike BatchNormalization. ``groups=1`` normalizes all channels
+    together (LayerNormalization over channels and space); ``groups=-1`` (one channel per group) is
+    instance normalization.
+
+    Args:
+        groups: number of groups; must divide the channels (Keras's default 32; -1: one per channel).
+        axis: the channel axis. Default: 1 under the global ``deepzen.config.image_data_format()``
+            ``"channels_first"``, -1 (Keras's default) under ``"channels_last"``.
+        epsilon: added to the variance (default 1e-3).
+        center / scale: learn the per-channel offset beta / scale gamma.
+        beta_initializer / gamma_initializer: names or callables.
+
+    Call arguments:
+        x: ``(N, ..., C, ...)`` with at least the batch and channel axes. Returns the same shape.
+    """
+
+    def __init__(self, groups: int = 32, axis: int | None = None, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer: Any = "zeros", gamma_initializer: Any = "ones", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups == 0 or groups < -1:
+            raise ValueError(f"GroupNormalization expects groups to be a positive integer or -1. Received: groups={groups!r}")
+        if axis is None:
+            axis = 1 if config.image_data_format() == "channels_first" else -1
+            self._init_arguments["axis"] = axis  # saved resolved: independent of the global
+        self.groups, self.axis, self.epsilon = groups, axis, epsilon
+        self.center, self.scale = center, scale
+        self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
+
+    def build(self, input_shape):
+        self.channel_axis = self.axis % len(input_shape)
+        if len(input_shape) < 2 or self.channel_axis == 0:
+            raise ValueError(f"Layer '{self.display_name}' (GroupNormalization) cannot use axis={self.axis} as the "
+                             f"channel axis of inputs of shape {tuple(input_shape)}")
+        channels = input_shape[self.channel_axis]
+        self.num_groups = channels if self.groups == -1 else self.groups
+        if channels % self.num_groups:
+            raise ValueError(f"Layer '{self.display_name}' (GroupNormalization) needs channels divisible by groups. "
+                             f"Received: groups={self.groups}, {channels} channels (input shape {tuple(input_shape)})")
+        self.weight = self.new_parameter((channels,), self.gamma_initializer) if self.scale else None
+        self.bias = self.new_parameter((channels,), self.beta_initializer) if self.center else None
+
+    def forward(self, x):
+        if self.channel_axis == 1:
+            return F.group_norm(x, self.num_groups, self.weight, self.bias, self.epsilon)
+        out = F.group_norm(x.movedim(self.channel_axis, 1), self.num_groups, self.weight, self.bias, self.epsilon)
+        return out.movedim(1, self.channel_axis)
+
+
+class UnitNormalization(Layer):
+    """Scales each sample to unit L2 norm along ``axis``: ``x / sqrt(max(sum(x^2), 1e-12))``, as Keras.
+
+    Args:
+        axis: the axis (or axes) the norm is taken over (default -1).
+    """
+
+    def __init__(self, axis: int | tuple[int, ...] = -1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis if isinstance(axis, int) else tuple(axis)
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.square().sum(self.axis, keepdim=True).clamp(min=1e-12))
 
 
 class SpectralNormalization(Layer):
