@@ -27,6 +27,7 @@ from deepzen.layers.preprocessing import CategoryEncoding, Normalization, Rescal
 from deepzen.layers.reshaping import Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector
 from deepzen.layers.regularization import (ActivityRegularization, GaussianDropout, GaussianNoise,
                                            SpatialDropout1D, SpatialDropout2D, SpatialDropout3D)
+from deepzen.layers.rnn import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from deepzen.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from deepzen.layers.wrappers import TimeDistributed
 from deepzen.layers.transformer import (LearnedPositionalEmbedding, PositionalEncoding, TransformerDecoder,
