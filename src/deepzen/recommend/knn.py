@@ -117,7 +117,7 @@ class SparseCoRated:
         a: ``(values, mask)`` of ``n_a`` rows as ``(n_a, n_y)`` scipy CSR matrices (explicit
             entries where rated; duplicates count twice, as in scikit-surprise).
         b_t: ``(values, mask)`` of the ``n_b`` other rows, transposed: ``(n_y, n_b)`` CSR.
-        dtype: of the returned dense ``(n_a, n_b)`` tensors (the sums are taken in float64).
+        dtype: of the returned dense ``(n_a, n_b)`` tensors (the sums are taken in the matrices' dtype).
 
     The cost of each sum is the number of (row of a, column, row of b) co-ratings, not n_a x n_y x n_b.
     """
@@ -215,7 +215,8 @@ def similarity_matrix(name: str, values: torch.Tensor, mask: torch.Tensor, *, mi
 def _similarity(name: str, stats, min_support: int, shrinkage: float) -> torch.Tensor:
     """The similarity ``name`` of :class:`CoRated` or :class:`SparseCoRated` sums, support and shrinkage applied."""
     similarity = SIMILARITIES.get(name)(stats)
-    similarity = similarity.masked_fill(stats.freq < min_support, 0)
+    if min_support > 1:  # every similarity is already 0 without co-ratings
+        similarity = similarity.masked_fill(stats.freq < min_support, 0)
     if shrinkage:
         similarity.mul_(_ratio(stats.freq - 1, stats.freq - 1 + shrinkage))
     return similarity
@@ -338,11 +339,11 @@ class KNN(Recommender):
         self._sparse = {}
 
     def _rows_matrix(self, transposed: bool = False):
-        """``(values, mask)`` of the rows as scipy CSR ``(n_x, n_y)`` float64 matrices (``transposed``:
+        """``(values, mask)`` of the rows as scipy CSR ``(n_x, n_y)`` matrices of the model's dtype (``transposed``:
         the columns as rows, ``(n_y, n_x)``); built once per fit or load."""
         if transposed not in self._sparse:
             start, columns = self.row_start.cpu().numpy(), self.row_columns.cpu().numpy()
-            values = self.row_values.cpu().double().numpy()
+            values = self.row_values.cpu().numpy()  # in the model's dtype: float32 sums of ratings are exact
             shape = (len(start) - 1, len(self.column_count))
             matrices = (scipy.sparse.csr_matrix((values, columns, start), shape=shape),
                         scipy.sparse.csr_matrix((np.ones_like(values), columns, start), shape=shape))
@@ -446,9 +447,12 @@ class KNN(Recommender):
         flat = (block_row * similarity.shape[1])[:, None] + neighbour  # (B, W) into similarity.view(-1)
         chosen = torch.where(valid, similarity.view(-1)[flat], float("-inf"))  # (B, W)
         if width > self.k:
-            # A stable sort keeps equal similarities in the columns' order (ids, or the input's): the ties rule.
-            chosen, rank = chosen.sort(dim=1, descending=True, stable=True)
-            chosen, position = chosen[:, :self.k], position.gather(1, rank[:, :self.k])  # (B, k)
+            # The k most similar: all above the k-th similarity, then those equal to it in the columns'
+            # order (ids, or the input's) until k are taken -- the ties rule, without a sort.
+            kth = chosen.topk(self.k, dim=1).values[:, -1:]  # (B, 1)
+            above, tied = chosen > kth, chosen == kth  # (B, W)
+            room = self.k - above.sum(1, keepdim=True)  # (B, 1) places left for the tied
+            chosen = torch.where(above | (tied & (tied.cumsum(1) <= room)), chosen, float("-inf"))
         weight = chosen.clamp(min=0)  # only positive similarities vote (-inf -> 0)
         total = weight.sum(1)
         enough = (chosen > 0).sum(1) >= self.min_k
