@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from deepzen.layers import legacy
 from deepzen.serializable import config_value, register_serializable, value_from_config
 
 
@@ -64,7 +65,12 @@ class Layer(nn.Module):
         def recording_init(self, *args, **kw):
             # The outermost __init__ records the arguments; super().__init__ calls leave them alone.
             if "_init_arguments" not in self.__dict__:
-                bound = signature.bind(self, *args, **kw)
+                kw = legacy.modernize_arguments(type(self), kw, tuple(signature.parameters)[1:1 + len(args)])
+                try:
+                    bound = signature.bind(self, *args, **kw)
+                except TypeError as error:
+                    unknown = {k: v for k, v in kw.items() if k not in signature.parameters}
+                    raise (legacy.unknown_argument_error(type(self), unknown) if unknown else error) from None
                 bound.apply_defaults()
                 arguments = dict(bound.arguments)
                 arguments.pop("self")
@@ -78,7 +84,9 @@ class Layer(nn.Module):
 
         cls.__init__ = recording_init
 
-    def __init__(self, *, name: str | None = None, input_shape=None, input_dim: int | None = None):
+    def __init__(self, *, name: str | None = None, input_shape=None, input_dim: int | None = None, **unknown):
+        if unknown:  # arguments no constructor in the chain took
+            raise legacy.unknown_argument_error(type(self), unknown)
         super().__init__()
         if input_dim is not None:
             if input_shape is not None:
