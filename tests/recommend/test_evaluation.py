@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from deepzen.data.ratings import Ratings
+from deepzen.data.ratings import Ratings, leave_one_out
+from deepzen.recommend import KNNWithMeans
 from deepzen.recommend.base import Recommender
-from deepzen.recommend.evaluation import (cross_validate, hit_ratio_and_ndcg, holdout_ranking, leave_one_out_ranking,
+from deepzen.recommend.evaluation import (cross_validate, full_ranking_metrics, hit_ratio_and_ndcg, holdout_ranking, leave_one_out_ranking,
                                           ranking_metrics, rating_metrics, sample_negatives)
 
 
@@ -133,3 +134,28 @@ def test_holdout_ranking_one_item_per_user_against_the_unrated_ones(k, hit_ratio
     assert result[f"hr@{k}"] == pytest.approx(hit_ratio) and result[f"ndcg@{k}"] == pytest.approx(ndcg)
     with pytest.raises(ValueError, match="every test user rated every item"):
         holdout_ranking(LetterScore(), ratings, test.take(np.array([1])), user_ids=user_ids, item_ids=item_ids)
+
+
+def test_full_ranking_in_chunks_matches_the_whole_score_matrix():
+    rng = np.random.default_rng(3)
+    pairs = np.unique(np.stack([rng.integers(0, 30, 500), rng.integers(0, 80, 500)], 1), axis=0)
+    table = Ratings(pairs[:, 0], pairs[:, 1], rng.integers(1, 6, len(pairs)).astype(float),
+                    rng.permutation(len(pairs)))
+    train, test = leave_one_out(table)
+    model = KNNWithMeans(k=5, user_based=False, device="cpu").fit(train)
+    # the reference: the whole users x items matrix, one rank per user by a loop
+    everything = model.score(test.user[:, None], model.item_ids[None, :]).numpy()
+    ranks = []
+    for row, (user, item) in enumerate(zip(test.user.tolist(), test.item.tolist())):
+        seen = set(train.item[train.user == user].tolist()) | {item}
+        target = float(model.score(user, item))
+        ranks.append(sum(score >= target for other, score in zip(model.item_ids.tolist(), everything[row])
+                         if other not in seen))
+    ranks = np.array(ranks)
+    expected_hr = float(np.mean(ranks < 10))
+    expected_ndcg = float(np.mean(np.where(ranks < 10, 1 / np.log2(ranks + 2), 0)))
+    for chunk_elements in (1 << 22, 200, 1):  # one chunk; a few users at a time; one user at a time
+        metrics = full_ranking_metrics(model, test, chunk_elements=chunk_elements)
+        assert metrics["hr@10"] == pytest.approx(expected_hr) and metrics["ndcg@10"] == pytest.approx(expected_ndcg)
+        assert metrics["users"] == len(test)
+    assert 0 < expected_hr < 1  # the test ranks something

@@ -127,6 +127,49 @@ def ranking_metrics(model: Recommender, test: Ratings, negatives: np.ndarray, k:
     return {f"hr@{k}": hit_ratio, f"ndcg@{k}": ndcg}
 
 
+def full_ranking_metrics(model: Recommender, test: Ratings, k: int = 10, *, chunk_elements: int = 1 << 22,
+                         user_ids=None, item_ids=None) -> dict[str, float]:
+    """HR@k and NDCG@k of each test item ranked against the whole catalogue, in bounded memory.
+
+    Each test rating's item is ranked among every item the model knows that the user did not rate
+    in training (``model.seen_items``); ties count against it, as in :func:`ranking_metrics`. Users
+    are scored a chunk at a time, ``(users of the chunk, n_items)`` with at most ``chunk_elements``
+    scores, and the rank is a count of the items scored at least as high, so no ``users x items``
+    matrix is ever held and nothing is sorted: a 60,000-item catalogue takes 16 MB of scores.
+
+    Args:
+        model: a fitted recommender.
+        test: the held-out ratings (typically one per user); users unknown to the model are scored
+            with its fallbacks and rank against every item.
+        k: the cut-off.
+        chunk_elements: the most scores held at once.
+        user_ids, item_ids: as in :func:`rating_metrics`.
+
+    Returns:
+        ``hr@k``, ``ndcg@k`` and ``users`` (the number of test ratings ranked).
+    """
+    users, held_out = _as_ids(test.user, user_ids), _as_ids(test.item, item_ids)
+    catalogue = model.item_ids
+    chunk = max(1, chunk_elements // len(catalogue))
+    ranks = []
+    for start in range(0, len(users), chunk):
+        chunk_users, chunk_items = users[start:start + chunk], held_out[start:start + chunk]
+        scores = model.score(chunk_users[:, None], catalogue[None, :])  # (U, n_items)
+        target = model.score(chunk_users, chunk_items)  # (U,)
+        rows = model.user_rows(chunk_users).cpu().numpy()
+        known = np.flatnonzero(rows >= 0)
+        lengths = model._seen_start[rows[known] + 1] - model._seen_start[rows[known]]
+        seen_row = np.repeat(known, lengths)  # (S,) the chunk's row of each seen item
+        seen_item = np.concatenate([model._seen_items[model._seen_start[r]:model._seen_start[r + 1]]
+                                    for r in rows[known]] or [np.zeros(0, np.int64)])
+        scores[torch.as_tensor(seen_row), torch.as_tensor(seen_item)] = float("-inf")
+        own = model.item_rows(chunk_items)  # the held-out item is not its own competitor
+        scores[torch.arange(len(own))[own >= 0], own[own >= 0]] = float("-inf")
+        ranks.append((scores >= target[:, None]).sum(1))  # (U,)
+    hit_ratio, ndcg = hit_ratio_and_ndcg(torch.cat(ranks), k)
+    return {f"hr@{k}": hit_ratio, f"ndcg@{k}": ndcg, "users": len(users)}
+
+
 def leave_one_out_ranking(make_model: Callable[[], Recommender], ratings: Ratings, n_negatives: int = 100,
                           k: int = 10, seed: int = 0) -> dict[str, float]:
     """The whole top-N protocol of the module docstring on ``ratings`` (with timestamps)."""
