@@ -1,7 +1,8 @@
 """Layers: ``nn.Module``s with Keras names and lazy input shapes.
 
-Image layers are channels-first, (N, C, H, W), as in PyTorch; sequence layers are batch-first,
-(N, T, F), as in Keras.
+Image layers are channels-first, (N, C, H, W), as in PyTorch, unless ``data_format="channels_last"``
+or ``deepzen.config.set_image_data_format("channels_last")`` says otherwise; sequence layers are
+batch-first, (N, T, F), as in Keras. Keras 1/2 argument spellings are converted by ``layers.legacy``.
 """
 
 from deepzen.layers.activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
@@ -10,6 +11,7 @@ from deepzen.layers.attention import (AdditiveAttention, Attention, MultiHeadAtt
 from deepzen.layers.base import Layer
 from deepzen.layers.conv import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose,
                                  DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D)
+from deepzen.layers.conv_lstm import ConvLSTM2D
 from deepzen.layers.core import Activation, Dense, Dropout, Flatten, Input, Reshape
 from deepzen.layers.crf import CRF, CRFLoss, allowed_transitions
 from deepzen.layers.embedding import Embedding
