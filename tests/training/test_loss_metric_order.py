@@ -103,3 +103,28 @@ def test_a_custom_metric_class_with_add_weight_runs_in_fit():
     assert "mape" in history.history
     _, total, _ = model.evaluate(x, y, verbose=0)
     assert total == pytest.approx(float(y.sum()), rel=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_metric_states_follow_the_predictions_to_the_gpu():
+    class TruePositives(metrics.Metric):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.tp = self.add_weight(name="tp")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            self.tp.assign_add(((y_true == 1) & (y_pred > 0.5)).sum())
+
+        def result(self):
+            return self.tp
+
+    metric, mean = TruePositives(), metrics.Mean()
+    y_true, y_pred = torch.tensor([1, 0, 1], device="cuda"), torch.tensor([0.9, 0.8, 0.2], device="cuda")
+    metric.update_state(y_true, y_pred)
+    mean.update_state(y_pred, sample_weight=[1, 1, 0])  # a list goes to the predictions' device
+    assert metric.tp.device.type == "cuda" and metric.state["tp"] is metric.tp and float(metric.result()) == 1.0
+    assert mean.state["total"].device.type == "cuda" and float(mean.result()) == pytest.approx(0.85)
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
+    loss = losses.as_loss(nn.CrossEntropyLoss()).cuda()
+    assert torch.isfinite(loss(torch.tensor([0, 2], device="cuda"), torch.randn(2, 3, device="cuda")))
