@@ -522,3 +522,11 @@ def test_function_metric_receives_y_true_first():
     weighted = metrics.MeanMetricWrapper(first_argument)
     weighted.update_state(torch.tensor([[1.0], [3.0]]), torch.zeros(2, 1), sample_weight=torch.tensor([1.0, 0.0]))
     assert float(weighted.result()) == 1.0
+
+
+def test_add_weight_state_moves_to_the_predictions_device_in_place():
+    metric = BinaryTruePositives()
+    held = metric.true_positives
+    metric.update_state(torch.ones(2, device="meta"), torch.ones(2, device="meta"))  # any other device
+    assert held.device.type == "meta" and metric.state["tp"] is held and metric.true_positives is held
+    assert metric.initial_values["tp"].device.type == "meta"

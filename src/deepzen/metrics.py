@@ -233,7 +233,8 @@ class Metric(Serializable):
     def _move_variables(self, device: torch.device) -> None:
         for name, variable in self.state.items():
             if variable.device != device:  # once, at the first update on a new device
-                variable.data = variable.data.to(device)  # in place: attributes that hold it stay valid
+                moved = torch.Tensor._make_subclass(MetricVariable, variable.detach().to(device), False)
+                torch.utils.swap_tensors(variable, moved)  # in place: attributes that hold it stay valid
                 self.initial_values[name] = self.initial_values[name].to(device)
 
     def build(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> dict[str, torch.Tensor]:
