@@ -111,47 +111,67 @@ class CoRated:
 
 
 class SparseCoRated:
-    """:class:`CoRated`'s sums for rows of sparse matrices: products over the co-rated columns only.
+    """:class:`CoRated`'s sums for rows of sparse matrices, over the co-rated pairs only.
 
     Args:
-        a: ``(values, mask)`` of ``n_a`` rows as ``(n_a, n_y)`` scipy CSR matrices (explicit
+        a: ``(values, mask, squares)`` of ``n_a`` rows as ``(n_a, n_y)`` scipy CSR matrices (explicit
             entries where rated; duplicates count twice, as in scikit-surprise).
-        b_t: ``(values, mask)`` of the ``n_b`` other rows, transposed: ``(n_y, n_b)`` CSR.
-        dtype: of the returned dense ``(n_a, n_b)`` tensors (the sums are taken in the matrices' dtype).
+        b_t: the same for the ``n_b`` other rows, transposed: ``(n_y, n_b)`` CSR.
+        dtype: of the returned tensors (the sums are taken in the matrices' dtype).
 
-    The cost of each sum is the number of (row of a, column, row of b) co-ratings, not n_a x n_y x n_b.
+    Each attribute (``freq``, ``prods``, ``sq_a``, ``sq_b``, ``sum_a``, ``sum_b``) is a ``(P,)`` tensor
+    over the P pairs that share at least one column, ``pairs`` their flat indices
+    ``row * n_b + column``; :meth:`dense` spreads such a tensor into ``(n_a, n_b)`` with 0 elsewhere.
+    A sum costs the number of (row of a, column, row of b) co-ratings, not n_a x n_y x n_b, and the
+    similarity formulas run over P entries, not n_a x n_b.
     """
 
     def __init__(self, a, b_t, dtype: torch.dtype):
-        (self.a, self.a_mask), (self.b_t, self.b_mask_t) = a, b_t
+        (self.a, self.a_mask, self.a_squares), (self.b_t, self.b_mask_t, self.b_squares_t) = a, b_t
         self.dtype = dtype
+        self.shape = (self.a.shape[0], self.b_t.shape[1])
+        frequency = self.a_mask @ self.b_mask_t  # its entries are exactly the co-rated pairs (counts >= 1)
+        self.pairs = self._keys(frequency)  # (P,)
+        self.freq = torch.from_numpy(frequency.data).to(dtype)
+        # The pair number of each flat index; uninitialised: only the co-rated entries are written and read.
+        self._pair_of = np.empty(self.shape[0] * self.shape[1], dtype=np.int64)
+        self._pair_of[self.pairs] = np.arange(len(self.pairs))
 
-    def _dense(self, product) -> torch.Tensor:
-        return torch.from_numpy(product.toarray()).to(self.dtype)
+    def _keys(self, product) -> np.ndarray:
+        rows = np.repeat(np.arange(product.shape[0]), np.diff(product.indptr))
+        return rows * self.shape[1] + product.indices
 
-    @cached_property
-    def freq(self) -> torch.Tensor:
-        return self._dense(self.a_mask @ self.b_mask_t)
+    def _on_pairs(self, product) -> torch.Tensor:
+        """A product's entries in the order of ``pairs``; the entries scipy dropped (exact zero sums) are 0."""
+        values = np.zeros(len(self.pairs), dtype=product.dtype)
+        values[self._pair_of[self._keys(product)]] = product.data
+        return torch.from_numpy(values).to(self.dtype)
+
+    def dense(self, values: torch.Tensor) -> torch.Tensor:
+        """``(P,)`` values of the pairs as an ``(n_a, n_b)`` tensor, 0 where no column is shared."""
+        out = values.new_zeros(self.shape)
+        out.view(-1)[torch.from_numpy(self.pairs)] = values
+        return out
 
     @cached_property
     def prods(self) -> torch.Tensor:
-        return self._dense(self.a @ self.b_t)
+        return self._on_pairs(self.a @ self.b_t)
 
     @cached_property
     def sq_a(self) -> torch.Tensor:
-        return self._dense(self.a.multiply(self.a).tocsr() @ self.b_mask_t)
+        return self._on_pairs(self.a_squares @ self.b_mask_t)
 
     @cached_property
     def sq_b(self) -> torch.Tensor:
-        return self._dense(self.a_mask @ self.b_t.multiply(self.b_t).tocsr())
+        return self._on_pairs(self.a_mask @ self.b_squares_t)
 
     @cached_property
     def sum_a(self) -> torch.Tensor:
-        return self._dense(self.a @ self.b_mask_t)
+        return self._on_pairs(self.a @ self.b_mask_t)
 
     @cached_property
     def sum_b(self) -> torch.Tensor:
-        return self._dense(self.a_mask @ self.b_t)
+        return self._on_pairs(self.a_mask @ self.b_t)
 
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
@@ -339,35 +359,41 @@ class KNN(Recommender):
         self._sparse = {}
 
     def _rows_matrix(self, transposed: bool = False):
-        """``(values, mask)`` of the rows as scipy CSR ``(n_x, n_y)`` matrices of the model's dtype (``transposed``:
+        """``(values, mask, squares)`` of the rows as scipy CSR ``(n_x, n_y)`` matrices of the model's dtype (``transposed``:
         the columns as rows, ``(n_y, n_x)``); built once per fit or load."""
         if transposed not in self._sparse:
             start, columns = self.row_start.cpu().numpy(), self.row_columns.cpu().numpy()
             values = self.row_values.cpu().numpy()  # in the model's dtype: float32 sums of ratings are exact
             shape = (len(start) - 1, len(self.column_count))
-            matrices = (scipy.sparse.csr_matrix((values, columns, start), shape=shape),
-                        scipy.sparse.csr_matrix((np.ones_like(values), columns, start), shape=shape))
+            matrices = tuple(scipy.sparse.csr_matrix((data, columns, start), shape=shape)
+                             for data in (values, np.ones_like(values), values * values))  # values, mask, squares
             if transposed:
                 matrices = tuple(matrix.T.tocsr() for matrix in matrices)
             self._sparse[transposed] = matrices
         return self._sparse[transposed]
 
-    def similarity_block(self, rows: torch.Tensor, candidates: torch.Tensor, *, of_columns: bool = False):
+    def _candidate_matrices(self, candidates: torch.Tensor, of_columns: bool = False):
+        """``(values, mask, squares)`` of the ``candidates`` rows, transposed: the right factors of the sums."""
+        candidates_np = candidates.cpu().numpy()
+        return tuple(matrix[candidates_np].T.tocsr() for matrix in self._rows_matrix(of_columns))
+
+    def similarity_block(self, rows: torch.Tensor, candidates: torch.Tensor, *, of_columns: bool = False,
+                         candidate_matrices=None):
         """Similarities of ``rows`` to ``candidates`` (row indices), computed from the sparse ratings.
 
         Args:
             rows: ``(B,)`` row indices; candidates: ``(C,)`` row indices.
             of_columns: similarities of the columns instead (items of a user-based model).
+            candidate_matrices: ``_candidate_matrices(candidates)``, when the caller reuses them.
 
         Returns:
             ``(B, C)`` similarities on the CPU; a row's similarity to itself is 1 (not for columns).
         """
-        values, mask = self._rows_matrix(of_columns)
         rows_np, candidates_np = rows.cpu().numpy(), candidates.cpu().numpy()
-        a = (values[rows_np], mask[rows_np])
-        b_t = (values[candidates_np].T.tocsr(), mask[candidates_np].T.tocsr())
-        similarity = _similarity(self.similarity, SparseCoRated(a, b_t, self.dtype), self.min_support,
-                                 self.shrinkage)  # (B, C)
+        a = tuple(matrix[rows_np] for matrix in self._rows_matrix(of_columns))
+        b_t = candidate_matrices or self._candidate_matrices(candidates, of_columns)
+        stats = SparseCoRated(a, b_t, self.dtype)
+        similarity = stats.dense(_similarity(self.similarity, stats, self.min_support, self.shrinkage))  # (B, C)
         if not of_columns:
             similarity[torch.as_tensor(rows_np[:, None] == candidates_np[None, :])] = 1
         return similarity
@@ -405,6 +431,7 @@ class KNN(Recommender):
             candidates = torch.unique(raters)  # (C,)
             candidate_index = torch.full((len(self.x_mean),), -1, dtype=torch.long, device=x.device)
             candidate_index[candidates] = torch.arange(len(candidates), device=x.device)
+            candidate_matrices = self._candidate_matrices(candidates)
             block_rows = max(1, BLOCK_ELEMENTS // len(candidates))
             block = position_in_rows // block_rows  # (A,) the block of each active pair
             # Pairs sorted by block, then by their number of candidates; within a block, in chunks padded
@@ -417,7 +444,8 @@ class KNN(Recommender):
                 if lo == hi:
                     continue
                 first = index * block_rows
-                similarity = self.similarity_block(rows[first:first + block_rows], candidates).to(self.device)
+                similarity = self.similarity_block(rows[first:first + block_rows], candidates,
+                                                   candidate_matrices=candidate_matrices).to(self.device)
                 start = lo
                 while start < hi:
                     pad = (np.arange(start + 1, hi + 1) - start) * count_np[start:hi]  # chunk elements
