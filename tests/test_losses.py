@@ -622,3 +622,17 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(losses)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_keras_loss_functions_return_one_value_per_sample():
+    np.testing.assert_allclose(losses.binary_crossentropy(*KERAS_PROBABILITIES).numpy(), [0.916, 0.714], atol=1e-3)
+    np.testing.assert_allclose(losses.mean_squared_error(*KERAS_REGRESSION).numpy(), [0.5, 0.5])
+    np.testing.assert_allclose(losses.categorical_crossentropy(*KERAS_CATEGORICAL).numpy(), [0.0513, 2.303], atol=1e-3)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy([1, 2], KERAS_CATEGORICAL[1]).numpy(),
+                               [0.0513, 2.303], atol=1e-3)
+    logits = [[-18.6, 0.51], [2.94, -12.8]]
+    assert float(losses.binary_crossentropy([[0, 1], [0, 0]], logits, from_logits=True).mean()) == pytest.approx(
+        0.865, abs=1e-3)
+    for function in (losses.mean_absolute_error, losses.huber, losses.hinge, losses.kl_divergence):
+        assert function(*KERAS_PROBABILITIES).shape == (2,)
+    assert losses.hinge.__name__ == "hinge" and "keras.losses.hinge" in losses.hinge.__doc__

@@ -518,6 +518,20 @@ class KLDivergence(Loss):
         _check_probabilities(self, y_pred_example, "softmax")
 
 
+# -- Keras's loss functions: loss_function(y_true, y_pred) -> one value per sample ----------------------
+def _function_of(loss_class: type) -> Callable[..., torch.Tensor]:
+    """Keras's functional form of ``loss_class``: ``fn(y_true, y_pred, **kwargs)``, the ``(N,)`` values."""
+
+    def loss_function(y_true: Any, y_pred: Any, **kwargs: Any) -> torch.Tensor:
+        return loss_class(reduction="none", **kwargs)(y_true, y_pred)
+
+    loss_function.__name__ = loss_function.__qualname__ = loss_class.default_name
+    loss_function.__doc__ = (f"The {loss_class.__name__} loss of each sample, ``(N,)``: Keras's "
+                             f"``keras.losses.{loss_class.default_name}(y_true, y_pred)``. Keyword arguments "
+                             f"are :class:`{loss_class.__name__}`'s.")
+    return loss_function
+
+
 # -- checks, run once before training -----------------------------------------------------------------
 def _shape(per_sample_shape) -> str:
     """A target or prediction shape as layers show it, with ``None`` for the batch axis: ``(None, 10)``."""
@@ -680,6 +694,16 @@ def as_loss(loss: Any) -> Loss:
         return LossFunctionWrapper(loss)
     raise TypeError(f"A loss must be a Loss, a torch.nn loss module or a function fn(y_true, y_pred). "
                     f"Received: {loss!r} of type {type(loss).__name__}")
+
+
+mean_squared_error = _function_of(MeanSquaredError)
+mean_absolute_error = _function_of(MeanAbsoluteError)
+huber = _function_of(Huber)
+hinge = _function_of(Hinge)
+binary_crossentropy = _function_of(BinaryCrossentropy)
+categorical_crossentropy = _function_of(CategoricalCrossentropy)
+sparse_categorical_crossentropy = _function_of(SparseCategoricalCrossentropy)
+kl_divergence = _function_of(KLDivergence)
 
 
 def get(identifier: Any, **kwargs: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

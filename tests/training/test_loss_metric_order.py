@@ -128,3 +128,15 @@ def test_metric_states_follow_the_predictions_to_the_gpu():
     assert float(metric.result()) == 0.0
     loss = losses.as_loss(nn.CrossEntropyLoss()).cuda()
     assert torch.isfinite(loss(torch.tensor([0, 2], device="cuda"), torch.randn(2, 3, device="cuda")))
+
+
+def test_keras_loss_function_given_to_compile_trains_and_accuracy_reads_it_as_binary():
+    deepzen.seed(0)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(128, 2)).astype(np.float32)
+    y = (x[:, :1] + x[:, 1:] > 0).astype(np.float32)  # (N, 1) 0/1 labels
+    model = Model(nn.Sequential(nn.Linear(2, 1), nn.Sigmoid()))
+    model.compile(optimizer=deepzen.optimizers.Adam(learning_rate=0.05), loss=losses.binary_crossentropy,
+                  metrics=["accuracy"])
+    history = model.fit(x, y, epochs=20, batch_size=32, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0] and history.history["accuracy"][-1] > 0.9
