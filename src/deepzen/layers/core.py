@@ -145,6 +145,7 @@ class Dropout(Layer):
     """Zeroes a fraction ``rate`` of inputs while training and scales the rest by 1 / (1 - rate).
 
     At evaluation (``model.eval()``) it is the identity ("inverted dropout", Srivastava et al. 2014).
+    ``layer(x, training=True)`` / ``training=False`` overrides the module's mode for one call, as in Keras.
     """
 
     def __init__(self, rate: float, **kwargs):
@@ -153,5 +154,5 @@ class Dropout(Layer):
             raise ValueError(f"Dropout expects rate in [0, 1). Received: rate={rate}")
         self.rate = float(rate)
 
-    def forward(self, x):
-        return F.dropout(x, self.rate, self.training)
+    def forward(self, x, training=None):
+        return F.dropout(x, self.rate, self.training if training is None else bool(training))

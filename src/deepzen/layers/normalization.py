@@ -31,6 +31,11 @@ class BatchNormalization(Layer):
             argument; Lightning's ``sync_batchnorm``). Off, each process uses its own slice. No effect on
             one process. ``deepzen train --sync-batchnorm`` turns it on for every layer (see
             :func:`deepzen.training.distributed.set_sync_batchnorm`).
+
+    Call arguments:
+        x: the inputs. training: True normalizes with the batch's statistics (and updates the moving
+            ones), False with the moving statistics; None (default) follows the module's mode. A layer
+            with ``trainable = False`` always uses the moving statistics (Keras's transfer-learning rule).
     """
 
     def __init__(self, axis: int | None = None, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
@@ -62,16 +67,18 @@ class BatchNormalization(Layer):
         self.register_buffer("running_mean", self.new_parameter((features,), mean).data)
         self.register_buffer("running_var", self.new_parameter((features,), variance).data)
 
-    def forward(self, x):
+    def forward(self, x, training=None):
+        # Keras's rule: batch statistics only when training and trainable (a frozen layer runs in inference mode).
+        training = (self.training if training is None else bool(training)) and self.trainable
         channels_first = self.feature_axis == 1
         if not channels_first:
             x = x.movedim(self.feature_axis, 1)
-        if self.synchronized and self.training and dist.is_initialized() and dist.get_world_size() > 1:
+        if self.synchronized and training and dist.is_initialized() and dist.get_world_size() > 1:
             out = global_batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                                     1.0 - self.momentum, self.epsilon)
         else:
             out = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                               self.training, 1.0 - self.momentum, self.epsilon)
+                               training, 1.0 - self.momentum, self.epsilon)
         return out if channels_first else out.movedim(1, self.feature_axis)
 
 
