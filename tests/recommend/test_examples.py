@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["deepzen.recommend", "deepzen.recommend.knn", "deepzen.recommend.factorization"])
+@pytest.mark.parametrize("module", ["deepzen.recommend", "deepzen.recommend.knn", "deepzen.recommend.factorization",
+                                    "deepzen.recommend.baseline"])
 def test_docstring_examples(module, monkeypatch):
     monkeypatch.setenv("DEEPZEN_DEVICE", "cpu")
     results = doctest.testmod(importlib.import_module(module))
