@@ -107,3 +107,21 @@ def test_a_layer_own_argument_is_not_renamed():
 
     with pytest.raises(TypeError, match="Strict got unexpected argument.*: size. Valid arguments: units"):
         Strict(size=3)
+
+
+def test_more_of_the_keras2_table():
+    with pytest.warns(DeprecationWarning, match="use alpha_initializer="):
+        assert layers.PReLU(init="ones").alpha_initializer == "ones"
+    with pytest.warns(DeprecationWarning, match="use unit_forget_bias="):
+        assert layers.LSTMCell(3, forget_bias_init="zero").unit_forget_bias is False
+    with pytest.warns(DeprecationWarning, match="use dilation_rate="):
+        layer = layers.AtrousConvolution2D(4, 3, 3, atrous_rate=(2, 2))
+    assert type(layer) is Conv2D and layer.dilation_rate == (2, 2)
+    with pytest.warns(DeprecationWarning, match="use Conv2DTranspose"):
+        assert type(layers.Deconvolution2D(4, 3, 3)) is layers.Conv2DTranspose
+    with pytest.warns(DeprecationWarning, match="use stddev="):
+        assert layers.GaussianNoise(sigma=0.2).stddev == 0.2
+    with pytest.warns(DeprecationWarning, match="use size="):
+        assert layers.UpSampling1D(length=3).size == (3,)
+    with pytest.warns(DeprecationWarning, match="mode=.*ignored"):
+        layers.BatchNormalization(mode=0)

@@ -43,13 +43,15 @@ RENAMED: dict[str, dict[str, str]] = {
     "Recurrent": {"output_dim": "units", "inner_init": "recurrent_initializer",
                   "U_regularizer": "recurrent_regularizer", "forget_bias_init": "unit_forget_bias"},
     "RecurrentCell": {"output_dim": "units", "inner_init": "recurrent_initializer", "dropout_W": "dropout",
-                      "dropout_U": "recurrent_dropout", "inner_activation": "recurrent_activation"},
+                      "dropout_U": "recurrent_dropout", "inner_activation": "recurrent_activation",
+                      "forget_bias_init": "unit_forget_bias"},
     "Embedding": {"init": "embeddings_initializer", "W_regularizer": "embeddings_regularizer"},
     "BatchNormalization": {"beta_init": "beta_initializer", "gamma_init": "gamma_initializer"},
     "Dropout": {"p": "rate"},
     "GaussianDropout": {"p": "rate"},
     "GaussianNoise": {"sigma": "stddev"},
     "LeakyReLU": {"alpha": "negative_slope"},
+    "PReLU": {"init": "alpha_initializer"},
 }
 
 # Arguments Keras 3 accepts and ignores (with a warning), and why.
@@ -62,6 +64,7 @@ IGNORED: dict[str, dict[str, str]] = {
 # Keras 1's values of a renamed argument.
 VALUES: dict[str, dict[Any, Any]] = {
     "data_format": {"th": "channels_first", "tf": "channels_last", "default": None},
+    "unit_forget_bias": {"one": True, "zero": False},
 }
 
 # Convolution kernel sizes given one axis per argument (Keras 1's Convolution2D/3D).
@@ -142,26 +145,27 @@ def unknown_argument_error(cls: type, unknown: dict[str, Any]) -> TypeError:
                      f"Valid arguments: {', '.join(valid_arguments(cls))}")
 
 
-def _deprecated_convolution(rank: int):
-    """Keras 1's ``Convolution{rank}D(nb_filter, *kernel axes, **kwargs)``: builds a ``Conv{rank}D``."""
-    new_name = f"Conv{rank}D"
+def _deprecated_convolution(old_name: str, new_name: str, rank: int):
+    """Keras 1's ``old_name(nb_filter, *kernel axes, **kwargs)``: builds a ``new_name`` and warns."""
 
     def convolution(*args, **kwargs):
         from deepzen.layers import conv
 
         layer_class = getattr(conv, new_name)
-        warnings.warn(f"Convolution{rank}D is Keras 1's name; use {new_name} instead", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(f"{old_name} is Keras 1's name; use {new_name} instead", DeprecationWarning, stacklevel=2)
         if rank > 1 and len(args) == rank + 1:  # Convolution2D(32, 3, 3): one kernel size per axis
             args = (args[0], tuple(args[1:]))
         return layer_class(*args, **kwargs)
 
-    convolution.__name__ = convolution.__qualname__ = f"Convolution{rank}D"
+    convolution.__name__ = convolution.__qualname__ = old_name
     convolution.__doc__ = (f"Keras 1's name of :class:`deepzen.layers.{new_name}` (also its positional "
                            f"kernel axes); returns a {new_name} and warns.")
     return convolution
 
 
-Convolution1D = _deprecated_convolution(1)
-Convolution2D = _deprecated_convolution(2)
-Convolution3D = _deprecated_convolution(3)
+Convolution1D = _deprecated_convolution("Convolution1D", "Conv1D", 1)
+Convolution2D = _deprecated_convolution("Convolution2D", "Conv2D", 2)
+Convolution3D = _deprecated_convolution("Convolution3D", "Conv3D", 3)
+AtrousConvolution1D = _deprecated_convolution("AtrousConvolution1D", "Conv1D", 1)  # atrous_rate= -> dilation_rate=
+AtrousConvolution2D = _deprecated_convolution("AtrousConvolution2D", "Conv2D", 2)
+Deconvolution2D = _deprecated_convolution("Deconvolution2D", "Conv2DTranspose", 2)
