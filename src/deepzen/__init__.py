@@ -22,7 +22,7 @@ _EXPORTS = {
 }
 _SUBMODULES = {"activations", "losses", "optimizers", "initializers", "regularizers", "metrics", "layers",
                "models", "callbacks", "data", "training", "vision", "text", "generative", "recommend", "rl",
-               "recipes", "runtime", "cli"}
+               "recipes", "runtime", "cli", "config"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 

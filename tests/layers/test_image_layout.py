@@ -132,3 +132,25 @@ def test_heuristic():
     assert not image_layout.looks_channels_last((1, 28, 28), 2)
     assert not image_layout.looks_channels_last((5, 7, 4), 2)
     assert not image_layout.looks_channels_last((100, 3), 1)
+
+
+def test_config_is_reachable_from_the_package():
+    import importlib
+    import subprocess
+    import sys
+
+    code = "import deepzen; deepzen.config.set_image_data_format('channels_last'); print(deepzen.config.image_data_format())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "channels_last"
+    assert importlib.import_module("deepzen").config is config
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_channels_last_matches_channels_first_on_cuda():
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 17, 13, device="cuda")
+    first, last = _image_stack("channels_first").cuda(), _image_stack("channels_last").cuda()
+    first(x), last(x.permute(0, 2, 3, 1))
+    last.load_state_dict(first.state_dict())
+    first.eval(), last.eval()
+    torch.testing.assert_close(last(x.permute(0, 2, 3, 1)), first(x).permute(0, 2, 3, 1), atol=1e-4, rtol=1e-4)
