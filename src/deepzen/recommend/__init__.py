@@ -14,12 +14,13 @@ Example:
 """
 
 from deepzen.recommend.base import Recommender
-from deepzen.recommend.evaluation import cross_validate, leave_one_out_ranking, movielens_folds, rating_metrics
-from deepzen.recommend.factorization import BiasedMF, MatrixFactorization
 from deepzen.recommend.baseline import BaselineOnly
+from deepzen.recommend.evaluation import (cross_validate, full_ranking_metrics, leave_one_out_ranking, movielens_folds,
+                                          rating_metrics)
+from deepzen.recommend.factorization import BiasedMF, MatrixFactorization
 from deepzen.recommend.knn import KNN, SIMILARITIES, KNNBaseline, KNNBasic, KNNWithMeans, similarity_matrix
 from deepzen.recommend.neural import NeuMF, NeuralCF
 
-__all__ = ["Recommender", "BaselineOnly", "KNN", "KNNBasic", "KNNWithMeans", "KNNBaseline", "SIMILARITIES", "similarity_matrix",
-           "BiasedMF", "MatrixFactorization", "NeuMF", "NeuralCF", "cross_validate", "movielens_folds",
-           "rating_metrics", "leave_one_out_ranking"]
+__all__ = ["Recommender", "BaselineOnly", "KNN", "KNNBasic", "KNNWithMeans", "KNNBaseline", "SIMILARITIES",
+           "similarity_matrix", "BiasedMF", "MatrixFactorization", "NeuMF", "NeuralCF", "cross_validate",
+           "movielens_folds", "rating_metrics", "leave_one_out_ranking", "full_ranking_metrics"]

@@ -359,8 +359,8 @@ class KNN(Recommender):
         self._sparse = {}
 
     def _rows_matrix(self, transposed: bool = False):
-        """``(values, mask, squares)`` of the rows as scipy CSR ``(n_x, n_y)`` matrices of the model's dtype (``transposed``:
-        the columns as rows, ``(n_y, n_x)``); built once per fit or load."""
+        """``(values, mask, squares)`` of the rows as scipy CSR ``(n_x, n_y)`` matrices of the model's
+        dtype (``transposed``: the columns as rows, ``(n_y, n_x)``); built once per fit or load."""
         if transposed not in self._sparse:
             start, columns = self.row_start.cpu().numpy(), self.row_columns.cpu().numpy()
             values = self.row_values.cpu().numpy()  # in the model's dtype: float32 sums of ratings are exact
@@ -394,8 +394,11 @@ class KNN(Recommender):
         b_t = candidate_matrices or self._candidate_matrices(candidates, of_columns)
         stats = SparseCoRated(a, b_t, self.dtype)
         similarity = stats.dense(_similarity(self.similarity, stats, self.min_support, self.shrinkage))  # (B, C)
-        if not of_columns:
-            similarity[torch.as_tensor(rows_np[:, None] == candidates_np[None, :])] = 1
+        if not of_columns:  # a row's similarity to itself is 1, as in the dense matrix's diagonal
+            sorter = np.argsort(candidates_np)
+            found = np.searchsorted(candidates_np, rows_np, sorter=sorter).clip(max=len(candidates_np) - 1)
+            itself = candidates_np[sorter[found]] == rows_np  # (B,)
+            similarity[torch.as_tensor(np.flatnonzero(itself)), torch.as_tensor(sorter[found[itself]])] = 1
         return similarity
 
     def _prior(self, x: torch.Tensor, y: torch.Tensor, known_x: torch.Tensor, known_y: torch.Tensor) -> torch.Tensor:
