@@ -94,17 +94,19 @@ def _streaming(update: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(update)
     def update_state(self, *args: Any, **kwargs: Any) -> None:
         with torch.no_grad():
-            device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
-            if device is None:
-                device = next(iter(self.state.values())).device if self.state else torch.device("cpu")
-            args = tuple(_as_tensor(a, device) for a in args)
-            kwargs = {key: _as_tensor(value, device) for key, value in kwargs.items()}
-            if self.initial_values:
-                self._move_variables(device)
+            if kwargs or self.initial_values or not _all_tensors(args):  # the engine's call skips this
+                args, kwargs = self._prepare_update(args, kwargs)
             update(self, *args, **kwargs)
 
     update_state.is_streaming = True
     return update_state
+
+
+def _all_tensors(args: tuple) -> bool:
+    for arg in args:
+        if not isinstance(arg, torch.Tensor):
+            return False
+    return True
 
 
 def _as_tensor(value: Any, device: torch.device) -> Any:
@@ -229,6 +231,17 @@ class Metric(Serializable):
         variable = torch.Tensor._make_subclass(MetricVariable, initial.clone(), False)
         self.state[name] = variable
         return variable
+
+    def _prepare_update(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """Array-likes as tensors on the predictions' device; the weights moved there (once)."""
+        device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+        if device is None:
+            device = next(iter(self.state.values())).device if self.state else torch.device("cpu")
+        args = tuple(_as_tensor(a, device) for a in args)
+        kwargs = {key: _as_tensor(value, device) for key, value in kwargs.items()}
+        if self.initial_values:
+            self._move_variables(device)
+        return args, kwargs
 
     def _move_variables(self, device: torch.device) -> None:
         for name, variable in self.state.items():
