@@ -407,8 +407,8 @@ def _build_checked(header: FileHeader, make: Callable[[], nn.Module]) -> nn.Modu
         with torch.device("meta"):
             skeleton = make()
             probe = _probe_bytes(skeleton, _example_from_spec(spec, "meta")) if spec is not None else 0
-    except (NotImplementedError, RuntimeError):
-        skeleton = None  # an operation without a meta kernel: the real build below checks the example's size
+    except Exception:  # an operation without a meta kernel (a config error recurs in the real build below)
+        skeleton = None  # the real build then checks the example's size, and the tensors after it
     if skeleton is not None:
         _check_declared(header, skeleton.state_dict())
         if probe > limit:
