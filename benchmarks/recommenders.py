@@ -111,7 +111,7 @@ def synthetic_ratings(n_items: int, seed: int = 0):
     users, items = [], []
     for user, count in enumerate(per_user):
         keys = np.log(rng.random(n_items)) / weight  # Efraimidis-Spirakis: weighted sampling without replacement
-        chosen = np.argpartition(-keys, count)[:count]
+        chosen = np.argpartition(-keys, count)[:count].copy()  # not a view: it would keep all n_items alive
         users.append(np.full(count, user))
         items.append(chosen)
     user, item = np.concatenate(users), np.concatenate(items)
@@ -161,9 +161,9 @@ def scale_child(library: str, algorithm: str, n_items: int, seed: int) -> dict:
         predictions = np.array([p.est for p in algorithm_object.fit(trainset).test(testset)])
         seconds = time.perf_counter() - start
     rmse, mae = errors(predictions, rating[cut:].astype(np.float64))
-    return {"seconds": seconds, "rmse": rmse, "mae": mae, "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "before_fit_bytes": rss_before, "ratings": len(user), "train": cut, "users": int(user.max()) + 1,
-            "items_rated": int(len(np.unique(item)))}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"seconds": seconds, "rmse": rmse, "mae": mae, "peak_bytes": peak, "before_fit_bytes": rss_before,
+            "ratings": len(user), "train": cut, "users": int(user.max()) + 1, "items_rated": int(len(np.unique(item)))}
 
 
 def scale_main(args) -> None:
@@ -185,9 +185,9 @@ def scale_main(args) -> None:
                 estimate = surprise_memory_estimate(n_neighbours, similarity)
                 if library == "surprise" and estimate > args.surprise_memory:
                     row.update(skipped=f"not run: its dense {n_neighbours:,} x {n_neighbours:,} similarity needs "
-                                       f"about {estimate / 2 ** 30:.0f} GB (n^2 x 8 bytes x "
+                                       f"about {estimate / 2 ** 30:.0f} GiB (n^2 x 8 bytes x "
                                        f"{estimate // (8 * n_neighbours ** 2)} arrays), over "
-                                       f"{args.surprise_memory / 2 ** 30:.0f} GB")
+                                       f"{args.surprise_memory / 2 ** 30:.0f} GiB")
                 else:
                     command = [sys.executable, __file__, "--scale-child", library, algorithm, str(n_items),
                                "--seed", str(args.seed)] + (["--threads", str(args.threads)] if args.threads else [])
@@ -211,18 +211,19 @@ def write_scale_results(rows, args, load_before, load_after) -> None:
     lines = ["| items | users | ratings | algorithm | library | fit + predict s | peak memory | RMSE | speedup |",
              "| ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
     by_key = {(row["items"], row["algorithm"], row["library"]): row for row in rows}
+    labels = {"means-user": "KNNWithMeans, user-based, msd, k=40", "means-item": "KNNWithMeans, item-based, msd, k=40",
+              "baseline-item": "KNNBaseline, item-based, pearson_baseline, k=40"}
     for row in rows:
-        labels = {"means-user": "KNNWithMeans, user-based, msd, k=40", "means-item": "KNNWithMeans, item-based, msd, k=40",
-                  "baseline-item": "KNNBaseline, item-based, pearson_baseline, k=40"}
+        label = labels[row["algorithm"]]
         if "skipped" in row:
-            lines.append(f"| {row['items']:,} | | | {labels[row['algorithm']]} | {row['library']} | {row['skipped']} | | | |")
+            lines.append(f"| {row['items']:,} | | | {label} | {row['library']} | {row['skipped']} | | | |")
             continue
         other = by_key.get((row["items"], row["algorithm"], "surprise"), {})
         speedup = (f"{other['seconds'] / row['seconds']:.1f}x" if row["library"] == "deepzen" and "seconds" in other
                    else "")
         lines.append(f"| {row['items']:,} ({row['items_rated']:,} rated) | {row['users']:,} | {row['ratings']:,} | "
-                     f"{labels[row['algorithm']]} | {row['library']} | {row['seconds']:.2f} | "
-                     f"{row['peak_bytes'] / 2 ** 30:.2f} GB | {row['rmse']:.4f} | {speedup} |")
+                     f"{label} | {row['library']} | {row['seconds']:.2f} | "
+                     f"{row['peak_bytes'] / 2 ** 30:.2f} GiB | {row['rmse']:.4f} | {speedup} |")
     command = "python benchmarks/recommenders.py " + " ".join(sys.argv[1:])
     header = (f"# Catalogues that scale: deepzen.recommend vs scikit-surprise on synthetic MovieLens-like ratings\n\n"
               f"`{command.strip()}` on {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
