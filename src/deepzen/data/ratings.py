@@ -113,12 +113,15 @@ def check_ratings(ratings: Ratings, *, rating_scale: tuple[float, float] | None 
                              f"{ratings.rating[bad[0]]:g} and others outside it in {_rows_text(bad)}")
     if duplicates == "keep":
         return ratings
-    pairs = np.stack([ratings.user, ratings.item], axis=1)
-    _, first, inverse, counts = np.unique(pairs, axis=0, return_index=True, return_inverse=True,
-                                          return_counts=True)
-    inverse = inverse.reshape(-1)
-    if counts.max() == 1:
+    # One int64 key per (user, item) pair, from the rows of each in sorted order (np.unique(axis=0) is 10x slower).
+    item_rows = np.unique(ratings.item, return_inverse=True)[1].reshape(-1)
+    keys = np.unique(ratings.user, return_inverse=True)[1].reshape(-1) * (int(item_rows.max()) + 1) + item_rows
+    sorted_keys = np.sort(keys)
+    if not np.any(sorted_keys[1:] == sorted_keys[:-1]):
         return ratings
+    pairs = np.stack([ratings.user, ratings.item], axis=1)
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
     if duplicates == "refuse":
         repeated = np.flatnonzero(counts[inverse] > 1)
         user, item = pairs[repeated[0]].tolist()
