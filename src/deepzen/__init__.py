@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Model": "deepzen.training.model",
     "Sequential": "deepzen.training.model",
+    "Input": "deepzen.layers.input_layer",
     "load_model": "deepzen.training.serialization",
     "register_serializable": "deepzen.serializable",
     "custom_object_scope": "deepzen.serializable",
@@ -22,7 +23,7 @@ _EXPORTS = {
 }
 _SUBMODULES = {"activations", "losses", "optimizers", "initializers", "regularizers", "metrics", "layers",
                "models", "callbacks", "data", "training", "vision", "text", "generative", "recommend", "rl",
-               "recipes", "runtime", "cli", "config"}
+               "recipes", "runtime", "cli", "config", "utils"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 

@@ -12,14 +12,16 @@ from deepzen.layers.base import Layer
 from deepzen.layers.conv import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose,
                                  DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D)
 from deepzen.layers.conv_lstm import ConvLSTM2D
-from deepzen.layers.core import Activation, Dense, Dropout, Flatten, Input, Reshape
+from deepzen.layers.core import Activation, Dense, Dropout, Flatten, Reshape
 from deepzen.layers.crf import CRF, CRFLoss, allowed_transitions
 from deepzen.layers.embedding import Embedding
-from deepzen.layers.input_layer import InputLayer
+from deepzen.layers.input_layer import Input, InputLayer
 from deepzen.layers.lambda_layer import Identity, Lambda, register_lambda
 from deepzen.layers.legacy import (AtrousConvolution1D, AtrousConvolution2D, Convolution1D, Convolution2D,
                                     Convolution3D, Deconvolution2D)
 from deepzen.layers.masking import Masking
+from deepzen.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
+                                  concatenate, dot, maximum, minimum, multiply, subtract)
 from deepzen.layers.normalization import (BatchNormalization, GroupNormalization, LayerNormalization,
                                           SpectralNormalization, UnitNormalization)
 from deepzen.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,

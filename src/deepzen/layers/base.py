@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from deepzen.layers import legacy
+from deepzen.layers.symbolic import call_symbolic, has_symbolic
 from deepzen.serializable import config_value, register_serializable, value_from_config
 
 
@@ -97,7 +98,12 @@ class Layer(nn.Module):
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.built = False
         self.activity_loss: torch.Tensor | None = None
-        self._build_hook = self.register_forward_pre_hook(Layer._build_on_first_call)
+        self._build_hook = self.register_forward_pre_hook(type(self)._build_on_first_call)
+
+    def __call__(self, *args, **kwargs):
+        if has_symbolic(args, kwargs):  # Functional API: record the call (layers/symbolic.py)
+            return call_symbolic(self, args, kwargs)
+        return super().__call__(*args, **kwargs)
 
     # -- building -----------------------------------------------------------------------------------
     def build(self, input_shape: tuple[int, ...]) -> None:

@@ -1,4 +1,4 @@
-"""The basic layers: Input, Dense, Activation, Flatten, Reshape, Dropout."""
+"""The basic layers: Dense, Activation, Flatten, Reshape, Dropout (``Input`` lives in ``input_layer``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from deepzen.layers.base import Layer
+from deepzen.layers.input_layer import Input  # noqa: F401  (Keras's Input; imported from here before)
 
 
 def _regularizer(identifier):
@@ -21,27 +22,6 @@ def _activation(identifier):
     from deepzen import activations
 
     return activations.get(identifier)
-
-
-class Input(Layer):
-    """Declares the per-sample input shape of a Sequential model; passes its input through.
-
-    Args:
-        shape: per-sample shape, without the batch dimension (e.g. ``(1, 28, 28)``).
-
-    Example:
-        >>> from deepzen.models import Sequential
-        >>> model = Sequential([Input((4,)), Dense(3)])
-        >>> model.built
-        True
-    """
-
-    def __init__(self, shape, **kwargs):
-        kwargs.setdefault("input_shape", tuple(shape))
-        super().__init__(**kwargs)
-
-    def forward(self, x):
-        return x
 
 
 class Dense(Layer):

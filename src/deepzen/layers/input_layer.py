@@ -1,4 +1,7 @@
-"""InputLayer: Keras's explicit input layer for Sequential models (the layer behind ``Input``).
+"""``Input`` and ``InputLayer``: a model's inputs (Keras's ``keras.Input`` and ``keras.layers.InputLayer``).
+
+``Input(shape)`` returns a symbolic tensor for the Functional API (``Model(inputs, outputs)``); put into a
+``Sequential`` it declares the input shape, as in Keras.
 
 Example:
     >>> import torch
@@ -16,6 +19,7 @@ from typing import Any
 import torch
 
 from deepzen.layers.base import Layer
+from deepzen.layers.symbolic import Node, SymbolicTensor
 
 _INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "bool")
 
@@ -48,6 +52,47 @@ class InputLayer(Layer):
         self.dtype = None if dtype is None else str(dtype).replace("torch.", "")
         self._init_arguments["dtype"] = self.dtype  # a name, also when given a torch.dtype
         self.takes_integer_inputs = self.dtype in _INTEGER_DTYPES
+        if self.input_shape is not None:  # the symbolic tensor Input() returns
+            dtype = getattr(torch, self.dtype) if self.dtype is not None else torch.get_default_dtype()
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"InputLayer expects a dtype name such as 'float32' or 'int64'. Received: dtype={dtype!r}")
+            node = Node(self, (), {}, [])
+            node.outputs = SymbolicTensor((None, *self.input_shape), dtype, node, 0)
+            self.__dict__["output"] = node.outputs
+
+    def adopt_integer_ids(self) -> None:
+        """An Input given no dtype that feeds an Embedding holds token ids: it becomes int64 (Keras's
+        Embedding casts its inputs to integers; deepzen keeps the ids integers from the start)."""
+        if self._init_arguments.get("dtype") is None and "output" in self.__dict__:
+            self.dtype = self._init_arguments["dtype"] = "int64"
+            self.takes_integer_inputs = True
+            self.output.dtype = torch.int64
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+
+def Input(shape: Any = None, batch_size: int | None = None, dtype: Any = None, name: str | None = None,
+          batch_shape: Any = None) -> SymbolicTensor:
+    """A model input: a symbolic tensor of per-sample ``shape`` for the Functional API (Keras's ``keras.Input``).
+
+    Args:
+        shape: per-sample shape, without the batch axis; ``None`` leaves an axis open (e.g. ``(None,)`` for
+            sequences of any length).
+        batch_size: optional fixed batch size.
+        dtype: e.g. ``"int64"`` for token ids (default: float32).
+        name: the input's name; a dict of arrays given to ``fit``/``predict`` is matched to inputs by name.
+        batch_shape: ``(batch_size, *shape)`` in one tuple.
+
+    Example:
+        >>> from deepzen.layers import Dense
+        >>> from deepzen.models import Model
+        >>> inputs = Input((4,))
+        >>> model = Model(inputs, Dense(2)(inputs))
+        >>> model.output_shape
+        (None, 2)
+    """
+    if shape is None and batch_shape is None:
+        raise ValueError("Input expects a shape, e.g. Input((784,)) or Input(shape=(None,), dtype='int64'). "
+                         "Received: shape=None")
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape, name=name).output

@@ -20,7 +20,9 @@ from torch import nn
 
 from deepzen.data.arrays import ArrayData, leaves, map_structure, to_tensor
 from deepzen.layers.base import Layer, set_trainable, snake_case
+from deepzen.layers.input_layer import InputLayer
 from deepzen.layers.normalization import BatchNormalization
+from deepzen.layers.symbolic import SymbolicTensor, call_symbolic, has_symbolic
 from deepzen.serializable import register_serializable
 from deepzen.training import distributed
 from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar
@@ -68,6 +70,13 @@ class Model(nn.Module):
         2
     """
 
+    def __new__(cls, *args, **kwargs):
+        # Keras's Functional API: Model(inputs, outputs) builds the graph model (training/functional.py)
+        if cls is Model and (len(args) == 2 or "outputs" in kwargs or "inputs" in kwargs) and \
+                has_symbolic(args[:1] or (kwargs.get("inputs"),), {}):
+            return super().__new__(Functional)
+        return super().__new__(cls)
+
     def __init__(self, module: nn.Module | None = None, *, name: str | None = None):
         super().__init__()
         if module is not None and not isinstance(module, nn.Module):
@@ -83,6 +92,11 @@ class Model(nn.Module):
         self._penalties: list = []
         self._activity_layers: list = []
         self.compile_config: dict[str, Any] | None = None
+
+    def __call__(self, *args, **kwargs):
+        if has_symbolic(args, kwargs):  # a model used as a layer in a graph (layers/symbolic.py)
+            return call_symbolic(self, args, kwargs)
+        return super().__call__(*args, **kwargs)
 
     def forward(self, *args, **kwargs):
         if self.module is None:
@@ -669,6 +683,8 @@ class Sequential(Model):
 
     def add(self, layer: nn.Module) -> None:
         """Appends a layer (a deepzen layer or any ``nn.Module``)."""
+        if isinstance(layer, SymbolicTensor) and isinstance(layer.node.layer, InputLayer):
+            layer = layer.node.layer  # Sequential([Input(shape), ...]): Keras adds the InputLayer behind it
         if not isinstance(layer, nn.Module):
             raise TypeError(f"Sequential.add expects a layer (an nn.Module). Received: {type(layer).__name__}")
         base = getattr(layer, "name", None) or snake_case(type(layer).__name__)
@@ -846,3 +862,7 @@ def _class_sample_weights(y: torch.Tensor, class_weight: dict, sample_weight: to
     table = torch.tensor([float(class_weight[c]) for c in range(num_classes)], device=y.device)
     weights = table[ids]
     return weights if sample_weight is None else weights * sample_weight
+
+
+# Functional subclasses Model, so it is imported after Model exists; Model(inputs, outputs) returns one.
+from deepzen.training.functional import Functional  # noqa: E402

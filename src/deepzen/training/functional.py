@@ -1,0 +1,397 @@
+"""The Functional API's model: ``Model(inputs, outputs)`` over a graph of layer calls (Keras's ``Functional``).
+
+``Input`` gives symbolic tensors; calling layers (and models) on them records :class:`~deepzen.layers.
+symbolic.Node` s; ``Model(inputs, outputs)`` walks the nodes back from the outputs once, checks that the
+inputs reach every output, and turns the graph into a plan: a list of layer calls over numbered slots.
+``forward`` is a plain loop over that plan -- no graph work per step.
+
+Example:
+    >>> import torch
+    >>> from deepzen.layers import Dense, Input, concatenate
+    >>> a, b = Input((3,), name="a"), Input((2,), name="b")
+    >>> hidden = Dense(4, activation="relu")(concatenate([a, b]))
+    >>> model = Model([a, b], [Dense(1, name="score")(hidden), Dense(2, name="kind")(hidden)])
+    >>> [tuple(o.shape) for o in model([torch.zeros(5, 3), torch.zeros(5, 2)])]
+    [(5, 1), (5, 2)]
+    >>> model.output_names
+    ['score', 'kind']
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepzen.layers.base import Layer, shape_str, snake_case
+from deepzen.layers.input_layer import InputLayer
+from deepzen.layers.symbolic import SymbolicTensor, layer_name, leaves, map_leaves
+from deepzen.serializable import ModelFileError, config_value, register_serializable, value_from_config
+from deepzen.training.model import InputSpec, Model
+from deepzen.training.serialization import module_config, module_from_config
+from deepzen.training.summary import weight_tensors
+
+_TENSOR = "__tensor__"  # marks a symbolic tensor in a saved call: {"__tensor__": [node, output]}
+
+
+class _Slot:
+    """A numbered place in the plan's value list, standing for one symbolic tensor in a call's arguments."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+
+def _fill(template: Any, values: list) -> Any:
+    if isinstance(template, _Slot):
+        return values[template.index]
+    if isinstance(template, (list, tuple)):
+        return type(template)(_fill(item, values) for item in template)
+    if isinstance(template, dict):
+        return {key: _fill(item, values) for key, item in template.items()}
+    return template
+
+
+class _Replay:
+    """A layer call with several arguments or outputs: rebuilds the arguments from the slots, stores the
+    outputs in theirs."""
+
+    __slots__ = ("args", "kwargs", "targets")
+
+    def __init__(self, args, kwargs, targets):
+        self.args, self.kwargs, self.targets = args, kwargs, targets
+
+    def __call__(self, layer, values, extra):
+        output = layer(*_fill(self.args, values), **_fill(self.kwargs, values), **extra)
+        for target, value in zip(self.targets, leaves(output)):
+            values[target] = value
+
+
+def _structure_kind(structure: Any, what: str) -> tuple[str, list]:
+    """("single" | "list" | "dict", flat tensors) for Model's inputs or outputs argument."""
+    if isinstance(structure, SymbolicTensor):
+        return "single", [structure]
+    if isinstance(structure, dict) and all(isinstance(v, SymbolicTensor) for v in structure.values()):
+        return "dict", list(structure.values())
+    if isinstance(structure, (list, tuple)) and structure and all(isinstance(v, SymbolicTensor) for v in structure):
+        return "list", list(structure)
+    raise TypeError(f"Model(inputs, outputs) expects {what} as a symbolic tensor (from deepzen.Input or a layer "
+                    f"called on one), or a list or dict of them. Received: {type(structure).__name__}")
+
+
+@register_serializable
+class Functional(Model):
+    """A model defined by a graph of layer calls; built by ``deepzen.Model(inputs, outputs)``.
+
+    Args:
+        inputs: an ``Input`` (or another symbolic tensor), or a list or dict of them.
+        outputs: a symbolic tensor reached from ``inputs``, or a list or dict of them.
+        name: the model's name.
+
+    Call it with tensors in the order of ``inputs`` (``model(a, b)`` or ``model([a, b])``), or by input name
+    (``model(a=..., b=...)`` or ``model({"a": ...})``). It returns the outputs in the structure of ``outputs``.
+    """
+
+    def __init__(self, inputs: Any, outputs: Any, *, name: str | None = None):
+        super().__init__(name=name)
+        self._input_kind, input_list = _structure_kind(inputs, "inputs")
+        self._output_kind, output_list = _structure_kind(outputs, "outputs")
+        self._input_keys = list(inputs) if self._input_kind == "dict" else None
+        self._output_keys = list(outputs) if self._output_kind == "dict" else None
+        self._inputs, self._outputs = input_list, output_list
+        self._nodes = self._walk(input_list, output_list)
+        self._register_layers()
+        self._make_plan()
+        self.input_names = self._input_keys or [layer_name(t.node.layer) for t in input_list]
+        self.output_names = self._output_keys or [layer_name(t.node.layer) for t in output_list]
+        if all(None not in t.shape[1:] for t in input_list):  # built: every layer ran on the inputs' shapes
+            specs = [InputSpec(tuple(t.shape[1:]), t.dtype) for t in input_list]
+            self.input_spec = self._pack(specs, self._input_kind, self._input_keys)
+        self._output_shape = self._pack([t.shape for t in output_list], self._output_kind, self._output_keys)
+
+    # -- the graph -----------------------------------------------------------------------------------
+    @staticmethod
+    def _walk(inputs: list, outputs: list) -> list:
+        """The nodes between ``inputs`` and ``outputs`` in an order where every node follows its inputs'."""
+        sources = {id(t) for t in inputs}
+        order, state = [], {}  # state: id(node) -> "open" while on the stack, "done" after
+
+        def visit(tensor: SymbolicTensor, output: int) -> None:
+            if id(tensor) in sources:
+                return
+            node = tensor.node
+            if node is None or (not node.inputs and not isinstance(node.layer, InputLayer)):
+                raise ValueError(f"Output {output} of Model(inputs, outputs) depends on a tensor without a recorded "
+                                 f"layer call: {tensor!r}")
+            if not node.inputs:  # an Input that is not among the model's inputs
+                raise ValueError(f"Output {output} of Model(inputs, outputs) ({outputs[output]!r}) cannot be computed "
+                                 f"from the inputs: it depends on the Input '{layer_name(node.layer)}', which is not "
+                                 f"in inputs ({', '.join(layer_name(t.node.layer) for t in inputs)})")
+            if state.get(id(node)) == "done":
+                return
+            state[id(node)] = "open"
+            for parent in node.inputs:
+                visit(parent, output)
+            state[id(node)] = "done"
+            order.append(node)
+
+        for index, tensor in enumerate(outputs):
+            visit(tensor, index)
+        input_nodes = []
+        for tensor in inputs:
+            if tensor.node is not None and tensor.node not in input_nodes:
+                input_nodes.append(tensor.node)
+        return [node for node in input_nodes if not node.inputs] + order
+
+    def _register_layers(self) -> None:
+        """Adds each layer once, as a submodule named after it (names made unique as Keras does)."""
+        layers: list[nn.Module] = []
+        for node in self._nodes:
+            if not any(node.layer is known for known in layers):
+                layers.append(node.layer)
+        used = {layer.name for layer in layers if isinstance(layer, Layer) and layer.name}
+        explicit = [layer.name for layer in layers if isinstance(layer, Layer) and layer.name]
+        duplicates = sorted({n for n in explicit if explicit.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"Model(inputs, outputs): every layer needs its own name. Used more than once: "
+                             f"{', '.join(duplicates)}")
+        for layer in layers:
+            name = layer.name if isinstance(layer, Layer) and layer.name else None
+            if name is None:
+                base = getattr(layer, "name", None) or snake_case(type(layer).__name__)
+                name, count = base, 0
+                while name in used:
+                    count += 1
+                    name = f"{base}_{count}"
+                used.add(name)
+                if isinstance(layer, (Layer, Model)):
+                    layer.name = name
+            self.add_module(name.replace(".", "_"), layer)
+        self._layer_list = layers
+
+    def _make_plan(self) -> None:
+        """Numbers every tensor and lists the calls: (layer, source slot, target slot, replay or None)."""
+        slots: dict[int, int] = {}
+        for tensor in self._inputs:
+            slots[id(tensor)] = len(slots)
+        plan = []
+        for node in self._nodes:
+            if not node.inputs:
+                continue
+            for tensor in node.flat_outputs:
+                slots.setdefault(id(tensor), len(slots))
+            to_slot = lambda v: _Slot(slots[id(v)]) if isinstance(v, SymbolicTensor) else v  # noqa: E731
+            single_in = len(node.args) == 1 and isinstance(node.args[0], SymbolicTensor) and not node.kwargs
+            if single_in and isinstance(node.outputs, SymbolicTensor):
+                plan.append((node.layer, slots[id(node.args[0])], slots[id(node.outputs)], None))
+            else:
+                replay = _Replay(map_leaves(to_slot, node.args), map_leaves(to_slot, node.kwargs),
+                                 [slots[id(t)] if isinstance(t, SymbolicTensor) else len(slots)
+                                  for t in leaves(node.outputs)])
+                plan.append((node.layer, None, None, replay))
+        self._plan = plan
+        self._slot_count = len(slots) + 1  # one spare slot catches non-tensor outputs
+        self._input_slots = [slots[id(t)] for t in self._inputs]
+        self._output_slots = [slots[id(t)] for t in self._outputs]
+        self._takes_training = [("training" in inspect.signature(layer.forward).parameters) for layer, *_ in plan]
+
+    # -- calling ---------------------------------------------------------------------------------------
+    def _bind(self, args: tuple, kwargs: dict) -> list:
+        """The input tensors in the order of ``inputs``, from positional, list, dict or by-name arguments."""
+        if len(args) == 1 and not kwargs and len(self._inputs) > 1 and isinstance(args[0], (list, tuple)):
+            args = tuple(args[0])
+        if len(args) == 1 and not kwargs and isinstance(args[0], dict):
+            args, kwargs = (), args[0]
+        if kwargs and not args:
+            missing = [name for name in self.input_names if name not in kwargs]
+            unknown = [name for name in kwargs if name not in self.input_names]
+            if missing or unknown:
+                raise ValueError(f"{self.name} takes the inputs {self.input_names}. Received: {sorted(kwargs)}")
+            return [kwargs[name] for name in self.input_names]
+        if len(args) != len(self._inputs) or kwargs:
+            raise ValueError(f"{self.name} takes {len(self._inputs)} input(s) ({', '.join(self.input_names)}). "
+                             f"Received: {len(args)} positional and {len(kwargs)} named argument(s)")
+        return list(args)
+
+    def forward(self, *args, training: bool | None = None, **kwargs):
+        values = [None] * self._slot_count
+        for slot, value in zip(self._input_slots, self._bind(args, kwargs)):
+            values[slot] = value
+        if training is None:
+            for layer, source, target, replay in self._plan:  # the whole per-step graph work
+                if replay is None:
+                    values[target] = layer(values[source])
+                else:
+                    replay(layer, values, {})
+        else:  # Keras's training= reaches every layer whose forward takes it
+            for (layer, source, target, replay), takes in zip(self._plan, self._takes_training):
+                extra = {"training": training} if takes else {}
+                if replay is None:
+                    values[target] = layer(values[source], **extra)
+                else:
+                    replay(layer, values, extra)
+        return self._pack([values[slot] for slot in self._output_slots], self._output_kind, self._output_keys)
+
+    @staticmethod
+    def _pack(flat: list, kind: str, keys: list | None) -> Any:
+        if kind == "single":
+            return flat[0]
+        if kind == "dict":
+            return dict(zip(keys, flat))
+        return list(flat)
+
+    # -- Keras's views ---------------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[nn.Module]:
+        return list(self._layer_list)
+
+    @property
+    def inputs(self) -> list[SymbolicTensor]:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[SymbolicTensor]:
+        return list(self._outputs)
+
+    @property
+    def input_shape(self) -> Any:
+        return self._pack([t.shape for t in self._inputs], self._input_kind, self._input_keys)
+
+    @property
+    def output_shape(self) -> Any:
+        return self._output_shape
+
+    def _by_output_name(self, value: Any) -> Any:
+        """A dict keyed by output layer names, as a list in the order of the outputs (Keras matches the
+        names of list outputs' layers in compile and fit); anything else unchanged."""
+        if self._output_kind != "list" or not isinstance(value, dict) or not value:
+            return value
+        if not set(value) <= set(self.output_names):
+            return value  # the engine names the unknown keys
+        return [value.get(name) for name in self.output_names]
+
+    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, loss_weights: Any = None,
+                **kwargs: Any) -> None:
+        """:meth:`Model.compile`; with list outputs, ``loss``, ``metrics`` and ``loss_weights`` may be dicts keyed
+        by the output layers' names, as in Keras."""
+        if isinstance(metrics, dict) and self._output_kind == "list" and set(metrics) <= set(self.output_names):
+            metrics = {index: metrics[name] for index, name in enumerate(self.output_names) if name in metrics}
+        if isinstance(loss_weights, dict) and self._output_kind == "list":
+            loss_weights = [loss_weights.get(name, 1.0) for name in self.output_names] \
+                if set(loss_weights) <= set(self.output_names) else loss_weights
+        super().compile(optimizer, self._by_output_name(loss), metrics, loss_weights, **kwargs)
+
+    def _as_data(self, x: Any, y: Any = None, sample_weight: Any = None, call: str = "fit"):
+        return super()._as_data(x, self._by_output_name(y), sample_weight, call=call)
+
+    def connections(self) -> tuple[list[nn.Module], list[tuple[nn.Module, nn.Module]], dict[int, str]]:
+        """(layers, (inbound layer, layer) pairs, ``{id(layer): output shape text}``) for ``plot_model``."""
+        edges, shapes = [], {}
+        for node in self._nodes:
+            shapes.setdefault(id(node.layer), ", ".join(shape_str(t.shape) for t in node.flat_outputs))
+            for tensor in node.inputs:
+                if (tensor.node.layer, node.layer) not in edges:
+                    edges.append((tensor.node.layer, node.layer))
+        return self.layers, edges, shapes
+
+    # -- summary ---------------------------------------------------------------------------------------
+    def summary(self, input_shape=None, print_fn=print) -> str:
+        """Prints (and returns) Keras's functional table: each layer, its output shape, its parameters and
+        the layers it is connected to (``name[node][output]``)."""
+        node_index: dict[int, tuple[str, int]] = {}
+        calls: dict[int, list] = {}
+        for node in self._nodes:
+            position = len(calls.setdefault(id(node.layer), []))
+            calls[id(node.layer)].append(node)
+            node_index[id(node)] = (layer_name(node.layer), position)
+        rows = []
+        for layer in self._layer_list:
+            nodes = calls[id(layer)]
+            shapes = {tuple(tuple(t.shape) for t in n.flat_outputs) for n in nodes}
+            shape = ", ".join(shape_str(s) for s in next(iter(shapes))) if len(shapes) == 1 else "multiple"
+            inbound = [f"{node_index[id(t.node)][0]}[{node_index[id(t.node)][1]}][{t.index}]"
+                       for n in nodes for t in n.inputs if id(t.node) in node_index]
+            params = sum(w.numel() for w in weight_tensors(layer)[2])
+            rows.append((f"{layer_name(layer)} ({type(layer).__name__})", shape or "-", f"{params:,}",
+                         ", ".join(inbound) or "-"))
+        trainable_weights, _, every = weight_tensors(self)
+        trainable, total = sum(w.numel() for w in trainable_weights), sum(w.numel() for w in every)
+        headers = ("Layer (type)", "Output shape", "Params", "Connected to")
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        line = lambda cells: "  ".join(c.rjust(w) if i == 2 else c.ljust(w)  # noqa: E731
+                                       for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        rule = "=" * (sum(widths) + 2 * (len(widths) - 1))
+        out = [f'Model: "{self.name}"', rule, line(headers), rule, *(line(r) for r in rows), rule,
+               f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+               f"Non-trainable params: {total - trainable:,}", rule]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    # -- configuration -----------------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """The graph as JSON-ready data: the layers' configs and, node by node, each call's arguments with
+        ``{"__tensor__": [node, output]}`` in place of the symbolic tensors."""
+        names = {id(layer): name for name, layer in self.named_children()}
+        position = {id(t): [n, i] for n, node in enumerate(self._nodes) for i, t in enumerate(node.flat_outputs)}
+
+        def encode(value, where):
+            if isinstance(value, SymbolicTensor):
+                return {_TENSOR: position[id(value)]}
+            if isinstance(value, (list, tuple)):
+                return [encode(v, where) for v in value]
+            if isinstance(value, dict):
+                return {str(k): encode(v, where) for k, v in value.items()}
+            return config_value(value, where)
+
+        layers = []
+        for layer in self._layer_list:
+            config = module_config(layer)
+            if config is None:
+                raise TypeError(f"{self.name}: layer '{names[id(layer)]}' ({type(layer).__name__}) is not a registered "
+                                f"class, so the graph cannot be saved; register it with deepzen.register_serializable")
+            layers.append({"name": names[id(layer)], "module": config})
+        nodes = [{"layer": names[id(node.layer)], "args": encode(list(node.args), names[id(node.layer)]),
+                  "kwargs": encode(node.kwargs, names[id(node.layer)]),
+                  "tuple_args": [isinstance(a, tuple) for a in node.args]} for node in self._nodes]
+        refs = [encode(t, "inputs") for t in self._inputs], [encode(t, "outputs") for t in self._outputs]
+        return {"name": self.name, "layers": layers, "nodes": nodes,
+                "inputs": self._pack(refs[0], self._input_kind, self._input_keys),
+                "outputs": self._pack(refs[1], self._output_kind, self._output_keys)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Functional":
+        layers = {}
+        for entry in config["layers"]:
+            layer = module_from_config(entry["module"])
+            if isinstance(layer, (Layer, Model)):
+                layer.name = entry["name"]
+            layers[entry["name"]] = layer
+        produced: list[list] = []
+
+        def decode(value):
+            if isinstance(value, dict) and set(value) == {_TENSOR}:
+                node, index = value[_TENSOR]
+                return produced[node][index]
+            if isinstance(value, list):
+                return [decode(v) for v in value]
+            if isinstance(value, dict):
+                return {k: decode(v) for k, v in value.items()}
+            return value_from_config(value)
+
+        for entry in config["nodes"]:
+            layer = layers.get(entry["layer"])
+            if layer is None:
+                raise ModelFileError(f"A graph node calls the layer {entry['layer']!r}, which the config does not list")
+            if isinstance(layer, InputLayer) and not entry["args"] and not entry["kwargs"]:
+                produced.append([layer.output])
+                continue
+            args = [tuple(a) if is_tuple else a
+                    for a, is_tuple in zip(decode(entry["args"]), entry.get("tuple_args") or [False] * len(entry["args"]))]
+            output = layer(*args, **decode(entry["kwargs"]))
+            produced.append([t for t in leaves(output) if isinstance(t, SymbolicTensor)])
+        return cls(decode(config["inputs"]), decode(config["outputs"]), name=config.get("name"))
