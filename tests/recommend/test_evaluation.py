@@ -9,8 +9,8 @@ import torch
 from deepzen.data.ratings import Ratings, leave_one_out
 from deepzen.recommend import KNNWithMeans
 from deepzen.recommend.base import Recommender
-from deepzen.recommend.evaluation import (cross_validate, full_ranking_metrics, hit_ratio_and_ndcg, holdout_ranking, leave_one_out_ranking,
-                                          ranking_metrics, rating_metrics, sample_negatives)
+from deepzen.recommend.evaluation import (cross_validate, full_ranking_metrics, hit_ratio_and_ndcg, holdout_ranking,
+                                          leave_one_out_ranking, ranking_metrics, rating_metrics, sample_negatives)
 
 
 class ItemIdScore(Recommender):
