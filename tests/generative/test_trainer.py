@@ -46,7 +46,8 @@ def test_train_step_matches_a_plain_torch_reference(label_smoothing):
     gan.train()
 
     torch.manual_seed(1)
-    stats = gan.train_step(real)
+    logs = gan.train_step(real)  # the trackers' means after one step: that step's statistics
+    stats = torch.stack([logs[name] for name in ("d_loss", "g_loss", "d_real", "d_fake")]).float()
 
     torch.manual_seed(1)
     fake = generator(torch.randn(8, 6))
@@ -72,8 +73,8 @@ def test_train_step_matches_a_plain_torch_reference(label_smoothing):
 def test_history_holds_the_epoch_means_of_the_step_statistics(monkeypatch):
     gan = tiny_gan()
     recorded = []
-    step = gan.train_step
-    monkeypatch.setattr(gan, "train_step", lambda real: recorded.append(step(real)) or recorded[-1])
+    step = gan.adversarial_step
+    monkeypatch.setattr(gan, "adversarial_step", lambda real: recorded.append(step(real)) or recorded[-1])
     history = gan.fit(torch.rand(40, 1, 8, 8) * 2 - 1, epochs=2, batch_size=8, verbose=0)
     assert len(recorded) == 10  # 5 full batches per epoch
     assert list(history.history) == ["d_loss", "g_loss", "d_real", "d_fake"]
@@ -85,8 +86,8 @@ def test_history_holds_the_epoch_means_of_the_step_statistics(monkeypatch):
 def test_fit_drops_the_incomplete_batch_and_scales_uint8_pixels(monkeypatch):
     gan = tiny_gan()
     batches = []
-    step = gan.train_step
-    monkeypatch.setattr(gan, "train_step", lambda real: batches.append(real) or step(real))
+    step = gan.adversarial_step
+    monkeypatch.setattr(gan, "adversarial_step", lambda real: batches.append(real) or step(real))
     pixels = np.random.default_rng(0).integers(0, 256, size=(21, 8, 8), dtype=np.uint8)  # (N, H, W), one channel
     gan.fit(pixels, epochs=1, batch_size=10, verbose=0, shuffle=False)
     assert [tuple(b.shape) for b in batches] == [(10, 1, 8, 8)] * 2
@@ -163,7 +164,7 @@ def test_generator_average_follows_each_generator_step_and_is_what_generate_draw
     assert all(torch.equal(a, e) for a, e in zip(gan.averaged_generator.parameters(), expected))
     gan.train()
     for _ in range(3):
-        gan.train_step(torch.rand(8, 1, 8, 8) * 2 - 1)
+        gan.adversarial_step(torch.rand(8, 1, 8, 8) * 2 - 1)
         expected = [0.75 * e + 0.25 * p.detach() for e, p in zip(expected, gan.generator.parameters())]
         for averaged, want in zip(gan.averaged_generator.parameters(), expected):
             torch.testing.assert_close(averaged, want)

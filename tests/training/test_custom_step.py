@@ -11,7 +11,10 @@ import pytest
 import torch
 
 from deepzen import metrics as deepzen_metrics
+from deepzen.callbacks import Callback
 from deepzen.layers import Dense
+from deepzen.training.callbacks import CallbackError
+from deepzen.training.checkpoint import TrainingCheckpoint, checkpoint_position
 from deepzen.training.engine import LossTracker
 from deepzen.training.model import Model, Sequential
 
@@ -212,3 +215,73 @@ def test_a_gan_trains_both_networks_with_its_own_optimizers_under_fit():
     assert all(np.isfinite(history.history["d_loss"]))
     assert not any(torch.equal(a, b) for a, b in zip(d_before, discriminator.parameters()))
     assert not any(torch.equal(a, b) for a, b in zip(g_before, generator.parameters()))
+
+
+# -- checkpoints inside an epoch of an overriding step ---------------------------------------------------
+class CrashAfter(Callback):
+    """Raises after batch ``step`` (0-based) of ``epoch``; put it after the TrainingCheckpoint."""
+
+    def __init__(self, epoch, step):
+        self.epoch, self.step = epoch, step
+
+    def on_train_batch_end(self, step, logs=None):
+        if (self.model.fit_state["epoch"], step) == (self.epoch, self.step):
+            raise RuntimeError("simulated crash")
+
+
+def _custom_fit(checkpoint=None, crash=None, every_steps=2):
+    torch.manual_seed(0)
+    x, y = _data(n=80)
+    model = CustomModel([Dense(4, input_dim=32, activation="relu"), Dense(1)])
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"], device="cpu")
+    callbacks = [TrainingCheckpoint(checkpoint, every_steps=every_steps)] if checkpoint is not None else []
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=callbacks + ([crash] if crash else []))
+    return model
+
+
+def test_a_custom_step_resumes_from_inside_an_epoch_exactly(tmp_path):
+    """The step's logs come from model.metrics (the loss tracker and the compiled metrics): a checkpoint
+    inside an epoch holds their states, so the resumed epoch's logs are the uninterrupted one's."""
+    reference = _custom_fit()
+    path = tmp_path / "custom.ckpt"
+    with pytest.raises(CallbackError, match="simulated crash"):
+        _custom_fit(path, CrashAfter(1, 2))  # 5 steps an epoch; the checkpoint after step 2 of epoch 2
+    assert (checkpoint_position(path)["epoch"], checkpoint_position(path)["step"]) == (1, 2)
+    resumed = _custom_fit(path)
+    for (name, mine), theirs in zip(resumed.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(mine, theirs), name
+    resumed_state, reference_state = resumed.optimizer.state_dict(), reference.optimizer.state_dict()
+    for index, values in reference_state["state"].items():
+        for name, value in values.items():
+            assert torch.equal(resumed_state["state"][index][name], value), (index, name)
+    assert resumed.history.history == reference.history.history
+
+
+class StatelessMetric:
+    name = "calls"
+
+    def update_state(self, *args):
+        pass
+
+    def result(self):
+        return torch.zeros(())
+
+    def reset_state(self):
+        pass
+
+
+class StatelessMetricModel(CustomModel):
+    @property
+    def metrics(self):
+        return [StatelessMetric()]
+
+
+def test_a_custom_step_whose_metric_keeps_no_state_gets_epoch_end_checkpoints_only(tmp_path):
+    torch.manual_seed(0)
+    x, y = _data(n=48)
+    model = StatelessMetricModel([Dense(1, input_dim=32)])
+    model.compile(optimizer="adam", loss="mse", device="cpu")
+    path = tmp_path / "stateless.ckpt"
+    with pytest.warns(UserWarning, match="no checkpoints inside an epoch.*'calls' keeps no state dict"):
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[TrainingCheckpoint(path, every_steps=1)])
+    assert (checkpoint_position(path)["epoch"], checkpoint_position(path)["step"]) == (2, 0)

@@ -66,10 +66,15 @@ class ArrayData:
         sample_weight: (N,) per-sample loss weights, or None.
         device: where the data lives for training.
         integer_inputs_as_float: see :func:`to_tensor`.
+        keep_input_dtypes: take the inputs' tensors as they are (only moved to ``device``): e.g. uint8
+            pixels that the model's ``train_step`` scales batch by batch (4x less memory than floats).
+        drop_remainder: leave out an incomplete last batch (Keras's ``Dataset.batch(drop_remainder=True)``;
+            batch-norm GANs need full batches).
     """
 
     def __init__(self, x: Any, y: Any = None, sample_weight: Any = None, *, device=None,
-                 integer_inputs_as_float: bool = True):
+                 integer_inputs_as_float: bool = True, keep_input_dtypes: bool = False,
+                 drop_remainder: bool = False):
         n = num_samples(x, "x")
         if y is not None and num_samples(y, "y") != n:
             raise ValueError(f"x and y must have the same number of samples. Received: x has {n}, "
@@ -79,7 +84,12 @@ class ArrayData:
                              f"Received: {num_samples(sample_weight, 'sample_weight')}")
         self.n = n
         self.device = torch.device(device) if device is not None else None
-        self.x = map_structure(lambda v: to_tensor(v, self.device, integers_as_float=integer_inputs_as_float), x)
+        self.drop_remainder = drop_remainder
+        if keep_input_dtypes:
+            self.x = map_structure(lambda v: torch.as_tensor(v).to(self.device) if self.device is not None
+                                   else torch.as_tensor(v), x)
+        else:
+            self.x = map_structure(lambda v: to_tensor(v, self.device, integers_as_float=integer_inputs_as_float), x)
         self.y = None if y is None else map_structure(lambda v: to_tensor(v, self.device), y)
         self.sample_weight = None if sample_weight is None else to_tensor(sample_weight, self.device).float()
 
@@ -87,7 +97,7 @@ class ArrayData:
         return self.n
 
     def num_batches(self, batch_size: int) -> int:
-        return math.ceil(self.n / batch_size)
+        return self.n // batch_size if self.drop_remainder else math.ceil(self.n / batch_size)
 
     def _take(self, index) -> tuple[Any, Any, Any]:
         pick = (lambda t: t[index]) if isinstance(index, slice) else (lambda t: t.index_select(0, index))
@@ -97,15 +107,16 @@ class ArrayData:
     def batches(self, batch_size: int, shuffle: bool = False,
                 generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
         """Yields (x, y, sample_weight) batches; with ``shuffle`` a fresh device permutation per call."""
+        end = self.num_batches(batch_size) * batch_size if self.drop_remainder else self.n
         if not shuffle:
-            for start in range(0, self.n, batch_size):
+            for start in range(0, end, batch_size):
                 yield self._take(slice(start, start + batch_size))
             return
         order = torch.randperm(self.n, device=self.device if generator is None else generator.device,
                                generator=generator)
         if self.device is not None and order.device != self.device:
             order = order.to(self.device)
-        for start in range(0, self.n, batch_size):
+        for start in range(0, end, batch_size):
             yield self._take(order[start:start + batch_size])
 
     def split(self, fraction: float) -> tuple["ArrayData", "ArrayData"]:
@@ -119,7 +130,7 @@ class ArrayData:
 
     def subset(self, index) -> "ArrayData":
         part = ArrayData.__new__(ArrayData)
-        part.device = self.device
+        part.device, part.drop_remainder = self.device, self.drop_remainder
         part.x, part.y, part.sample_weight = self._take(index)
         part.n = num_samples(part.x)
         return part

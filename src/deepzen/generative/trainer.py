@@ -1,13 +1,17 @@
 """``GAN``: a generator and a discriminator trained adversarially with Keras's compile / fit verbs.
 
-Each training step updates the discriminator once, then the generator once (Goodfellow et al.
-2014, with k = 1 as in DCGAN):
+``GAN`` is a :class:`~deepzen.models.Model` whose ``train_step`` updates the discriminator once, then
+the generator once (Goodfellow et al. 2014, with k = 1 as in DCGAN; Keras's GAN example):
 
 1. z ~ N(0, I), fake = G(z);
 2. discriminator: binary cross-entropy of D(real) against the label 1 - label_smoothing and of
    D(fake) against 0, summed; one optimizer step;
 3. generator: the non-saturating loss -log D(G(z)) (cross-entropy of D(fake) against 1, never
    smoothed), through the discriminator just updated; one optimizer step.
+
+``Model.fit`` runs it, so a GAN gets the progress bar, callbacks, ``TrainingCheckpoint`` (both
+optimizers, the averaged generator, the epoch's running statistics: exact resume, also inside an
+epoch) and the run folders of ``deepzen train``.
 
 Label smoothing is one-sided (Salimans et al. 2016): only the real labels are softened, since
 softening the fake ones would reward the generator for samples that match neither distribution.
@@ -17,8 +21,9 @@ weights, updated after every generator step, and generates from it (Karras et al
 al. 2019): the live generator keeps cycling between the modes it favours, and the average over
 that cycle draws the data's modes more evenly.
 
-The training step does no host sync: the per-step statistics go into a preallocated device tensor
-that the host reads about once a second (to check they are finite) and at the end of each epoch.
+The training step does no host sync: the step's statistics go into four ``Mean`` metrics on the
+device, and the engine reads them about once a second (to check they are finite) and at the end of
+each epoch.
 
 Example:
     >>> import torch
@@ -37,25 +42,27 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepzen.data.arrays import ArrayData
+from deepzen.metrics import Mean
 from deepzen.optimizers import clip_gradients
 from deepzen.training import distributed
-from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar, RunningLogs
-from deepzen.training.engine import SYNC_SECONDS, NonFiniteLossError, first_non_finite
+from deepzen.training.callbacks import Callback, History
+from deepzen.training.engine import channels_last_inputs
 from deepzen.training.model import InputSpec, Model
 from deepzen.serializable import register_serializable
 from deepzen.training.serialization import module_config, module_from_config
 
 LOG_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")  # d_real = mean D(x), d_fake = mean D(G(z))
 GENERATE_BATCH_SIZE = 256
+FIT_BATCH_SIZE = 64
 
 
 def default_optimizer():
@@ -120,6 +127,7 @@ class GAN(Model):
         self.input_spec = InputSpec((latent_dim,), torch.float32)
         self.generator_optimizer = self.discriminator_optimizer = None
         self.label_smoothing = 0.0
+        self.trackers = [Mean(name) for name in LOG_NAMES]  # the epoch means fit's logs show
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)  # (N, latent_dim) -> (N, C, H, W)
@@ -130,7 +138,8 @@ class GAN(Model):
     # -- compile -------------------------------------------------------------------------------------
     def compile(self, generator_optimizer: Any = None, discriminator_optimizer: Any = None,
                 label_smoothing: float = 0.0, device: Any = None) -> None:
-        """Configures training.
+        """Configures training: ``Model.compile`` without a loss or an optimizer of its own (the step
+        computes its losses and steps the two optimizers below, :attr:`optimizers`).
 
         Args:
             generator_optimizer / discriminator_optimizer: names ("adam"), ``deepzen.optimizers``
@@ -140,19 +149,28 @@ class GAN(Model):
                 ``1 - label_smoothing`` (fake targets stay 0, the generator's targets stay 1).
             device: where to train; default cuda, then mps, then cpu.
         """
-        from deepzen.runtime import default_device
-
         if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"GAN.compile expects label_smoothing in [0, 1). "
                              f"Received: label_smoothing={label_smoothing!r}")
-        self._device = torch.device(device) if device is not None else default_device()
-        self.to(self._device)
+        super().compile(optimizer=None, loss=None, device=device)
         self.label_smoothing = float(label_smoothing)
         self.generator_optimizer, self._generator_clipping = _build_optimizer(
             generator_optimizer, self.generator, "generator_optimizer")
         self.discriminator_optimizer, self._discriminator_clipping = _build_optimizer(
             discriminator_optimizer, self.discriminator, "discriminator_optimizer")
         self.compile_config = {"label_smoothing": self.label_smoothing}
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        if self.generator_optimizer is None:
+            return {}
+        return {"generator_optimizer": self.generator_optimizer,
+                "discriminator_optimizer": self.discriminator_optimizer}
+
+    @property
+    def metrics(self) -> list[Mean]:
+        """The step's statistics, averaged over the epoch (fit resets them at each epoch's start)."""
+        return self.trackers
 
     # -- losses --------------------------------------------------------------------------------------
     def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -166,7 +184,26 @@ class GAN(Model):
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
     # -- the step ------------------------------------------------------------------------------------
-    def train_step(self, real: torch.Tensor) -> torch.Tensor:
+    def train_step(self, data: Any) -> dict[str, torch.Tensor]:
+        """One discriminator and one generator update on a batch of real images: ``fit`` calls it.
+
+        Args:
+            data: (N, C, H, W) real images, uint8 pixels 0..255 or floats in [-1, 1] (or ``(images,)``).
+
+        Returns:
+            ``{"d_loss", "g_loss", "d_real", "d_fake"}``: the epoch's running means so far, as device
+            tensors (no host sync).
+        """
+        real = data[0] if isinstance(data, (tuple, list)) else data
+        real = to_tanh_range(real) if real.dtype == torch.uint8 else real  # (N, C, H, W) in [-1, 1]
+        if self.engine is not None and self.engine.channels_last:
+            real = channels_last_inputs(real)  # the layout the convolution weights train in
+        statistics = self.adversarial_step(real)
+        for tracker, value in zip(self.trackers, statistics.unbind()):
+            tracker.update_state(value)
+        return {tracker.name: tracker.result() for tracker in self.trackers}
+
+    def adversarial_step(self, real: torch.Tensor) -> torch.Tensor:
         """One discriminator and one generator update on a batch of (N, C, H, W) real images in [-1, 1].
 
         Returns:
@@ -208,59 +245,46 @@ class GAN(Model):
         return self
 
     # -- fit -----------------------------------------------------------------------------------------
-    def fit(self, x: Any, epochs: int = 1, batch_size: int = 64, verbose: Any = "auto",
-            callbacks: list[Callback] | None = None, shuffle: bool = True, initial_epoch: int = 0) -> History:
-        """Trains for ``epochs`` epochs of ``len(x) // batch_size`` steps and returns the :class:`History`.
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
+            verbose: Any = "auto", callbacks: list[Callback] | None = None, shuffle: bool = True,
+            initial_epoch: int = 0, **kwargs: Any) -> History:
+        """``Model.fit`` on real images: trains ``epochs`` epochs of ``len(x) // batch_size`` steps.
 
         Args:
-            x: real images (N, C, H, W), or (N, H, W) for one channel: uint8 pixels 0..255 (scaled
-                to [-1, 1] batch by batch) or floats already in [-1, 1]. An array or tensor; it is
-                moved to the device once.
-            epochs: index of the last epoch (``initial_epoch .. epochs - 1`` run).
-            batch_size: real images per step (an incomplete last batch is dropped: batch norm needs
-                full batches).
-            verbose: 0 silent, 1 progress bar, 2 one line per epoch; "auto" = 1.
-            callbacks: :class:`~deepzen.callbacks.Callback` objects, e.g. :class:`SampleGrid`.
-                Every event but ``on_after_backward`` fires (a step has two backward passes).
-            shuffle: reshuffle the images every epoch.
-            initial_epoch: epoch to start at (resuming).
+            x: real images (N, C, H, W), or (N, H, W) for one channel: uint8 pixels 0..255 (kept so on
+                the device and scaled to [-1, 1] batch by batch) or floats already in [-1, 1].
+            y: must be None (a GAN learns from the images alone).
+            batch_size: real images per step, at least 2 (default 64); an incomplete last batch is
+                dropped (batch norm needs full batches).
+            epochs, verbose, callbacks, shuffle, initial_epoch, and ``steps_per_epoch``: as in
+                :meth:`Model.fit`. Every callback event fires but ``on_after_backward`` (a step has
+                two backward passes); :class:`~deepzen.callbacks.TrainingCheckpoint` resumes exactly.
 
         Returns:
             The History: per epoch the means of ``d_loss``, ``g_loss``, ``d_real`` (D(x)) and
             ``d_fake`` (D(G(z))).
         """
-        if self.generator_optimizer is None:
-            raise RuntimeError(f"{self.name} must be compiled before training: call gan.compile()")
-        if not isinstance(epochs, int) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer. Received: epochs={epochs!r}")
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
+        self._compiled_engine()
+        if y is not None:
+            raise ValueError("GAN.fit learns from real images alone: pass fit(x), without y")
+        for name in ("validation_data", "validation_split"):
+            if kwargs.get(name):
+                raise ValueError(f"GAN.fit has no validation: a GAN has no loss to evaluate on held-out "
+                                 f"images. Received: {name}=...; measure samples with a callback (SampleQuality)")
+        batch_size = FIT_BATCH_SIZE if batch_size is None else batch_size
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 2:
             raise ValueError(f"GAN.fit expects batch_size to be an integer >= 2 (batch norm). "
                              f"Received: batch_size={batch_size!r}")
-        images, scale = self._prepare_images(x)
-        steps = len(images) // batch_size
-        if steps == 0:
-            raise ValueError(f"GAN.fit needs at least one full batch. Received: {len(images)} images for "
+        if x is not None and not isinstance(x, ArrayData) and len(x) < batch_size:
+            raise ValueError(f"GAN.fit needs at least one full batch. Received: {len(x)} images for "
                              f"batch_size={batch_size}")
+        return super().fit(x, batch_size=int(batch_size), epochs=epochs, verbose=verbose, callbacks=callbacks,
+                           shuffle=shuffle, initial_epoch=initial_epoch, **kwargs)
 
-        verbose = 1 if verbose == "auto" else int(verbose)
-        self.history = History()
-        extra = [ProgressBar(verbose)] if verbose else []
-        callback_list = CallbackList([*(callbacks or []), *extra, self.history], self)
-        self.fit_state = {"epochs": epochs, "steps": steps, "batch_size": int(batch_size)}
-        self.stop_training = False
-        callback_list.fire("on_train_begin", {})
-        for epoch in range(initial_epoch, epochs):
-            self.fit_state["epoch"] = epoch
-            callback_list.fire("on_epoch_begin", epoch, {})
-            logs = self._train_epoch(images, scale, int(batch_size), steps, shuffle, callback_list, epoch)
-            callback_list.fire("on_epoch_end", epoch, logs)
-            if self.stop_training:
-                break
-        callback_list.fire("on_train_end", {})
-        return self.history
-
-    def _prepare_images(self, x: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
-        """The images on the device (dtype kept) and the function that scales a batch to [-1, 1]."""
+    def _as_data(self, x: Any, y: Any = None, sample_weight: Any = None, call: str = "fit") -> ArrayData:
+        """fit's data: the real images, checked once and moved to the device in their dtype, in full batches."""
+        if x is None:
+            raise ValueError(f"{call}: x, the real images, is required")
         images = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
         if images.dim() == 3 and self.image_shape[0] == 1:
             images = images.unsqueeze(1)  # (N, H, W) -> (N, 1, H, W)
@@ -268,58 +292,22 @@ class GAN(Model):
             raise ValueError(f"{self.name} expects images of shape (N, {', '.join(map(str, self.image_shape))}) "
                              f"(the generator's output). Received: x.shape={tuple(images.shape)}")
         images = images.to(self.device)
-        if images.dtype == torch.uint8:
-            return images, to_tanh_range
-        if not images.is_floating_point():
-            raise ValueError(f"GAN.fit expects uint8 pixels (0..255) or float images in [-1, 1]. "
-                             f"Received: dtype {images.dtype}")
-        low, high = torch.aminmax(images)
-        low, high = float(low), float(high)  # host sync: once per fit
-        if not (low >= -1.0 - 1e-6 and high <= 1.0 + 1e-6):  # also catches NaN
-            raise ValueError(f"GAN.fit expects float images scaled to [-1, 1] (the generator's tanh range). "
-                             f"Received: values in [{low:.4g}, {high:.4g}]; pass uint8 pixels or rescale")
-        return images.float(), _identity
+        if images.dtype != torch.uint8:
+            if not images.is_floating_point():
+                raise ValueError(f"GAN.fit expects uint8 pixels (0..255) or float images in [-1, 1]. "
+                                 f"Received: dtype {images.dtype}")
+            low, high = torch.aminmax(images)
+            low, high = float(low), float(high)  # host sync: once per fit
+            if not (low >= -1.0 - 1e-6 and high <= 1.0 + 1e-6):  # also catches NaN
+                raise ValueError(f"GAN.fit expects float images scaled to [-1, 1] (the generator's tanh range). "
+                                 f"Received: values in [{low:.4g}, {high:.4g}]; pass uint8 pixels or rescale")
+            images = images.float()
+        return ArrayData(images, device=self.device, keep_input_dtypes=True, drop_remainder=True)
 
-    def _train_epoch(self, images: torch.Tensor, scale: Callable, batch_size: int, steps: int, shuffle: bool,
-                     callbacks: CallbackList, epoch: int) -> dict[str, float]:
-        self.train()
-        device = images.device
-        order = torch.randperm(len(images), device=device) if shuffle else torch.arange(len(images), device=device)
-        stats = torch.zeros(steps, len(LOG_NAMES), device=device)  # one row per step, read at sync points
-        running = RunningLogs(lambda step: self._epoch_logs(stats, step, epoch))
-        batch_begin = callbacks.handlers["on_train_batch_begin"]
-        batch_end = callbacks.handlers["on_train_batch_end"]
-        last_sync = time.monotonic()
-        step = 0
-        for step in range(steps):
-            running.step = step
-            for handler in batch_begin:
-                callbacks.fire_handler(handler, "on_train_batch_begin", step, running)
-            real = scale(images[order[step * batch_size:(step + 1) * batch_size]])  # (B, C, H, W) in [-1, 1]
-            stats[step] = self.train_step(real)
-            for handler in batch_end:
-                callbacks.fire_handler(handler, "on_train_batch_end", step, running)
-            now = time.monotonic()
-            if now - last_sync > SYNC_SECONDS:
-                last_sync = now
-                self._check_finite(stats, step, epoch)  # host sync, about once a second
-            if self.stop_training:
-                break
-        self._check_finite(stats, step, epoch)
-        return self._epoch_logs(stats, step, epoch)
-
-    def _check_finite(self, stats: torch.Tensor, step: int, epoch: int) -> None:
-        bad = first_non_finite(stats, step + 1)
-        if bad is not None:
-            self.stop_training = True
-            values = ", ".join(f"{name}={value:.4g}" for name, value in zip(LOG_NAMES, stats[bad].tolist()))
-            raise NonFiniteLossError(f"The GAN's training became non-finite at epoch {epoch + 1}, step {bad + 1} "
-                                     f"({values}). Lower the learning rates or check the images for NaN/inf.")
-
-    @staticmethod
-    def _epoch_logs(stats: torch.Tensor, step: int, epoch: int) -> dict[str, float]:
-        means = stats[:step + 1].mean(dim=0).tolist()  # host sync
-        return dict(zip(LOG_NAMES, means))
+    def build_for(self, sample: Any) -> None:
+        """Nothing to build: both networks were built at construction. (``fit`` probes a model with a batch
+        of its data; a GAN's data are real images, the discriminator's input, not the GAN's noise.)"""
+        return None
 
     # -- sampling ------------------------------------------------------------------------------------
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -410,10 +398,6 @@ class SampleGrid(Callback):
 def to_tanh_range(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 pixels 0..255 -> float32 in [-1, 1], the range of the generator's tanh output."""
     return pixels.float() / 127.5 - 1.0
-
-
-def _identity(images: torch.Tensor) -> torch.Tensor:
-    return images
 
 
 def _probe(module: nn.Module, sample: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,14 @@
 """Training checkpoints: everything needed to continue a ``fit`` exactly where it stopped.
 
-A checkpoint holds the model weights, the optimizer state (and the fp16 grad scaler's), the state
+A checkpoint holds the model weights, the state of every optimizer the model steps (``Model.optimizers``:
+the compiled one, or a GAN's two) and the fp16 grad scaler's, the state
 of the callbacks that keep some (those with ``state_dict()`` / ``load_state_dict(state)``:
 EarlyStopping, ReduceLROnPlateau, ModelCheckpoint, ...), the History so far, the
 RNG states of Python, NumPy and torch (CPU and CUDA) of every process, the epoch, and - for a
-checkpoint taken inside an epoch - the step plus that epoch's losses and metric sums so far.
+checkpoint taken inside an epoch - the step plus that epoch's losses and metric sums so far (for a
+model that overrides ``train_step``: the states of its ``model.metrics``, from which its logs come; a
+metric without a state dict of tensors makes the mid-epoch saves be skipped, with a warning, and the
+epoch-end checkpoints still taken).
 
 Files are one safetensors blob written atomically (:func:`~deepzen.training.serialization.write_tensors`:
 temporary file, fsync, rename), so a crash while saving leaves the previous checkpoint intact.
@@ -36,6 +40,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +50,10 @@ from torch import nn
 
 from deepzen.training import distributed
 from deepzen.training.callbacks import Callback
-from deepzen.training.engine import EpochProgress
+from deepzen.training.engine import STEP_METRICS, EpochProgress, Unresumable
 from deepzen.training.serialization import FileHeader, ModelFileError, read_header, write_tensors
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: "optimizers", one state per named optimizer; 1 (still read): one "optimizer"
 
 
 class CheckpointError(ValueError):
@@ -247,7 +252,8 @@ def save_checkpoint(path: str | os.PathLike, model, *, epoch: int, step: int, ca
         "batch_size": model.fit_state["batch_size"], "shuffle_seed": model.fit_state["shuffle_seed"],
         "stopped": bool(model.stop_training),
         "world_size": len(ranks),
-        "optimizer": flatten_state(engine.optimizer.state_dict(), "optimizer", tensors),
+        "optimizers": {name: flatten_state(optimizer.state_dict(), f"optimizer/{name}", tensors)
+                       for name, optimizer in model.optimizers.items()},
         "scaler": flatten_state(engine.scaler.state_dict(), "scaler", tensors) if engine.scaler else None,
         "callbacks": flatten_state(callback_states(callbacks), "callbacks", tensors),
         "history": history,
@@ -311,7 +317,7 @@ def _check_declared_sizes(header: FileHeader, model: nn.Module) -> None:
 _HEADER_FIELDS = {
     "checkpoint": (int,), "epoch": (int,), "step": (int,), "finished": (bool,), "epochs": (int,),
     "steps": (int, None), "batch_size": (int,), "shuffle_seed": (int,), "stopped": (bool,), "world_size": (int,),
-    "optimizer": (dict,), "scaler": (dict, None), "callbacks": (dict,), "history": (dict, None), "ranks": (list,),
+    "optimizers": (dict,), "scaler": (dict, None), "callbacks": (dict,), "history": (dict, None), "ranks": (list,),
     "saved_at": (str,),
 }
 
@@ -325,6 +331,8 @@ def check_header(metadata: dict[str, Any], path: str | os.PathLike) -> None:
     def refuse(what: str):
         raise ModelFileError(f"{path} is not a usable training checkpoint: {what}")
 
+    if metadata.get("checkpoint") == 1 and "optimizer" in metadata and "optimizers" not in metadata:
+        metadata["optimizers"] = {"optimizer": metadata.pop("optimizer")}  # version 1: the compiled optimizer's
     for name, kinds in _HEADER_FIELDS.items():
         if name not in metadata:
             refuse(f"its header has no {name!r}")
@@ -332,8 +340,9 @@ def check_header(metadata: dict[str, Any], path: str | os.PathLike) -> None:
         if not (value is None and None in kinds or any(_is_json(value, kind) for kind in kinds if kind is not None)):
             expected = " or ".join("null" if kind is None else kind.__name__ for kind in kinds)
             refuse(f"{name!r} must be {expected}. Received: {value!r:.80}")
-    if metadata["checkpoint"] != CHECKPOINT_VERSION:
-        refuse(f"it is checkpoint version {metadata['checkpoint']}; this deepzen reads version {CHECKPOINT_VERSION}")
+    if metadata["checkpoint"] not in (1, CHECKPOINT_VERSION):
+        refuse(f"it is checkpoint version {metadata['checkpoint']}; this deepzen reads versions 1 to "
+               f"{CHECKPOINT_VERSION}")
     for name in ("epochs", "steps", "batch_size", "world_size"):
         if metadata[name] is not None and metadata[name] < 1:
             refuse(f"{name!r} must be a positive integer. Received: {metadata[name]}")
@@ -392,6 +401,7 @@ class TrainingCheckpoint(Callback):
         self.path, self.every_steps = Path(path), every_steps
         self.resume, self.read_only, self.catch_interrupt = resume, read_only, catch_interrupt
         self.interrupted = False
+        self._warned_unresumable = False
         self.resumed_from: dict[str, Any] | None = None
         self._previous_handler: Any = None
         self._handling_interrupts = False
@@ -453,7 +463,15 @@ class TrainingCheckpoint(Callback):
         if self.read_only:
             return
         engine = self.model.engine
-        own = {"rng": rng_state(), "progress": engine.epoch_progress(step) if step else None}
+        try:
+            progress = engine.epoch_progress(step) if step else None
+        except Unresumable as error:
+            if not self._warned_unresumable:
+                self._warned_unresumable = True
+                warnings.warn(f"TrainingCheckpoint takes no checkpoints inside an epoch of this fit: {error}. "
+                              f"The epoch-end checkpoints are still taken", stacklevel=2)
+            return
+        own = {"rng": rng_state(), "progress": progress}
         # Every process takes part in the gather (the save points are the same everywhere), except on
         # Ctrl-C, where processes stop at different moments: then rank 0's state stands for all.
         ranks = distributed.all_gather_object(own) if collective else [own]
@@ -475,8 +493,14 @@ class TrainingCheckpoint(Callback):
         with _refusing(path, "its model weights do not fit this model"):
             model.load_state_dict({key[len("model/"):]: value for key, value in tensors.items()
                                    if key.startswith("model/")})
-        with _refusing(path, "its optimizer state"):
-            load_optimizer_state(model.engine.optimizer, unflatten_state(metadata["optimizer"], tensors))
+        own_optimizers, saved_optimizers = model.optimizers, metadata["optimizers"]
+        if saved_optimizers.keys() != own_optimizers.keys():
+            raise ModelFileError(f"{path} is not a usable training checkpoint: it holds the state of the optimizers "
+                                 f"{sorted(saved_optimizers)}; this model steps {sorted(own_optimizers)}")
+        for name, optimizer in own_optimizers.items():
+            what = "its optimizer state" if name == "optimizer" else f"its {name} state"
+            with _refusing(path, what):
+                load_optimizer_state(optimizer, unflatten_state(saved_optimizers[name], tensors))
         if metadata["scaler"] is not None and model.engine.scaler is not None:
             with _refusing(path, "its grad scaler state"):
                 model.engine.scaler.load_state_dict(unflatten_state(metadata["scaler"], tensors))
@@ -520,10 +544,13 @@ def _check_rank_state(own: Any, step: int) -> None:
         if progress is not None:
             raise ModelFileError("a checkpoint at an epoch's start holds an epoch's progress")
         return
+    custom = isinstance(progress, dict) and isinstance(progress.get("metric_states"), dict) \
+        and STEP_METRICS in progress["metric_states"]  # an overriding train_step: its metrics' states only
+    steps_recorded = 0 if custom else step
     if not (isinstance(progress, dict) and progress.keys() == {"step", "losses", "sizes", "metric_states"}
             and progress["step"] == step and isinstance(progress["losses"], torch.Tensor)
-            and progress["losses"].shape == (step,) and progress["losses"].is_floating_point()
-            and isinstance(progress["sizes"], list) and len(progress["sizes"]) == step
+            and progress["losses"].shape == (steps_recorded,) and progress["losses"].is_floating_point()
+            and isinstance(progress["sizes"], list) and len(progress["sizes"]) == steps_recorded
             and all(_is_json(size, int) and size >= 0 for size in progress["sizes"])
             and isinstance(progress["metric_states"], dict)
             and all(isinstance(group, list) and all(

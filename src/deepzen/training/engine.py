@@ -39,6 +39,13 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message names the epoch and step."""
 
 
+class Unresumable(TypeError):
+    """A metric of an overriding ``train_step`` whose state a mid-epoch checkpoint cannot hold."""
+
+
+STEP_METRICS = "step_metrics"  # EpochProgress.metric_states' key for an overriding train_step's metrics
+
+
 def first_non_finite(step_values: torch.Tensor, steps: int) -> int | None:
     """The index of the first of the first ``steps`` rows of ``step_values`` ((steps, ...) per-step losses
     or statistics in a device buffer) that holds a NaN or inf, or None. A host sync."""
@@ -115,6 +122,8 @@ class EpochProgress:
         losses: (step,) the loss of each of those steps.
         sizes: the batch size of each of those steps.
         metric_states: per output key, each metric's state tensors (sums) after those steps, or None.
+            For an overriding ``train_step``: ``{"step_metrics": [...]}``, the states of ``model.metrics``
+            (and ``losses`` and ``sizes`` are empty).
     """
 
     step: int
@@ -170,6 +179,7 @@ class Engine:
         self.train_forward = self.forward  # DistributedDataParallel's wrapper under torchrun (distributed.wrap)
         self.scaler = None
         self.running: tuple[torch.Tensor, list[int]] | None = None  # this epoch's step losses and batch sizes
+        self.step_metrics: list | None = None  # the metrics an overriding train_step feeds, in its epochs
 
     # -- setup, once the model is built --------------------------------------------------------------
     def setup(self, example_output: Any, require_loss: bool = True) -> None:
@@ -210,6 +220,9 @@ class Engine:
         compile after it, as in Keras); none when nothing is trainable."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.clipping = None
+        if self.optimizer_spec is None:  # compile(optimizer=None): the model's train_step brings its own (GAN)
+            self.optimizer = None
+            return
         if isinstance(self.optimizer_spec, torch.optim.Optimizer):
             self.optimizer = self.optimizer_spec
             return
@@ -350,6 +363,7 @@ class Engine:
             sizes.extend(resume.sizes)
             batches = itertools.islice(batches, start, None)
         self.running = (step_losses, sizes)  # epoch_progress() reads them when a checkpoint is taken
+        self.step_metrics = None
         running = RunningLogs(lambda step: self._read_running(step_losses, sizes, step, epoch))
         batch_begin = callbacks.handlers["on_train_batch_begin"]
         batch_end = callbacks.handlers["on_train_batch_end"]
@@ -391,7 +405,17 @@ class Engine:
         return self._read_running(step_losses, sizes, step, epoch, epoch_end=True)
 
     def epoch_progress(self, steps_done: int) -> EpochProgress:
-        """A copy of the current epoch's progress after ``steps_done`` steps (for checkpoints)."""
+        """A copy of the current epoch's progress after ``steps_done`` steps (for checkpoints).
+
+        In an epoch of an overriding ``train_step`` the logs come from ``model.metrics``, so the progress
+        is their states (``metric_states["step_metrics"]``, no per-step losses).
+
+        Raises:
+            Unresumable: a metric of an overriding step keeps no state a checkpoint can hold.
+        """
+        if self.step_metrics is not None:
+            return EpochProgress(steps_done, torch.zeros(0), [], {STEP_METRICS: [
+                step_metric_state(metric) for metric in self.step_metrics]})
         step_losses, sizes = self.running
         states = {key: [None if m.state is None else {name: t.clone() for name, t in m.state.items()} for m in group]
                   for key, group in self.metrics.items()}
@@ -460,23 +484,26 @@ class LossTracker:
 
     def __init__(self, name: str = "loss"):
         self.name = name
+        self.state: dict[str, torch.Tensor] | None = None  # {"total", "count"} once updated
         self.reset_state()
 
     def update_state(self, values: Any, sample_weight: Any = None) -> None:
         values = torch.as_tensor(values).detach().float()
         if sample_weight is None:
-            total, count = values.sum(), values.numel()
+            total, count = values.sum(), torch.full((), float(values.numel()), device=values.device)  # a fill, no copy
         else:
             weight = torch.as_tensor(sample_weight, device=values.device).float().expand_as(values)
             total, count = (values * weight).sum(), weight.sum()
-        self.total = total if self.total is None else self.total + total
-        self.count = count if self.count is None else self.count + count
+        if self.state is None:
+            self.state = {"total": total, "count": count}
+        else:
+            self.state = {"total": self.state["total"] + total, "count": self.state["count"] + count}
 
     def result(self) -> torch.Tensor:
-        return torch.zeros(()) if self.total is None else self.total / self.count
+        return torch.zeros(()) if self.state is None else self.state["total"] / self.state["count"]
 
     def reset_state(self) -> None:
-        self.total, self.count = None, None
+        self.state = None
 
 
 class MetricView:
@@ -544,32 +571,109 @@ def logs_as_floats(logs: Any) -> dict:
             else value for key, value in logs.items()}
 
 
-def run_train_steps(model: nn.Module, batches: Iterable, callbacks: CallbackList) -> dict:
+def run_train_steps(model: nn.Module, batches: Iterable, callbacks: CallbackList, epoch: int = 0,
+                    resume: EpochProgress | None = None) -> dict:
     """One epoch that calls the model's own ``train_step(data)`` for each batch. The dict it returns is
-    what the progress bar and the step callbacks read, and its last value is the epoch's logs."""
+    what the progress bar and the step callbacks read, and its last value is the epoch's logs.
+
+    The logs stay on the device: the host reads them about once a second (to check they are finite) and
+    at the end of the epoch. With ``resume`` (a checkpoint taken inside this epoch), the epoch's first
+    ``resume.step`` batches are skipped and ``model.metrics`` continue from their saved states, so the
+    logs are those of the uninterrupted epoch."""
     model.train()
-    reset_metrics(model.metrics)
+    tracked = list(model.metrics)
+    reset_metrics(tracked)
+    start = 0
+    if resume is not None:
+        if STEP_METRICS not in resume.metric_states:
+            raise ValueError("this checkpoint was taken inside an epoch of the built-in training step; the "
+                             "model now overrides train_step. Resume it with the model that saved it")
+        start = resume.step
+        load_step_metric_states(tracked, resume.metric_states[STEP_METRICS], _model_device(model))
+        batches = itertools.islice(batches, start, None)
+    engine = getattr(model, "engine", None)
+    if engine is not None:
+        engine.running, engine.step_metrics = None, tracked  # epoch_progress() reads their states
     logs: Any = {}
     running = RunningLogs(lambda step: logs_as_floats(logs))
     batch_begin = callbacks.handlers["on_train_batch_begin"]
     batch_end = callbacks.handlers["on_train_batch_end"]
-    step = -1
-    for step, (x, y, weight) in enumerate(batches):
+    last_sync = time.monotonic()
+    step = start - 1
+    for step, (x, y, weight) in enumerate(batches, start):
         running.step = step
         for handler in batch_begin:
             callbacks.fire_handler(handler, "on_train_batch_begin", step, running)
-        if step == 0:
+        if step == start:
             with named_layer_errors(model):
                 logs = model.train_step(step_data(x, y, weight))
         else:
             logs = model.train_step(step_data(x, y, weight))
         for handler in batch_end:
             callbacks.fire_handler(handler, "on_train_batch_end", step, running)
+        now = time.monotonic()
+        if now - last_sync > SYNC_SECONDS:
+            last_sync = now
+            _check_finite_logs(model, logs_as_floats(logs), step, epoch)  # host sync, about once a second
         if model.stop_training:
             break
     if step < 0:
         raise ValueError("fit received no batches: the training data is empty")
-    return logs_as_floats(logs)  # host sync: once per epoch
+    logs = logs_as_floats(logs)  # host sync: once per epoch
+    _check_finite_logs(model, logs, step, epoch)
+    return logs
+
+
+def _check_finite_logs(model: nn.Module, logs: dict, step: int, epoch: int) -> None:
+    """Stops training with a NonFiniteLossError when a number in an overriding step's logs is NaN or inf."""
+    if all(math.isfinite(v) for v in logs.values() if isinstance(v, float)):
+        return
+    model.stop_training = True
+    values = ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                       for key, value in logs.items())
+    raise NonFiniteLossError(f"{getattr(model, 'name', type(model).__name__)}'s training logs became non-finite "
+                             f"by epoch {epoch + 1}, step {step + 1} ({values}). Lower the learning rate(s) or "
+                             f"check the inputs for NaN/inf.")
+
+
+def step_metric_state(metric: Any) -> dict[str, torch.Tensor] | None:
+    """A copy of the state of one of an overriding step's ``model.metrics`` (deepzen metrics and the loss
+    tracker keep it in ``state``: a dict of tensors, or None before their first update)."""
+    state = getattr(_metric_with_state(metric), "state", ...)
+    if state is None:
+        return None
+    if not (isinstance(state, dict) and all(isinstance(t, torch.Tensor) for t in state.values())):
+        raise Unresumable(f"the metric {getattr(metric, 'name', type(metric).__name__)!r} keeps no state dict of "
+                          f"tensors (deepzen.metrics.Metric's `state`), so a checkpoint inside an epoch cannot "
+                          f"hold it")
+    return {name: tensor.clone() for name, tensor in state.items()}
+
+
+def load_step_metric_states(metrics: list, states: list, device: torch.device) -> None:
+    """Gives each of an overriding step's metrics its saved state (:func:`step_metric_state`'s)."""
+    if not isinstance(states, list) or len(states) != len(metrics):
+        raise ValueError(f"the checkpoint holds the states of {len(states) if isinstance(states, list) else '?'} "
+                         f"step metrics; the model's train_step has {len(metrics)}")
+    for metric, saved in zip(metrics, states):
+        metric = _metric_with_state(metric)
+        own = getattr(metric, "state", None)
+        if saved is None:
+            continue
+        if own is not None and own.keys() == saved.keys():
+            for name, tensor in own.items():
+                tensor.copy_(saved[name])  # in place: attributes that hold a state tensor stay valid
+        else:
+            metric.state = {name: tensor.to(device) for name, tensor in saved.items()}
+
+
+def _metric_with_state(metric: Any) -> Any:
+    """The metric that holds the state: a compiled metric's view (``model.compiled_metrics``) holds none."""
+    return metric.metric if isinstance(metric, MetricView) else metric
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 @torch.no_grad()

@@ -274,7 +274,8 @@ class Model(nn.Module):
 
         Args:
             optimizer: a name ("adam", "sgd", ...), a ``deepzen.optimizers`` spec, or a
-                ``torch.optim.Optimizer`` already built on this model's parameters.
+                ``torch.optim.Optimizer`` already built on this model's parameters; None for none (an
+                overriding ``train_step`` that steps optimizers of its own, listed in :attr:`optimizers`).
             loss: a name, a loss object or callable; a list/dict for several outputs. Leave it out only
                 when the model overrides ``train_step``/``test_step`` and computes its own loss.
             metrics: names or metric objects (a dict maps output keys to lists for several outputs).
@@ -307,6 +308,12 @@ class Model(nn.Module):
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
         return self.engine.optimizer if self.engine is not None else None
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimizer training steps, by name: what a checkpoint saves and restores. The compiled
+        ``optimizer`` by default; a model whose ``train_step`` steps others (a GAN's two) lists those."""
+        return {"optimizer": self.optimizer} if self.optimizer is not None else {}
 
     def _compiled_engine(self) -> Engine:
         if self.engine is None:
@@ -466,7 +473,7 @@ class Model(nn.Module):
             if steps_per_epoch is not None:
                 batches = itertools.islice(batches, steps_per_epoch)
             if custom_train:
-                logs = run_train_steps(self, batches, callback_list)
+                logs = run_train_steps(self, batches, callback_list, epoch, self.fit_state.pop("resume_progress", None))
             else:
                 logs = engine.train_epoch(batches, steps, callback_list, epoch,
                                           self.fit_state.pop("resume_progress", None))
