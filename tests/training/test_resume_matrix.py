@@ -506,3 +506,14 @@ def test_a_checkpoint_whose_states_do_not_fit_is_refused_naming_the_file(edit, m
     with pytest.raises(ModelFileError, match=message) as refused:
         fit(MALFORMED_CELL, path)
     assert str(path) in str(refused.value)
+
+
+def test_a_version_1_checkpoint_still_resumes(saved_checkpoint, tmp_path):
+    """Version 1 held the compiled optimizer's state as "optimizer"; version 2 holds "optimizers" by name."""
+    def as_version_1(metadata, tensors):
+        metadata["checkpoint"] = 1
+        metadata["optimizer"] = metadata.pop("optimizers")["optimizer"]
+
+    path = rewritten(saved_checkpoint, tmp_path, as_version_1)
+    _, _, checkpoint = fit(MALFORMED_CELL, path)
+    assert (checkpoint.resumed_from["epoch"], checkpoint.resumed_from["step"]) == KILL_AT
