@@ -1,6 +1,8 @@
 """One training epoch, side by side: a hand-written PyTorch loop, deepzen ``fit``, Keras 3 (torch
 backend) and PyTorch Lightning, on MNIST (60,000 images) with a LeNet-5-sized CNN (batch 128) and a
-784-256-256-10 MLP (batch 64).
+784-256-256-10 MLP (batch 64). The same two networks built from deepzen layers, once as a ``Sequential``
+and once with the Functional API (``Input`` -> layers -> ``Model(inputs, outputs)``), show what the graph
+model costs over the plain stack (``--frameworks deepzen_sequential,deepzen_functional`` runs just those).
 
 Every measurement runs in a fresh subprocess (same threads, same conditions), the frameworks are
 interleaved within each repeat, and each worker times its *second* epoch (the first one pays for
@@ -23,10 +25,14 @@ import time
 from pathlib import Path
 
 BATCH = {"mlp": 64, "lenet5": 128}
-FRAMEWORKS = ("hand", "hand_fused", "deepzen", "keras", "lightning")
+FRAMEWORKS = ("hand", "hand_fused", "deepzen", "deepzen_sequential", "deepzen_functional", "keras", "lightning")
 LABELS = {"hand": "hand loop, default Adam", "hand_fused": "hand loop, fused Adam", "deepzen": "deepzen fit",
+          "deepzen_sequential": "deepzen layers, Sequential", "deepzen_functional": "deepzen layers, Functional API",
           "keras": "Keras 3 (torch backend)", "lightning": "PyTorch Lightning"}
 RESULTS = Path(__file__).parent / "results"
+# extra columns: (heading, (framework, divided by these frameworks))
+RATIOS = [("deepzen / hand loop (default, fused)", ("deepzen", "hand", "hand_fused")),
+          ("Functional / Sequential", ("deepzen_functional", "deepzen_sequential"))]
 
 
 # -- data and models, shared by the workers ----------------------------------------------------------
@@ -120,6 +126,38 @@ def worker_deepzen(model: str) -> float:
     return timer.seconds[1]
 
 
+def deepzen_layers(model: str) -> list:
+    """The MLP or LeNet-5 (as the zoo's: 5x5 convs, max pooling, ReLU, 120-84-10) from deepzen layers."""
+    from deepzen.layers import Conv2D, Dense, Flatten, MaxPooling2D
+
+    if model == "mlp":
+        return [Dense(256, activation="relu"), Dense(256, activation="relu"), Dense(10)]
+    return [Conv2D(6, 5, padding="same", activation="relu"), MaxPooling2D(2), Conv2D(16, 5, activation="relu"),
+            MaxPooling2D(2), Flatten(), Dense(120, activation="relu"), Dense(84, activation="relu"), Dense(10)]
+
+
+def worker_deepzen_layers(model: str, functional: bool) -> float:
+    import deepzen
+    from deepzen.callbacks import Callback
+    from deepzen.layers import Input
+    from deepzen.models import Model, Sequential
+
+    deepzen.seed(0)
+    x, y = mnist(model)
+    inputs = Input(x.shape[1:])
+    if functional:
+        outputs = inputs
+        for layer in deepzen_layers(model):
+            outputs = layer(outputs)
+        net = Model(inputs, outputs)
+    else:
+        net = Sequential([inputs, *deepzen_layers(model)])
+    net.compile(optimizer="adam", loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True))
+    timer = EpochTimer()
+    net.fit(x, y, batch_size=BATCH[model], epochs=2, verbose=0, callbacks=[timer.as_deepzen(Callback)])
+    return timer.seconds[1]
+
+
 def worker_keras(model: str) -> float:
     os.environ["KERAS_BACKEND"] = "torch"
     import keras
@@ -204,6 +242,8 @@ class EpochTimer:
 def run_worker(framework: str, model: str) -> float:
     if framework in ("hand", "hand_fused"):
         return worker_hand(model, fused=framework == "hand_fused")
+    if framework in ("deepzen_sequential", "deepzen_functional"):
+        return worker_deepzen_layers(model, functional=framework == "deepzen_functional")
     return {"deepzen": worker_deepzen, "keras": worker_keras, "lightning": worker_lightning}[framework](model)
 
 
@@ -230,6 +270,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="mlp,lenet5")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="a comma-separated subset")
     parser.add_argument("--worker", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -239,7 +280,7 @@ def main() -> None:
     import torch
 
     models = args.models.split(",")
-    frameworks = [f for f in FRAMEWORKS if available(f)]
+    frameworks = [f for f in args.frameworks.split(",") if f in FRAMEWORKS and available(f)]
     samples: dict[tuple[str, str], list[float]] = {}
     for repeat in range(args.repeats):
         for model in models:
@@ -251,30 +292,34 @@ def main() -> None:
                 samples.setdefault((framework, model), []).append(seconds)
                 print(f"repeat {repeat + 1}: {model:7s} {framework:11s} {seconds:6.2f} s", flush=True)
 
+    ratios = [(heading, columns) for heading, columns in RATIOS if columns[0] in frameworks]
+    subset = "" if args.frameworks == parser.get_default("frameworks") else f" --frameworks {args.frameworks}"
     peak = matmul_peak_gflops()
     lines = [f"# One training epoch on MNIST (60,000 samples), medians of {args.repeats} runs", "",
              f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
              f"date {time.strftime('%Y-%m-%d')}; command: `python benchmarks/training_speed.py --repeats "
-             f"{args.repeats}`", "",
-             "| model | " + " | ".join(LABELS[f] for f in frameworks) + " | deepzen / hand loop (default, fused) |",
-             "|---|" + "---:|" * len(frameworks) + "---:|"]
+             f"{args.repeats}{subset}`", "",
+             "| model | " + " | ".join([LABELS[f] for f in frameworks] + [heading for heading, _ in ratios]) + " |",
+             "|---|" + "---:|" * (len(frameworks) + len(ratios))]
     for model in models:
         median = {f: statistics.median(samples[(f, model)]) for f in frameworks}
-        cells = " | ".join(f"{median[f]:.2f} s" for f in frameworks)
-        ratio = f"{median['deepzen'] / median['hand']:.2f}, {median['deepzen'] / median['hand_fused']:.2f}"
-        lines.append(f"| {model} (batch {BATCH[model]}) | {cells} | {ratio} |")
+        cells = [f"{median[f]:.2f} s" for f in frameworks]
+        cells += [", ".join(f"{median[numerator] / median[d]:.3f}" for d in denominators if d in median) or "-"
+                  for _, (numerator, *denominators) in ratios]
+        lines.append(f"| {model} (batch {BATCH[model]}) | " + " | ".join(cells) + " |")
     lines += ["", f"fp32 matmul peak measured here (2048x2048): {peak:.0f} GFLOP/s."]
     for model in models:
         if model == "lenet5":
             flops = training_flops_per_sample(model) * 60000
-            for f in ("hand", "deepzen"):
+            for f in [f for f in ("hand", "deepzen") if f in frameworks]:
                 rate = flops / statistics.median(samples[(f, model)]) / 1e9
                 lines.append(f"LeNet-5 training throughput, {LABELS[f]}: {rate:.1f} GFLOP/s = {rate / peak:.1%} of peak.")
     lines += ["", "`import` time (fresh interpreter, median of 3): " + ", ".join(
         f"{m} {import_seconds(m, 3):.2f} s" for m in ["torch", "deepzen.models", "keras", "lightning"]
         if m in ("torch", "deepzen.models") or available(m))]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "training_speed.md").write_text("\n".join(lines) + "\n")
+    name = "training_speed" + ("_" + "-".join(frameworks) if subset else "")  # a subset keeps the full table
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -240,3 +240,33 @@ def test_call_by_name_and_by_list():
     torch.testing.assert_close(Model([a, b], layers.Concatenate()([a, b]))([x, y]), expected)
     with pytest.raises(ValueError, match=r"takes the inputs \['a', 'b'\]"):
         model(a=x, c=y)
+
+
+def test_torch_modules_are_wrapped_and_plain_calls_point_to_the_wrapper(tmp_path):
+    inputs = Input((4,))
+    with pytest.raises(TypeError, match="TorchModuleWrapper"):
+        torch.nn.Linear(4, 2)(inputs)
+    hidden = layers.TorchModuleWrapper(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU()))(inputs)
+    model = Model(inputs, Dense(1)(hidden))
+    assert sum(p.numel() for p in model.parameters()) == 4 * 8 + 8 + 8 + 1
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    history = model.fit(x, x[:, :1] * 2, epochs=5, verbose=0)
+    assert _losses(history)[-1] < _losses(history)[0]
+    with pytest.raises(TypeError, match="wraps torch's Sequential, which has no config"):
+        model.save(tmp_path / "torch.deepzen")
+    wrapped = Model(inputs, layers.TorchModuleWrapper(Sequential([Dense(2)]))(inputs))
+    wrapped.save(tmp_path / "wrapped.deepzen")
+    torch.testing.assert_close(load_model(tmp_path / "wrapped.deepzen")(torch.ones(2, 4)), wrapped(torch.ones(2, 4)))
+
+
+def test_config_is_plain_json_and_plot_draws_sequential_models(tmp_path):
+    import json
+
+    a = Input((3,), name="a")
+    model = Model({"a": a}, {"out": Dense(2)(a), "same": a})
+    config = json.loads(json.dumps(model.get_config()))
+    rebuilt = functional.Functional.from_config(config)
+    assert rebuilt.input_names == ["a"] and rebuilt.output_names == ["out", "same"]
+    figure = deepzen.utils.plot_model(Sequential([Dense(2, input_dim=3), Dense(1)]), tmp_path / "seq.png")
+    assert len(figure.axes[0].texts) == 3 and (tmp_path / "seq.png").exists()  # two boxes, one arrow

@@ -36,6 +36,7 @@ from deepzen.layers.regularization import (ActivityRegularization, GaussianDropo
 from deepzen.layers.rnn import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from deepzen.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from deepzen.layers.text_preprocessing import StringLookup, TextVectorization
+from deepzen.layers.torch_module import TorchModuleWrapper
 from deepzen.layers.wrappers import TimeDistributed
 from deepzen.layers.transformer import (LearnedPositionalEmbedding, PositionalEncoding, TransformerDecoder,
                                         TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer)

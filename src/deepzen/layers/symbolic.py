@@ -65,7 +65,7 @@ class SymbolicTensor:
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         raise TypeError(f"{getattr(func, '__name__', func)} was called on a symbolic tensor (an Input or a layer's "
                         f"output in a graph under construction). Symbolic tensors go into deepzen layers and "
-                        f"models; wrap other torch code as a layer: deepzen.layers.TorchModule(module) or "
+                        f"models; wrap other torch code as a layer: deepzen.layers.TorchModuleWrapper(module) or "
                         f"deepzen.layers.Lambda(function)")
 
     def __getattr__(self, name: str):
