@@ -63,6 +63,19 @@ def current_run() -> "Run | None":
     return _active
 
 
+@contextlib.contextmanager
+def unrecorded() -> Iterator[None]:
+    """Fits inside the block are neither recorded nor checkpointed by the active run: for a recipe's helper
+    model that it caches itself (e.g. a classifier that judges samples), so that the run's own fits keep
+    their numbers, and their checkpoints, whether the helper trains in this session or is loaded."""
+    global _active
+    previous, _active = _active, None
+    try:
+        yield
+    finally:
+        _active = previous
+
+
 class RunError(ValueError):
     """A run folder that cannot be created, resumed or read; the message says why."""
 

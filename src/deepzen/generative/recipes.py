@@ -7,6 +7,11 @@ generator and for 10,000 real training digits (the floor a perfect generator wou
 mode coverage: the share of generated digits the classifier assigns to each of the 10 classes.
 
     deepzen train mnist-dcgan --set epochs=5
+    deepzen train --resume runs/<run>      # continues the GAN's fit from its checkpoint, exactly
+
+The GAN trains with ``Model.fit``, so a run folder gets its history, ``last.dz`` and
+``checkpoint.ckpt`` (both optimizers, the averaged generator); the LeNet-5 judge is cached by the
+recipe itself and is not one of the run's fits.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 
 import deepzen
 from deepzen.recipes import register_recipe
+from deepzen.runs import unrecorded
 
 NUM_CLASSES = 10
 
@@ -74,7 +80,8 @@ def mnist_classifier(x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.T
     if cache_path.is_file():
         model.load_weights(cache_path)
     else:
-        model.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=verbose)
+        with unrecorded():  # cached here, so a resumed run's GAN fit keeps its number and checkpoint
+            model.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=verbose)
         model.save(cache_path)
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     return model, accuracy
@@ -134,6 +141,7 @@ def mnist_dcgan(config: MnistDCGANConfig, run_dir: Path) -> dict:
     gan.save(run_dir / "gan.dz")
     plot_history(history, run_dir / "training_curves.png", title="mnist-dcgan")
 
+    last_grid = run_dir / "samples" / f"epoch_{len(history.epoch):03d}.png"  # also when a resume drew it earlier
     generated_mean, generated_cov, generated_labels = statistics(gan.generate(config.num_generated))
     fractions = mode_coverage(generated_labels, NUM_CLASSES).tolist()
     last = {key: values[-1] for key, values in history.history.items() if key in LOG_NAMES}
@@ -152,5 +160,5 @@ def mnist_dcgan(config: MnistDCGANConfig, run_dir: Path) -> dict:
         "epochs": len(history.epoch),
         "train_images": len(x_train),
         "train_seconds": train_seconds,
-        "samples_png": str(samples.paths[-1]) if samples.paths else None,
+        "samples_png": str(last_grid) if last_grid.is_file() else None,
     }
