@@ -55,11 +55,16 @@ def plot_model(model: nn.Module, to_file: str | os.PathLike = "model.png", show_
     for layer in layers:
         rows.setdefault(depth[id(layer)], []).append(layer)
     width = max(len(row) for row in rows.values())
-    position = {}
-    for level, row in rows.items():
+    across: dict[int, float] = {}
+    sources: dict[int, list[nn.Module]] = {}
+    for source, target in edges:
+        sources.setdefault(id(target), []).append(source)
+    for level in sorted(rows):  # each row ordered by where its inputs sit, so fewer arrows cross
+        placed = lambda layer: [across[id(s)] for s in sources.get(id(layer), []) if id(s) in across]  # noqa: E731
+        row = sorted(rows[level], key=lambda layer: sum(placed(layer)) / len(placed(layer)) if placed(layer) else 0)
         for index, layer in enumerate(row):
-            across = (index + 0.5) * width / len(row)
-            position[id(layer)] = (across, -level) if rankdir == "TB" else (level, -across)
+            across[id(layer)] = (index + 0.5) * width / len(row)
+    position = {key: (value, -depth[key]) if rankdir == "TB" else (depth[key], -value) for key, value in across.items()}
 
     def label(layer):
         name = getattr(layer, "name", None) or type(layer).__name__
@@ -83,7 +88,7 @@ def plot_model(model: nn.Module, to_file: str | os.PathLike = "model.png", show_
         boxes[id(layer)] = axes.text(x, y, label(layer), ha="center", va="center", fontsize=8, zorder=2,
                                      bbox={"boxstyle": "round,pad=0.4", "facecolor": "#e8eef7", "edgecolor": "#34495e"})
     for source, target in edges:
-        axes.annotate("", xy=position[id(target)], xytext=position[id(source)], zorder=1,
+        axes.annotate("", xy=position[id(target)], xytext=position[id(source)], zorder=3,
                       arrowprops={"arrowstyle": "-|>", "color": "#34495e", "patchA": boxes[id(source)],
                                   "patchB": boxes[id(target)], "shrinkA": 2, "shrinkB": 2,
                                   "connectionstyle": "arc3,rad=0.3" if source is target else "arc3"})
