@@ -224,6 +224,16 @@ def test_input_in_sequential_still_declares_the_shape():
     assert model.build().shape == (2, 3)
 
 
+def test_configs_saved_with_the_old_input_layer_still_load():
+    from deepzen.training.serialization import module_from_config
+
+    old = {"class": "Sequential", "module": "deepzen.training.model", "config": {"name": "sequential", "layers": [
+        {"class": "Input", "module": "deepzen.layers.core", "kind": "layer", "config": {"shape": [4], "name": None}},
+        {"class": "Dense", "module": "deepzen.layers.core", "kind": "layer", "config": {"units": 2}}]}}
+    model = module_from_config(old)
+    assert isinstance(model.layers[0], layers.InputLayer) and model.build().shape == (2, 2)
+
+
 def test_duplicate_layer_names_are_refused():
     x = Input((2,))
     with pytest.raises(ValueError, match="Used more than once: d"):

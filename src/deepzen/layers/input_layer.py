@@ -20,6 +20,7 @@ import torch
 
 from deepzen.layers.base import Layer
 from deepzen.layers.symbolic import Node, SymbolicTensor
+from deepzen.serializable import register_serializable
 
 _INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "bool")
 
@@ -70,6 +71,10 @@ class InputLayer(Layer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+
+# Files saved before Input returned a symbolic tensor name an "Input" layer in Sequential configs.
+register_serializable(name="Input")(InputLayer)
 
 
 def Input(shape: Any = None, batch_size: int | None = None, dtype: Any = None, name: str | None = None,
