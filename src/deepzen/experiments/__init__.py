@@ -22,6 +22,8 @@ augmentation        what each augmentation does to digits, and what it buys on a
 ==================  ==========================================================================
 
 Every experiment is deterministic under its ``seed`` (wall times aside) and its sizes are options.
+Every variant trains with ``Model.fit`` (:func:`deepzen.experiments.common.train`), measured by
+callbacks: the experiments keep no training loop of their own.
 """
 
 from __future__ import annotations

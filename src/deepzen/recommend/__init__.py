@@ -4,6 +4,11 @@ Every recommender has ``fit(ratings)``, ``predict(users, items)``, ``recommend(u
 user's rated items excluded) and ``similar_items(item, n)``, speaking the ids of the ratings it was
 fitted on (see :mod:`deepzen.recommend.base`).
 
+Only neural CF trains with ``Model.fit``; the others keep their own ``fit`` because they take no
+gradient steps through autograd: kNN stores the ratings (no training), the baseline solves for its
+biases (ALS) or follows Surprise's per-rating SGD, and matrix factorization runs Surprise's
+vectorised SGD update, which beat minibatch Adam under ``fit`` (see each module).
+
 Example:
     >>> from deepzen.data.ratings import Ratings
     >>> from deepzen.recommend import KNNWithMeans

@@ -14,6 +14,9 @@ and its defaults:
   ratings at once from the same old values (vectorised, no longer Surprise's numbers).
 
 A user or an item not seen by ``fit`` has bias 0, so an unknown pair is predicted ``mu``.
+
+Neither way is a ``Model.fit`` loop: ALS is closed-form updates without gradients, and the SGD
+reproduces Surprise's rating-by-rating order and numbers, which fit's shuffled minibatches would not.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ u1..u5; u1 0.9292), while minibatch Adam with the same per-rating L2 (autograd, 
 ``Model.fit`` trains) plateaued at 0.928-0.930 on u1 after 10-20 epochs, at several times the cost
 per epoch. The model is a plain ``nn.Module`` (:class:`BiasedMF`) that ``deepzen.Model`` can still
 train.
+That is why it keeps its own epoch loop rather than ``Model.fit``: its step is a hand-written update
+(no autograd, no torch optimizer) with a per-epoch step-size decay.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """k-nearest-neighbour collaborative filtering (user-based or item-based), vectorised, in bounded memory.
 
+There is no training loop (and so no ``Model.fit``): ``fit`` only stores the ratings, their means and
+biases; all the work happens when a prediction looks up the neighbours.
+
 The algorithms of scikit-surprise's ``KNNBasic``, ``KNNWithMeans`` and ``KNNBaseline``, with the same
 neighbours and the same numbers, computed without an ``(n, n)`` similarity matrix:
 

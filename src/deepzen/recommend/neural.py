@@ -9,6 +9,9 @@ cross-entropy with ``deepzen.Model.fit``. Scores are logits; ``predict`` returns
 - NeuMF: both, with separate embeddings, joined before the output layer.
 
 The paper's pre-training of NeuMF from trained GMF and MLP models is not done here.
+
+Each epoch is one ``Model.fit`` call (``initial_epoch=epoch``): its negatives are drawn afresh, and
+``fit`` takes fixed arrays; the training step itself is fit's engine.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Reinforcement learning: DQN and advantage actor-critic agents on gymnasium environments.
 
+Agents train with ``agent.learn(steps)``, not ``Model.fit``: they collect their own data from the
+environment while they learn (see :mod:`deepzen.rl.agents`).
+
 Example:
     >>> from deepzen.rl import DQN, evaluate
     >>> agent = DQN("CartPole-v1", seed=0)

@@ -11,6 +11,13 @@ An agent file is one safetensors file (via :func:`deepzen.training.serialization
 the policy network's weights, and in its JSON header the agent class, the environment id and the
 agent's config. Optimizer state, replay buffer and target network are not saved: a loaded agent acts
 exactly as the saved one, and ``learn`` on it starts a new session from its weights.
+
+Why agents keep their own loop instead of ``Model.fit`` (where GANs and other custom steps train): an
+agent's data does not exist before training. It collects its transitions from the environment with
+the policy being trained, interleaving environment steps, buffer writes and gradient steps (DQN every
+``train_freq`` steps, A2C after each rollout), and its budget is environment steps, not epochs over a
+dataset, so there is nothing for ``fit`` to batch. The pieces are the core's: ``deepzen.optimizers``
+(and ``clip_gradients``), the layers, the safetensors file format.
 """
 
 from __future__ import annotations
