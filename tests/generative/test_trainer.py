@@ -118,6 +118,34 @@ def test_fit_and_compile_arguments_are_checked():
         gan.compile(discriminator_optimizer=foreign)
 
 
+def test_fit_refuses_validation_and_torchrun_and_predict_takes_noise(monkeypatch):
+    from deepzen.training import distributed
+
+    gan = tiny_gan()
+    images = torch.rand(16, 1, 8, 8) * 2 - 1
+    with pytest.raises(ValueError, match="no validation"):
+        gan.fit(images, batch_size=8, verbose=0, validation_split=0.25)
+    with pytest.raises(TypeError, match="unknown argument.*steps_per_epoch"):
+        gan.fit(images, batch_size=8, verbose=0, validation_frequency=2)
+    assert gan.predict(np.zeros((3, 6), dtype=np.float32)).shape == (3, 1, 8, 8)  # the generator's forward
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    with pytest.raises(NotImplementedError, match="torchrun"):
+        gan.fit(images, batch_size=8, verbose=0)
+
+
+def test_compile_builds_no_third_optimizer_and_train_on_batch_scales_pixels():
+    gan = tiny_gan()
+    assert gan.optimizer is None and gan.engine.optimizer is None
+    assert list(gan.optimizers) == ["generator_optimizer", "discriminator_optimizer"]
+    pixels = np.full((8, 8, 8), 255, dtype=np.uint8)  # (N, H, W): white, +1 after scaling
+    seen = []
+    step = gan.adversarial_step
+    gan.adversarial_step = lambda real: seen.append(real) or step(real)
+    logs = gan.train_on_batch(pixels, return_dict=True)
+    assert list(logs) == ["d_loss", "g_loss", "d_real", "d_fake"]
+    torch.testing.assert_close(seen[0], torch.ones(8, 1, 8, 8))
+
+
 def test_optimizer_specs_reach_each_network():
     gan = build_dcgan((1, 8, 8), latent_dim=4, base_filters=2)
     gan.compile(generator_optimizer=Adam(learning_rate=1e-3, beta_1=0.3), discriminator_optimizer="sgd",

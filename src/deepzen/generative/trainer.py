@@ -247,7 +247,7 @@ class GAN(Model):
     # -- fit -----------------------------------------------------------------------------------------
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: list[Callback] | None = None, shuffle: bool = True,
-            initial_epoch: int = 0, **kwargs: Any) -> History:
+            initial_epoch: int = 0, steps_per_epoch: int | None = None, **kwargs: Any) -> History:
         """``Model.fit`` on real images: trains ``epochs`` epochs of ``len(x) // batch_size`` steps.
 
         Args:
@@ -265,6 +265,10 @@ class GAN(Model):
             ``d_fake`` (D(G(z))).
         """
         self._compiled_engine()
+        if distributed.active():
+            raise NotImplementedError("GAN.fit does not train under torchrun yet: its step calls the generator and "
+                                      "the discriminator directly, so their gradients would not be averaged over "
+                                      "the processes. Train it in one process")
         if y is not None:
             raise ValueError("GAN.fit learns from real images alone: pass fit(x), without y")
         for name in ("validation_data", "validation_split"):
@@ -279,10 +283,13 @@ class GAN(Model):
             raise ValueError(f"GAN.fit needs at least one full batch. Received: {len(x)} images for "
                              f"batch_size={batch_size}")
         return super().fit(x, batch_size=int(batch_size), epochs=epochs, verbose=verbose, callbacks=callbacks,
-                           shuffle=shuffle, initial_epoch=initial_epoch, **kwargs)
+                           shuffle=shuffle, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch, **kwargs)
 
     def _as_data(self, x: Any, y: Any = None, sample_weight: Any = None, call: str = "fit") -> ArrayData:
-        """fit's data: the real images, checked once and moved to the device in their dtype, in full batches."""
+        """Training data (``fit``, ``train_on_batch``): the real images, checked once and moved to the device in
+        their dtype, in full batches. ``predict`` takes noise, as the GAN's forward does."""
+        if call not in ("fit", "train_on_batch"):
+            return super()._as_data(x, y, sample_weight, call)
         if x is None:
             raise ValueError(f"{call}: x, the real images, is required")
         images = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
