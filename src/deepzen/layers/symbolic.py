@@ -194,4 +194,5 @@ def call_symbolic(layer: nn.Module, args: tuple, kwargs: dict) -> Any:
 
     numbered = iter(range(1 << 30))
     node.outputs = map_leaves(lambda value: symbolic((next(numbered), value)), probes[0])
+    layer.__dict__.setdefault("output", node.outputs)  # Keras's layer.output: the first call's output
     return node.outputs

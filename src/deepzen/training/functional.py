@@ -28,7 +28,8 @@ from torch import nn
 from deepzen.layers.base import Layer, shape_str, snake_case
 from deepzen.layers.input_layer import InputLayer
 from deepzen.layers.symbolic import SymbolicTensor, layer_name, leaves, map_leaves
-from deepzen.serializable import ModelFileError, config_value, register_serializable, value_from_config
+from deepzen.serializable import (ModelFileError, config_value, custom_object_scope, register_serializable,
+                                  value_from_config)
 from deepzen.training.model import InputSpec, Model
 from deepzen.training.serialization import module_config, module_from_config
 from deepzen.training.summary import weight_tensors
@@ -257,6 +258,16 @@ class Functional(Model):
         return list(self._outputs)
 
     @property
+    def input(self) -> Any:
+        """The symbolic input(s), in the structure given to ``Model`` (Keras's ``model.input``)."""
+        return self._pack(self._inputs, self._input_kind, self._input_keys)
+
+    @property
+    def output(self) -> Any:
+        """The symbolic output(s), in the structure given to ``Model`` (Keras's ``model.output``)."""
+        return self._pack(self._outputs, self._output_kind, self._output_keys)
+
+    @property
     def input_shape(self) -> Any:
         return self._pack([t.shape for t in self._inputs], self._input_kind, self._input_keys)
 
@@ -364,7 +375,14 @@ class Functional(Model):
                 "outputs": self._pack(refs[1], self._output_kind, self._output_keys)}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Functional":
+    def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> "Functional":
+        """Rebuilds the graph from :meth:`get_config`'s output (``custom_objects``: ``{"Name": cls}`` for
+        unregistered layer classes, as in Keras)."""
+        with custom_object_scope(custom_objects):
+            return cls._from_config(config)
+
+    @classmethod
+    def _from_config(cls, config: dict[str, Any]) -> "Functional":
         layers = {}
         for entry in config["layers"]:
             layer = module_from_config(entry["module"])

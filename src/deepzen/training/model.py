@@ -23,7 +23,7 @@ from deepzen.layers.base import Layer, set_trainable, snake_case
 from deepzen.layers.input_layer import InputLayer
 from deepzen.layers.normalization import BatchNormalization
 from deepzen.layers.symbolic import SymbolicTensor, call_symbolic, has_symbolic
-from deepzen.serializable import register_serializable
+from deepzen.serializable import custom_object_scope, register_serializable
 from deepzen.training import distributed
 from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar
 from deepzen.training.diagnostics import named_layer_errors
@@ -650,8 +650,11 @@ class Model(nn.Module):
         return {"name": self.name, "module": module_config(self.module) if self.module is not None else None}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Model":
-        return cls(module_from_config(config["module"]), name=config.get("name"))
+    def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> "Model":
+        if cls is Model and "nodes" in config:  # Keras's Model.from_config(functional_model.get_config())
+            return Functional.from_config(config, custom_objects)
+        with custom_object_scope(custom_objects):
+            return cls(module_from_config(config["module"]), name=config.get("name"))
 
     def save(self, path: str | os.PathLike, signing_key: str | bytes | None = None) -> None:
         """Writes weights (safetensors) and the JSON config to one file, atomically, with one SHA-256 over it.
