@@ -21,6 +21,7 @@ def test_the_command_line_finds_the_recipe():
 
 @pytest.mark.slow
 def test_mnist_dcgan_recipe_reports_and_reuses_its_classifier(real_dataset, tmp_path):
+    import deepzen.generative.recipes  # noqa: F401 - registers mnist-dcgan (also when run alone)
     from deepzen.recipes import run_recipe
 
     real_dataset("mnist")

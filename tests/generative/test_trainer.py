@@ -299,7 +299,9 @@ def test_short_mnist_run_moves_the_discriminator_and_beats_an_untrained_generato
 
     assert first.logs["d_real"] == pytest.approx(0.5, abs=0.05)  # N(0, 0.02) weights: logits near 0
     assert first.logs["d_fake"] == pytest.approx(0.5, abs=0.05)
-    assert first.logs["d_loss"] == pytest.approx(-np.log(0.5) * 2, abs=0.1)
+    # batch norm in training mode spreads the first logits: 1.31-1.70 over seeds 0-13 (it depends on the
+    # draws of z and of the first batch, which fit takes from its own shuffle seed since the GAN is on fit)
+    assert first.logs["d_loss"] == pytest.approx(-np.log(0.5) * 2, abs=0.35)
     assert history["d_real"][-1] > 0.6 and history["d_fake"][-1] < 0.4  # D tells them apart
     assert history["d_loss"][-1] < first.logs["d_loss"] - 0.3
     trained_features, _ = classifier_outputs(classifier, gan.generate(2000))
