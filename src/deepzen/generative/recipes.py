@@ -25,7 +25,7 @@ import torch
 
 import deepzen
 from deepzen.recipes import register_recipe
-from deepzen.runs import unrecorded
+from deepzen.runs import current_run, unrecorded
 
 NUM_CLASSES = 10
 
@@ -108,7 +108,8 @@ def mnist_dcgan(config: MnistDCGANConfig, run_dir: Path) -> dict:
     x_train, y_train, x_test, y_test = load_mnist()
     if config.train_images:
         x_train, y_train = x_train[:config.train_images], y_train[:config.train_images]
-    cache_dir = Path(config.cache_dir) if config.cache_dir else run_dir / "cache"
+    run = current_run()  # a replay (`deepzen evaluate`) writes to a scratch folder; the cache stays in the run's
+    cache_dir = Path(config.cache_dir) if config.cache_dir else (run.path if run is not None else run_dir) / "cache"
     cache_path = cache_dir / f"lenet5_mnist_{len(x_train)}x{config.classifier_epochs}_seed{config.seed}.dz"
     classifier, classifier_accuracy = mnist_classifier(
         mnist_images(x_train), y_train, mnist_images(x_test), y_test, epochs=config.classifier_epochs,
