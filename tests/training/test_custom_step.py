@@ -285,3 +285,26 @@ def test_a_custom_step_whose_metric_keeps_no_state_gets_epoch_end_checkpoints_on
     with pytest.warns(UserWarning, match="no checkpoints inside an epoch.*'calls' keeps no state dict"):
         model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[TrainingCheckpoint(path, every_steps=1)])
     assert (checkpoint_position(path)["epoch"], checkpoint_position(path)["step"]) == (2, 0)
+
+
+class InterruptAfter(Callback):
+    """Acts as a Ctrl-C after batch ``step`` of the first epoch (put it before the TrainingCheckpoint)."""
+
+    def __init__(self, checkpoint, step):
+        self.checkpoint, self.step = checkpoint, step
+
+    def on_train_batch_end(self, step, logs=None):
+        if step == self.step:
+            self.checkpoint.interrupted = True
+
+
+def test_ctrl_c_inside_an_epoch_that_no_checkpoint_can_hold_says_so(tmp_path):
+    torch.manual_seed(0)
+    x, y = _data(n=48)
+    model = StatelessMetricModel([Dense(1, input_dim=32)])
+    model.compile(optimizer="adam", loss="mse", device="cpu")
+    checkpoint = TrainingCheckpoint(tmp_path / "stateless.ckpt", catch_interrupt=False)
+    with pytest.warns(UserWarning, match="no checkpoints inside an epoch"), \
+            pytest.raises(KeyboardInterrupt, match="no checkpoint could be taken inside this epoch"):
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[InterruptAfter(checkpoint, 0), checkpoint])
+    assert not (tmp_path / "stateless.ckpt").exists()

@@ -423,8 +423,8 @@ class TrainingCheckpoint(Callback):
         if done == self.model.fit_state["steps"]:
             return  # the epoch's last step: the epoch-end checkpoint follows validation
         if self.interrupted:
-            self._save(self.model.fit_state["epoch"], done, collective=False)
-            self._stop(f"in epoch {self.model.fit_state['epoch'] + 1} after step {done}")
+            saved = self._save(self.model.fit_state["epoch"], done, collective=False)
+            self._stop(f"in epoch {self.model.fit_state['epoch'] + 1} after step {done}", saved=saved)
         if self.every_steps is not None and done % self.every_steps == 0:
             self._save(self.model.fit_state["epoch"], done)
 
@@ -448,8 +448,11 @@ class TrainingCheckpoint(Callback):
             print("\nInterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit at once)",
                   file=sys.stderr, flush=True)
 
-    def _stop(self, where: str):
+    def _stop(self, where: str, saved: bool = True):
         self._restore_handler()
+        if not saved:  # a custom step's epoch that a checkpoint cannot hold: the last epoch end's stays
+            raise KeyboardInterrupt(f"training interrupted {where}; no checkpoint could be taken inside this epoch, "
+                                    f"so a resume continues from the last epoch end ({self.path})")
         raise KeyboardInterrupt(f"training interrupted {where}; checkpoint saved to {self.path}")
 
     def _restore_handler(self):
@@ -459,9 +462,10 @@ class TrainingCheckpoint(Callback):
             self._handling_interrupts = False
 
     # -- saving and restoring ---------------------------------------------------------------------------
-    def _save(self, epoch: int, step: int, history_logs=None, finished: bool = False, collective: bool = True):
+    def _save(self, epoch: int, step: int, history_logs=None, finished: bool = False, collective: bool = True) -> bool:
+        """Saves a checkpoint (rank 0 writes it); False when none can be taken at this point."""
         if self.read_only:
-            return
+            return False
         engine = self.model.engine
         try:
             progress = engine.epoch_progress(step) if step else None
@@ -470,15 +474,16 @@ class TrainingCheckpoint(Callback):
                 self._warned_unresumable = True
                 warnings.warn(f"TrainingCheckpoint takes no checkpoints inside an epoch of this fit: {error}. "
                               f"The epoch-end checkpoints are still taken", stacklevel=2)
-            return
+            return False
         own = {"rng": rng_state(), "progress": progress}
         # Every process takes part in the gather (the save points are the same everywhere), except on
         # Ctrl-C, where processes stop at different moments: then rank 0's state stands for all.
         ranks = distributed.all_gather_object(own) if collective else [own]
         if not distributed.is_rank_zero():
-            return
+            return True
         save_checkpoint(self.path, self.model, epoch=epoch, step=step, callbacks=self.callbacks, ranks=ranks,
                         history=_history_with(self.model.history, history_logs), finished=finished)
+        return True
 
     def _restore(self):
         metadata, tensors = read_checkpoint(self.path, self.model)
