@@ -7,6 +7,9 @@ and evaluation must be bit-identical. The interruptions are a crash at an epoch 
 process), ``kill -9`` of a real child process after a checkpoint inside an epoch, and ``kill -9``
 of a child while it is inside a checkpoint's file write (the previous checkpoint must be intact).
 
+A GAN (``Model.fit`` with an overriding ``train_step`` and two optimizers) is ``kill -9``-ed inside an
+epoch as well: its networks, averaged generator, both optimizers and history must come back exactly.
+
 ``CELLS`` lists the cells (pairwise: every value of every dimension, and every pair of values of two
 dimensions, is in at least one cell); ``resume_matrix_cells()`` gives their ids, for benchmark scripts.
 """
@@ -22,6 +25,7 @@ import sys
 import time
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -136,6 +140,22 @@ def fit(cell: Cell, checkpoint: Path | None, before: tuple[Callback, ...] = (), 
     return model, stateful, ckpt
 
 
+GAN_CELL = "gan-auto-two_adams-float32-kill_mid_epoch"
+
+
+def fit_gan(checkpoint: Path | None, after: tuple[Callback, ...] = ()):
+    """A tiny DCGAN (channels-last on the CPU, generator average, uint8 pixels): 44 images, 5 steps an epoch."""
+    from deepzen.generative import build_dcgan
+
+    deepzen.seed(0)
+    gan = build_dcgan((1, 8, 8), latent_dim=6, base_filters=4, generator_average=0.5)
+    gan.compile(label_smoothing=0.1, device="cpu")
+    ckpt = TrainingCheckpoint(checkpoint, every_steps=EVERY_STEPS, catch_interrupt=False) if checkpoint else None
+    pixels = np.random.default_rng(0).integers(0, 256, size=(44, 8, 8), dtype=np.uint8)
+    gan.fit(pixels, epochs=3, batch_size=BATCH_SIZE, verbose=0, callbacks=[*([ckpt] if ckpt else []), *after])
+    return gan, ckpt
+
+
 # -- the interruptions ---------------------------------------------------------------------------------
 class CrashAtEpochBegin(Callback):
     def __init__(self, epoch: int):
@@ -179,8 +199,12 @@ class WaitForKillInsideWrite(Callback):
 
 def child_main(cell_id: str, checkpoint: str) -> None:
     """In the child process: the cell's fit, which stops (to be killed) where the cell's interruption says."""
-    cell = next(cell for cell in CELLS if cell.id == cell_id)
     checkpoint = Path(checkpoint)
+    if cell_id == GAN_CELL:
+        fit_gan(checkpoint, after=(WaitForKillAfterStep(KILL_AT),))
+        print("finished without being killed", flush=True)
+        return
+    cell = next(cell for cell in CELLS if cell.id == cell_id)
     if cell.interruption == "kill_mid_epoch":
         fit(cell, checkpoint, after=(WaitForKillAfterStep(KILL_AT),))
     else:
@@ -517,3 +541,19 @@ def test_a_version_1_checkpoint_still_resumes(saved_checkpoint, tmp_path):
     path = rewritten(saved_checkpoint, tmp_path, as_version_1)
     _, _, checkpoint = fit(MALFORMED_CELL, path)
     assert (checkpoint.resumed_from["epoch"], checkpoint.resumed_from["step"]) == KILL_AT
+
+
+def test_a_gan_killed_inside_an_epoch_resumes_bit_exactly(tmp_path, launcher):
+    reference, _ = fit_gan(None)
+    checkpoint = tmp_path / "gan.ckpt"
+    launcher.kill_when_ready(SimpleNamespace(id=GAN_CELL), checkpoint)
+    position = checkpoint_position(checkpoint)
+    assert (position["epoch"], position["step"], position["finished"]) == (*KILL_AT, False)
+    resumed, ckpt = fit_gan(checkpoint)
+    assert (ckpt.resumed_from["epoch"], ckpt.resumed_from["step"]) == KILL_AT
+    assert_same_tree(resumed.state_dict(), reference.state_dict(), "weights")  # G, D, the averaged G
+    assert set(reference.optimizers) == {"generator_optimizer", "discriminator_optimizer"}
+    for name, optimizer in reference.optimizers.items():
+        assert_same_tree(resumed.optimizers[name].state_dict(), optimizer.state_dict(), name)
+    assert resumed.history.epoch == reference.history.epoch == [0, 1, 2]
+    assert resumed.history.history == reference.history.history
