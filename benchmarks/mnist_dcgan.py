@@ -7,6 +7,10 @@ trained once and kept in ``<run-dir>/cache``; later runs reuse it, so their dist
 
     python benchmarks/mnist_dcgan.py                       # the recipe's settings (15 epochs)
     python benchmarks/mnist_dcgan.py --epochs 4 --no-spectral-norm --generator-average 0
+    python benchmarks/mnist_dcgan.py --epochs 1 --train-images 1024 --classifier-epochs 1 \
+        --run-dir /tmp/dcgan-smoke --results /tmp/dcgan-smoke/results   # a smoke run, not a result
+
+The GAN trains with ``Model.fit`` (its ``train_step`` updates D, then G), as in ``deepzen train``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--generator-average", type=float, default=defaults.generator_average,
                         help="sample from a moving average of G's weights with this decay (0: the live G)")
     parser.add_argument("--classifier-epochs", type=int, default=defaults.classifier_epochs)
+    parser.add_argument("--train-images", type=int, default=defaults.train_images,
+                        help="0: all 60,000; fewer for a quick smoke run of the script (not a result)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--run-dir", default=str(ROOT / "runs" / "bench-mnist-dcgan"))
     parser.add_argument("--results", default=str(RESULTS), help="folder for the report and the sample grid")
@@ -127,7 +133,7 @@ def main(argv=None) -> int:
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "base_filters": args.base_filters,
                  "minibatch_std": args.minibatch_std, "spectral_norm": args.spectral_norm,
                  "discriminator_learning_rate": args.discriminator_lr, "generator_average": args.generator_average,
-                 "classifier_epochs": args.classifier_epochs,
+                 "classifier_epochs": args.classifier_epochs, "train_images": args.train_images,
                  "seed": args.seed,
                  "cache_dir": str(Path(args.run_dir) / "cache")}
     start = time.perf_counter()
