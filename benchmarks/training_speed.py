@@ -158,6 +158,39 @@ def worker_deepzen_layers(model: str, functional: bool) -> float:
     return timer.seconds[1]
 
 
+def paired_functional_epochs(model: str, pairs: int) -> dict[str, list[float]]:
+    """Epoch seconds of the Sequential and the Functional version of ``model`` trained side by side in one
+    process, epochs alternating (ABBA...), after one warm-up epoch each: on a busy machine both see the same
+    load, so their ratio is far steadier than across processes."""
+    import deepzen
+    from deepzen.layers import Input
+    from deepzen.models import Model, Sequential
+
+    x, y = mnist(model)
+    nets = {}
+    for name in ("deepzen_sequential", "deepzen_functional"):
+        deepzen.seed(0)
+        inputs = Input(x.shape[1:])
+        if name == "deepzen_functional":
+            outputs = inputs
+            for layer in deepzen_layers(model):
+                outputs = layer(outputs)
+            nets[name] = Model(inputs, outputs)
+        else:
+            nets[name] = Sequential([inputs, *deepzen_layers(model)])
+        nets[name].compile(optimizer="adam",
+                           loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True))
+        nets[name].fit(x, y, batch_size=BATCH[model], epochs=1, verbose=0)  # warm-up
+    seconds: dict[str, list[float]] = {name: [] for name in nets}
+    for pair in range(pairs):
+        order = list(nets) if pair % 2 == 0 else list(reversed(nets))
+        for name in order:
+            start = time.perf_counter()
+            nets[name].fit(x, y, batch_size=BATCH[model], epochs=1, verbose=0)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
 def worker_keras(model: str) -> float:
     os.environ["KERAS_BACKEND"] = "torch"
     import keras
@@ -272,9 +305,30 @@ def main() -> None:
     parser.add_argument("--models", default="mlp,lenet5")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="a comma-separated subset")
     parser.add_argument("--worker", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--paired", type=int, default=0, metavar="PAIRS",
+                        help="instead: Sequential vs Functional in one process, PAIRS alternating epochs each")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps({"seconds": run_worker(*args.worker)}))
+        return
+    if args.paired:
+        lines = [f"# Functional API vs Sequential: one process, {args.paired} alternating epochs each", "",
+                 f"Machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the start; "
+                 f"date {time.strftime('%Y-%m-%d')}; command: `python benchmarks/training_speed.py --paired "
+                 f"{args.paired} --models {args.models}`", "",
+                 "| model | Sequential (median) | Functional (median) | Functional / Sequential (median of pairs) |",
+                 "|---|---:|---:|---:|"]
+        for model in args.models.split(","):
+            seconds = paired_functional_epochs(model, args.paired)
+            sequential, graph = seconds["deepzen_sequential"], seconds["deepzen_functional"]
+            ratio = statistics.median(g / s for g, s in zip(graph, sequential))
+            print(model, {k: [round(v, 2) for v in vals] for k, vals in seconds.items()}, flush=True)
+            lines.append(f"| {model} (batch {BATCH[model]}) | {statistics.median(sequential):.2f} s | "
+                         f"{statistics.median(graph):.2f} s | {ratio:.3f} |")
+        lines.append(f"\nLoad average at the end: {os.getloadavg()[0]:.1f}.")
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "training_speed_functional_paired.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
         return
 
     import torch
