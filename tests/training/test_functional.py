@@ -308,3 +308,14 @@ def test_config_is_plain_json_and_plot_draws_sequential_models(tmp_path):
     assert rebuilt.input_names == ["a"] and rebuilt.output_names == ["out", "same"]
     figure = deepzen.utils.plot_model(Sequential([Dense(2, input_dim=3), Dense(1)]), tmp_path / "seq.png")
     assert len(figure.axes[0].texts) == 3 and (tmp_path / "seq.png").exists()  # two boxes, one arrow
+
+
+def test_padding_masks_flow_as_in_sequential():
+    torch.manual_seed(0)
+    embedding, lstm, dense = layers.Embedding(20, 4, mask_zero=True), layers.LSTM(3), Dense(2)
+    tokens = Input((None,), dtype="int64")
+    graph = Model(tokens, dense(lstm(embedding(tokens))))
+    sequential = Sequential([embedding, lstm, dense])
+    ids = torch.tensor([[3, 4, 0, 0], [5, 6, 7, 8]])
+    torch.testing.assert_close(graph(ids), sequential(ids))
+    torch.testing.assert_close(graph(ids)[0], graph(ids[:1, :2])[0])  # the padded steps are skipped

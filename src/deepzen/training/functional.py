@@ -71,6 +71,25 @@ class _Replay:
             values[target] = value
 
 
+class _Masked:
+    """A one-tensor layer call in a graph that carries padding masks, with Sequential's rule: a layer with
+    ``compute_mask`` (Embedding(mask_zero=True), Masking, an RNN) sets its output's mask, other layers pass
+    their input's mask on, and a layer whose ``forward`` takes ``mask`` receives it."""
+
+    __slots__ = ("source", "target", "mask_source", "mask_target", "passes_mask")
+
+    def __init__(self, source, target, mask_source, mask_target, passes_mask):
+        self.source, self.target = source, target
+        self.mask_source, self.mask_target, self.passes_mask = mask_source, mask_target, passes_mask
+
+    def __call__(self, layer, values, extra):
+        x = values[self.source]
+        mask = values[self.mask_source] if self.mask_source is not None else None
+        values[self.target] = layer(x, mask=mask, **extra) if self.passes_mask else layer(x, **extra)
+        if self.mask_target is not None:
+            values[self.mask_target] = layer.compute_mask(x, mask)
+
+
 def _structure_kind(structure: Any, what: str) -> tuple[str, list]:
     """("single" | "list" | "dict", flat tensors) for Model's inputs or outputs argument."""
     if isinstance(structure, SymbolicTensor):
@@ -179,6 +198,9 @@ class Functional(Model):
         for tensor in self._inputs:
             slots[id(tensor)] = len(slots)
         plan = []
+        with_masks = any(hasattr(node.layer, "compute_mask") for node in self._nodes)
+        masks: dict[int, int] = {}  # id(tensor) -> slot of its mask, in graphs with mask producers
+        mask_slots = iter(range(1 << 20, 1 << 30))  # renumbered below, after the tensors
         for node in self._nodes:
             if not node.inputs:
                 continue
@@ -186,15 +208,28 @@ class Functional(Model):
                 slots.setdefault(id(tensor), len(slots))
             to_slot = lambda v: _Slot(slots[id(v)]) if isinstance(v, SymbolicTensor) else v  # noqa: E731
             single_in = len(node.args) == 1 and isinstance(node.args[0], SymbolicTensor) and not node.kwargs
-            if single_in and isinstance(node.outputs, SymbolicTensor):
+            if single_in and isinstance(node.outputs, SymbolicTensor) and with_masks:
+                source, target = slots[id(node.args[0])], slots[id(node.outputs)]
+                mask_in = masks.get(id(node.args[0]))
+                mask_out = next(mask_slots) if hasattr(node.layer, "compute_mask") else None
+                if mask_out is not None or mask_in is not None:
+                    masks[id(node.outputs)] = mask_out if mask_out is not None else mask_in
+                passes = mask_in is not None and "mask" in inspect.signature(node.layer.forward).parameters
+                plan.append((node.layer, None, None, _Masked(source, target, mask_in, mask_out, passes)))
+            elif single_in and isinstance(node.outputs, SymbolicTensor):
                 plan.append((node.layer, slots[id(node.args[0])], slots[id(node.outputs)], None))
             else:
                 replay = _Replay(map_leaves(to_slot, node.args), map_leaves(to_slot, node.kwargs),
-                                 [slots[id(t)] if isinstance(t, SymbolicTensor) else len(slots)
+                                 [slots[id(t)] if isinstance(t, SymbolicTensor) else -1  # the spare slot
                                   for t in leaves(node.outputs)])
                 plan.append((node.layer, None, None, replay))
+        renumber = {old: len(slots) + index for index, old in enumerate(sorted(set(masks.values())))}
+        for _, _, _, call in plan:
+            if isinstance(call, _Masked):
+                call.mask_source = renumber.get(call.mask_source)
+                call.mask_target = renumber.get(call.mask_target)
         self._plan = plan
-        self._slot_count = len(slots) + 1  # one spare slot catches non-tensor outputs
+        self._slot_count = len(slots) + len(renumber) + 1  # one spare slot catches non-tensor outputs
         self._input_slots = [slots[id(t)] for t in self._inputs]
         self._output_slots = [slots[id(t)] for t in self._outputs]
         self._takes_training = [("training" in inspect.signature(layer.forward).parameters) for layer, *_ in plan]
