@@ -319,3 +319,16 @@ def test_padding_masks_flow_as_in_sequential():
     ids = torch.tensor([[3, 4, 0, 0], [5, 6, 7, 8]])
     torch.testing.assert_close(graph(ids), sequential(ids))
     torch.testing.assert_close(graph(ids)[0], graph(ids[:1, :2])[0])  # the padded steps are skipped
+
+
+def test_calls_with_several_arguments_and_keywords_round_trip(tmp_path):
+    sequence = Input((5, 8), name="sequence")
+    attended = layers.MultiHeadAttention(num_heads=2, key_dim=4)(sequence, sequence)
+    noisy = layers.Dropout(0.5)(attended, training=False)  # a keyword fixed when the graph is built, as in Keras
+    pooled = layers.GlobalAveragePooling1D()(layers.add([noisy, sequence]))
+    model = Model(sequence, Sequential([Dense(3)])(pooled))
+    x = torch.randn(2, 5, 8)
+    expected = model(x, training=True)  # the node's own training=False wins for its Dropout
+    torch.testing.assert_close(model(x), expected)
+    model.save(tmp_path / "attention.deepzen")
+    torch.testing.assert_close(load_model(tmp_path / "attention.deepzen")(x), expected)

@@ -56,7 +56,8 @@ class InputLayer(Layer):
         if self.input_shape is not None:  # the symbolic tensor Input() returns
             dtype = getattr(torch, self.dtype) if self.dtype is not None else torch.get_default_dtype()
             if not isinstance(dtype, torch.dtype):
-                raise ValueError(f"InputLayer expects a dtype name such as 'float32' or 'int64'. Received: dtype={dtype!r}")
+                raise ValueError(f"InputLayer expects a dtype name such as 'float32' or 'int64'. "
+                                 f"Received: dtype={dtype!r}")
             node = Node(self, (), {}, [])
             node.outputs = SymbolicTensor((None, *self.input_shape), dtype, node, 0)
             self.__dict__["output"] = node.outputs

@@ -66,7 +66,7 @@ class _Replay:
         self.args, self.kwargs, self.targets = args, kwargs, targets
 
     def __call__(self, layer, values, extra):
-        output = layer(*_fill(self.args, values), **_fill(self.kwargs, values), **extra)
+        output = layer(*_fill(self.args, values), **{**extra, **_fill(self.kwargs, values)})  # the call's own win
         for target, value in zip(self.targets, leaves(output)):
             values[target] = value
 
@@ -443,8 +443,8 @@ class Functional(Model):
             if isinstance(layer, InputLayer) and not entry["args"] and not entry["kwargs"]:
                 produced.append([layer.output])
                 continue
-            args = [tuple(a) if is_tuple else a
-                    for a, is_tuple in zip(decode(entry["args"]), entry.get("tuple_args") or [False] * len(entry["args"]))]
+            tuples = entry.get("tuple_args") or [False] * len(entry["args"])
+            args = [tuple(a) if is_tuple else a for a, is_tuple in zip(decode(entry["args"]), tuples)]
             output = layer(*args, **decode(entry["kwargs"]))
             produced.append([t for t in leaves(output) if isinstance(t, SymbolicTensor)])
         return cls(decode(config["inputs"]), decode(config["outputs"]), name=config.get("name"))
