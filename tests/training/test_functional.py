@@ -218,7 +218,8 @@ def test_training_argument_reaches_dropout():
 
 def test_unreachable_output_names_it():
     a, b = Input((3,), name="a"), Input((3,), name="b")
-    with pytest.raises(ValueError, match=r"Output 1 .*Input 'b', which is not in inputs \(a\)"):
+    with pytest.raises(ValueError, match=r"Output 1 .*Input 'b' \(None, 3\), which is not among the inputs "
+                                         r"\('a' \(None, 3\)\)"):
         Model(a, [Dense(1)(a), Dense(1)(b)])
 
 

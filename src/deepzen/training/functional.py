@@ -122,7 +122,8 @@ class Functional(Model):
         self._input_keys = list(inputs) if self._input_kind == "dict" else None
         self._output_keys = list(outputs) if self._output_kind == "dict" else None
         self._inputs, self._outputs = input_list, output_list
-        self._nodes = self._walk(input_list, output_list)
+        labels = [repr(key) for key in outputs] if self._output_kind == "dict" else list(range(len(output_list)))
+        self._nodes = self._walk(input_list, output_list, labels)
         self._register_layers()
         self._make_plan()
         self.input_names = self._input_keys or [layer_name(t.node.layer) for t in input_list]
@@ -134,37 +135,34 @@ class Functional(Model):
 
     # -- the graph -----------------------------------------------------------------------------------
     @staticmethod
-    def _walk(inputs: list, outputs: list) -> list:
-        """The nodes between ``inputs`` and ``outputs`` in an order where every node follows its inputs'."""
+    def _walk(inputs: list, outputs: list, labels: list) -> list:
+        """The nodes between ``inputs`` and ``outputs`` in an order where every node follows its inputs' (a
+        depth-first walk back from each output, without recursion, so deep graphs need no stack)."""
         sources = {id(t) for t in inputs}
-        order, state = [], {}  # state: id(node) -> "open" while on the stack, "done" after
-
-        def visit(tensor: SymbolicTensor, output: int) -> None:
-            if id(tensor) in sources:
-                return
-            node = tensor.node
-            if node is None or (not node.inputs and not isinstance(node.layer, InputLayer)):
-                raise ValueError(f"Output {output} of Model(inputs, outputs) depends on a tensor without a recorded "
-                                 f"layer call: {tensor!r}")
-            if not node.inputs:  # an Input that is not among the model's inputs
-                raise ValueError(f"Output {output} of Model(inputs, outputs) ({outputs[output]!r}) cannot be computed "
-                                 f"from the inputs: it depends on the Input '{layer_name(node.layer)}', which is not "
-                                 f"in inputs ({', '.join(layer_name(t.node.layer) for t in inputs)})")
-            if state.get(id(node)) == "done":
-                return
-            state[id(node)] = "open"
-            for parent in node.inputs:
-                visit(parent, output)
-            state[id(node)] = "done"
-            order.append(node)
-
-        for index, tensor in enumerate(outputs):
-            visit(tensor, index)
+        order, done = [], set()
+        for label, output in zip(labels, outputs):
+            stack = [(output, False)]
+            while stack:
+                tensor, expanded = stack.pop()
+                node = tensor.node
+                if id(tensor) in sources or id(node) in done:
+                    continue
+                if expanded:
+                    done.add(id(node))
+                    order.append(node)
+                    continue
+                if not node.inputs:  # an Input that is not among the model's inputs
+                    given = ", ".join(f"'{layer_name(t.node.layer)}' {shape_str(t.shape)}" for t in inputs)
+                    raise ValueError(f"Output {label} of Model(inputs, outputs) ({output!r}) cannot be computed from "
+                                     f"the inputs: it depends on the Input '{layer_name(node.layer)}' "
+                                     f"{shape_str(tensor.shape)}, which is not among the inputs ({given})")
+                stack.append((tensor, True))
+                stack.extend((parent, False) for parent in reversed(node.inputs))
         input_nodes = []
         for tensor in inputs:
-            if tensor.node is not None and tensor.node not in input_nodes:
+            if not tensor.node.inputs and tensor.node not in input_nodes:
                 input_nodes.append(tensor.node)
-        return [node for node in input_nodes if not node.inputs] + order
+        return input_nodes + order
 
     def _register_layers(self) -> None:
         """Adds each layer once, as a submodule named after it (names made unique as Keras does)."""
