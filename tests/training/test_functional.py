@@ -19,7 +19,7 @@ def _losses(history):
 
 
 def test_doctests_run():
-    for module in (functional, deepzen.layers.symbolic, deepzen.layers.input_layer):
+    for module in (functional, deepzen.layers.symbolic, deepzen.layers.input_layer, deepzen.layers.torch_module):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0
 
