@@ -234,6 +234,14 @@ def test_wrong_rank_names_layer_and_both_shapes():
         dense(Input((2, 5)))
 
 
+def test_a_model_called_on_the_wrong_shape_names_both():
+    inputs = Input((4,))
+    inner = Model(inputs, Dense(2)(inputs), name="inner")
+    with pytest.raises(ValueError, match=r"Layer 'inner' \(Functional\) cannot be called on an input of shape "
+                                         r"\(None, 5\); it takes inputs of shape \(None, 4\)"):
+        inner(Input((5,)))
+
+
 def test_failing_lazy_build_is_named():
     with pytest.raises(ValueError, match=r"Layer 'reshape' \(Reshape\) cannot be called .*\(None, 7\)"):
         layers.Reshape((2, 3))(Input((7,)))

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -142,6 +143,22 @@ def _probe_value(device, open_size: int):
     return make
 
 
+def _expected(layer: nn.Module, built_shape) -> str:
+    """What ``layer`` takes, for an error message: the shape it was built for or declares, if it knows one."""
+    if built_shape:
+        return f"; it was built for inputs of shape {shape_text((None, *built_shape[1:]))}"
+    declared = layer.__dict__.get("input_shape")  # a deepzen Layer's input_shape= argument
+    if isinstance(declared, tuple):
+        return f"; it declares input_shape {shape_text((None, *declared))}"
+    try:  # a model: its inputs' shapes, when it knows them
+        shapes = getattr(layer, "input_shape", None)
+    except (ValueError, AttributeError):
+        return ""
+    if isinstance(shapes, tuple) and all(d is None or isinstance(d, int) for d in shapes):
+        return f"; it takes inputs of shape {shape_text(shapes)}"
+    return f"; it takes inputs of shapes {shapes}" if shapes else ""
+
+
 def call_symbolic(layer: nn.Module, args: tuple, kwargs: dict) -> Any:
     """Records ``layer(*args, **kwargs)`` on symbolic tensors and returns its symbolic outputs.
 
@@ -169,30 +186,24 @@ def call_symbolic(layer: nn.Module, args: tuple, kwargs: dict) -> Any:
                 probes.append(nn.Module.__call__(layer, *map_leaves(make, args), **map_leaves(make, kwargs)))
     except Exception as error:
         received = ", ".join(shape_text(t.shape) for t in inputs)
-        built = f"; it was built for inputs of shape {shape_text((None, *built_shape[1:]))}" if built_shape else ""
-        declared = getattr(layer, "input_shape", None) if not built_shape else None
-        if isinstance(declared, tuple):
-            built = f"; it declares input_shape {shape_text((None, *declared))}"
         raise ValueError(f"Layer '{layer_name(layer)}' ({type(layer).__name__}) cannot be called on "
-                         f"{'an input' if len(inputs) == 1 else 'inputs'} of shape {received}{built}: "
-                         f"{type(error).__name__}: {error}") from error
+                         f"{'an input' if len(inputs) == 1 else 'inputs'} of shape {received}"
+                         f"{_expected(layer, built_shape)}: {type(error).__name__}: {error}") from error
     finally:
         layer.train(was_training)
     node = Node(layer, args, kwargs, inputs)
-    counter = iter(range(1 << 30))
-    other = leaves(probes[1]) if len(probes) > 1 else None
+    twins = iter(leaves(probes[1])) if len(probes) > 1 else None  # map_leaves visits leaves in this order
+    positions = itertools.count()
 
-    def symbolic(pair):
-        index, value = pair
+    def symbolic(value):
+        twin = next(twins) if twins is not None else None
         if not isinstance(value, torch.Tensor):
             return value
-        position = next(counter)
         shape = list(value.shape[1:])
-        if other is not None:  # axes that changed with the open input axes stay open
-            shape = [d if d == e else None for d, e in zip(shape, other[index].shape[1:])]
-        return SymbolicTensor((None, *shape), value.dtype, node, position)
+        if twin is not None:  # axes that changed with the open input axes stay open
+            shape = [d if d == e else None for d, e in zip(shape, twin.shape[1:])]
+        return SymbolicTensor((None, *shape), value.dtype, node, next(positions))
 
-    numbered = iter(range(1 << 30))
-    node.outputs = map_leaves(lambda value: symbolic((next(numbered), value)), probes[0])
+    node.outputs = map_leaves(symbolic, probes[0])
     layer.__dict__.setdefault("output", node.outputs)  # Keras's layer.output: the first call's output
     return node.outputs
