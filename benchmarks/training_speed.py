@@ -312,8 +312,11 @@ def main() -> None:
         print(json.dumps({"seconds": run_worker(*args.worker)}))
         return
     if args.paired:
+        import torch
+
         lines = [f"# Functional API vs Sequential: one process, {args.paired} alternating epochs each", "",
-                 f"Machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the start; "
+                 f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} "
+                 f"thread(s); load average {os.getloadavg()[0]:.1f} at the start; "
                  f"date {time.strftime('%Y-%m-%d')}; command: `python benchmarks/training_speed.py --paired "
                  f"{args.paired} --models {args.models}`", "",
                  "| model | Sequential (median) | Functional (median) | Functional / Sequential (median of pairs) |",
