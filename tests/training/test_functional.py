@@ -341,3 +341,12 @@ def test_calls_with_several_arguments_and_keywords_round_trip(tmp_path):
     torch.testing.assert_close(model(x), expected)
     model.save(tmp_path / "attention.deepzen")
     torch.testing.assert_close(load_model(tmp_path / "attention.deepzen")(x), expected)
+
+
+def test_open_spatial_axes_stay_open_through_strided_layers():
+    image = Input((3, None, None))
+    x = layers.Conv2D(4, 11, strides=4, activation="relu")(image)  # a kernel larger than the first probe size
+    x = layers.MaxPooling2D(2)(x)
+    assert x.shape == (None, 4, None, None)
+    model = Model(image, layers.GlobalAveragePooling2D()(x))
+    assert model(torch.zeros(1, 3, 67, 45)).shape == (1, 4)

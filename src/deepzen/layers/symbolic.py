@@ -26,8 +26,10 @@ import torch
 from torch import nn
 
 PROBE_BATCH = 2
-# An axis left open (None) is probed with each of these sizes: output axes that follow it stay open.
-OPEN_AXIS_SIZES = (8, 9)
+# An axis left open (None) is probed with two sizes: output axes that change with it stay open. Sizes far
+# apart keep strided pooling from mapping both to one size; a layer that needs more (a large kernel) gets a
+# second, larger pair.
+OPEN_AXIS_SIZES = ((16, 23), (64, 91))
 
 
 class SymbolicTensor:
@@ -173,17 +175,22 @@ def call_symbolic(layer: nn.Module, args: tuple, kwargs: dict) -> Any:
         for tensor in inputs:
             if tensor.dtype.is_floating_point and hasattr(tensor.node.layer, "adopt_integer_ids"):
                 tensor.node.layer.adopt_integer_ids()
-    sizes = OPEN_AXIS_SIZES if any(None in t.shape[1:] for t in inputs) else OPEN_AXIS_SIZES[:1]
+    open_axes = any(None in t.shape[1:] for t in inputs)
+    attempts = OPEN_AXIS_SIZES if open_axes else ((OPEN_AXIS_SIZES[0][0],),)
     device = _device_of(layer)
     built_shape = getattr(layer, "built_input_shape", None)
     was_training = layer.training
     layer.eval()  # no batch statistics are updated, no dropout is drawn
-    probes = []
     try:
         with torch.no_grad():
-            for size in sizes:
-                make = _probe_value(device, size)
-                probes.append(nn.Module.__call__(layer, *map_leaves(make, args), **map_leaves(make, kwargs)))
+            for attempt, sizes in enumerate(attempts):
+                try:
+                    probes = [nn.Module.__call__(layer, *map_leaves(_probe_value(device, size), args),
+                                                 **map_leaves(_probe_value(device, size), kwargs)) for size in sizes]
+                    break
+                except Exception:
+                    if attempt == len(attempts) - 1:
+                        raise
     except Exception as error:
         received = ", ".join(shape_text(t.shape) for t in inputs)
         raise ValueError(f"Layer '{layer_name(layer)}' ({type(layer).__name__}) cannot be called on "
