@@ -16,6 +16,16 @@ from deepzen.data.paths import data_home
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` skip on machines without CUDA (benchmarks/gpu_check.sh runs them on a GPU)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run benchmarks/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def deepzen_data_env():
     """Sets DEEPZEN_DATA to ``../shared/data`` for the session when it is unset and that folder exists."""

@@ -145,7 +145,7 @@ def test_config_is_reachable_from_the_package():
     assert importlib.import_module("deepzen").config is config
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_channels_last_matches_channels_first_on_cuda():
     torch.manual_seed(0)
     x = torch.randn(3, 2, 17, 13, device="cuda")

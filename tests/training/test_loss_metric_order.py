@@ -105,7 +105,7 @@ def test_a_custom_metric_class_with_add_weight_runs_in_fit():
     assert total == pytest.approx(float(y.sum()), rel=1e-5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_metric_states_follow_the_predictions_to_the_gpu():
     class TruePositives(metrics.Metric):
         def __init__(self, **kwargs):
