@@ -8,7 +8,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "pad_sequences": "deepzen.utils.sequence_padding",
     "plot_model": "deepzen.utils.model_plot",
+    "set_random_seed": "deepzen.utils.random_seed",
+    "to_categorical": "deepzen.utils.categorical",
 }
 
 __all__ = sorted(_EXPORTS)
