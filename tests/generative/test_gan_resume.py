@@ -13,6 +13,8 @@ from deepzen.generative import build_dcgan
 from deepzen.training.callbacks import CallbackError
 from deepzen.training.checkpoint import TrainingCheckpoint, checkpoint_position, read_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 EPOCHS, BATCH_SIZE, EVERY_STEPS = 3, 8, 2  # 44 images: 5 full batches an epoch (the last 4 images dropped)
 
 
@@ -25,14 +27,6 @@ class Crash(Callback):
     def on_train_batch_end(self, step, logs=None):
         if (self.model.fit_state["epoch"], step) == (self.epoch, self.step):
             raise RuntimeError("simulated crash")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def images() -> np.ndarray:
