@@ -2,8 +2,11 @@
 CSVLogger, GradientMonitor and WeightAverage.
 
 A callback overrides the events it needs. ``fit`` resolves once which callbacks implement each
-event, so an event nobody listens to costs nothing. Per-step events receive the step index and a
-:class:`RunningLogs`; reading it is a host sync, so a callback reads it only when it has to.
+event, so an event nobody listens to costs nothing. ``on_train_batch_begin`` receives the step index and
+an empty dict (as in Keras); ``on_train_batch_end`` receives the step index and a
+:class:`RunningLogs`, a read-only mapping (``logs["loss"]``, ``logs.get("accuracy")``); reading it is a
+host sync, so a callback reads it only when it has to. Keras's older names ``on_batch_begin`` and
+``on_batch_end`` are aliases of ``on_train_batch_begin`` and ``on_train_batch_end``.
 
 A callback that keeps state across epochs (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint) has
 ``state_dict()`` / ``load_state_dict(state)``, which resumable training checkpoints save and restore.
@@ -22,6 +25,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +36,8 @@ from deepzen.training import distributed
 
 EVENTS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
           "on_train_batch_end", "on_after_backward", "on_test_begin", "on_test_end")
+# Keras's older spellings: a callback that overrides only the alias listens to the event under its new name.
+ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
 
 
 class Callback:
@@ -50,9 +56,15 @@ class Callback:
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None): ...
 
-    def on_train_batch_begin(self, step: int, logs: "RunningLogs" = None): ...
+    def on_train_batch_begin(self, step: int, logs: dict | None = None): ...
 
     def on_train_batch_end(self, step: int, logs: "RunningLogs" = None): ...
+
+    def on_batch_begin(self, step: int, logs: dict | None = None):
+        """Keras's older name of ``on_train_batch_begin`` (called in its place when only this is overridden)."""
+
+    def on_batch_end(self, step: int, logs: "RunningLogs" = None):
+        """Keras's older name of ``on_train_batch_end`` (called in its place when only this is overridden)."""
 
     def on_after_backward(self, step: int):
         """Called after ``loss.backward()`` and before the optimizer step (gradients are populated)."""
@@ -75,9 +87,7 @@ class CallbackList:
             if not isinstance(callback, Callback):
                 raise TypeError(f"callbacks must be deepzen Callback instances. Received: {callback!r}")
             callback.set_model(model)
-        # A callback listens to an event when it (or its instance) overrides the base method.
-        self.handlers = {event: [getattr(cb, event) for cb in self.callbacks
-                                 if getattr(getattr(cb, event), "__func__", None) is not getattr(Callback, event)]
+        self.handlers = {event: [handler for handler in (_handler(cb, event) for cb in self.callbacks) if handler]
                          for event in EVENTS}
 
     def listens(self, event: str) -> bool:
@@ -98,11 +108,23 @@ class CallbackList:
                                 f"{type(error).__name__}: {error}") from error
 
 
-class RunningLogs:
-    """The running training logs of the current epoch, read from the device on demand.
+def _handler(callback: Callback, event: str) -> Callable | None:
+    """The method ``callback`` runs on ``event``: its override of the event, else its override of the event's
+    Keras alias, else None (it does not listen)."""
+    for name in (event, ALIASES.get(event)):
+        if name is not None and getattr(getattr(callback, name), "__func__", None) is not getattr(Callback, name):
+            return getattr(callback, name)
+    return None
 
-    ``read()`` is a host sync: the engine keeps losses and metric states on the device and only
-    this call brings them to the host.
+
+class RunningLogs(Mapping):
+    """The running training logs of the current epoch (mean loss and metrics so far), read from the device
+    on demand. A read-only mapping, as Keras's batch ``logs`` dict: ``logs["loss"]``, ``logs.get(...)``,
+    ``list(logs.keys())``, ``dict(logs)``.
+
+    Each access is a host sync (one read of all the values): the engine keeps losses and metric states on
+    the device and only a read brings them to the host. A callback that needs several values reads once,
+    ``values = logs.read()``.
     """
 
     def __init__(self, reader: Callable[[int], dict[str, float]]):
@@ -110,7 +132,31 @@ class RunningLogs:
         self.step = 0
 
     def read(self) -> dict[str, float]:
-        return self._reader(self.step)
+        return self._reader(self.step)  # host sync
+
+    def __getitem__(self, key: str) -> float:
+        return self.read()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.read().get(key, default)
+
+    def keys(self):
+        return self.read().keys()
+
+    def items(self):
+        return self.read().items()
+
+    def values(self):
+        return self.read().values()
+
+    def __iter__(self):
+        return iter(self.read())
+
+    def __len__(self) -> int:
+        return len(self.read())
+
+    def __repr__(self) -> str:
+        return f"RunningLogs(step={self.step}, {self.read()})"
 
 
 class History(Callback):
@@ -124,6 +170,10 @@ class History(Callback):
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
+
+    def last_logs(self) -> dict[str, float]:
+        """The logs of the last recorded epoch ({} before the first)."""
+        return {key: values[-1] for key, values in self.history.items() if values}
 
 
 def format_logs(logs: dict[str, float]) -> str:
@@ -197,11 +247,12 @@ class EarlyStopping(Callback):
         mode: "min", "max" or "auto" (max for accuracy-like names).
         restore_best_weights: load the weights of the best epoch when stopping.
         baseline: a value the monitored quantity must beat before any epoch counts as an improvement.
+        verbose: 1 prints a line when training stops (and when the best weights are restored).
     """
 
-    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
-                 restore_best_weights: bool = False, baseline: float | None = None):
-        self.monitor, self.min_delta, self.patience = monitor, abs(min_delta), patience
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, verbose: int = 0,
+                 mode: str = "auto", restore_best_weights: bool = False, baseline: float | None = None):
+        self.monitor, self.min_delta, self.patience, self.verbose = monitor, abs(min_delta), patience, verbose
         self.mode = _resolve_mode(mode, monitor)
         self.restore_best_weights, self.baseline = restore_best_weights, baseline
         self._reset()
@@ -235,46 +286,86 @@ class EarlyStopping(Callback):
         if self.wait > self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
+            _say(self.verbose, f"Epoch {epoch + 1}: early stopping")
             if self.best_weights is not None:
+                _say(self.verbose, f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
                 self.model.load_state_dict(self.best_weights)
 
 
 class ModelCheckpoint(Callback):
-    """Saves the model (safetensors + JSON config) after each epoch, or only when ``monitor`` improves.
+    """Saves the model (safetensors + JSON config) after each epoch or every ``save_freq`` batches, or only
+    when ``monitor`` improves.
 
     Args:
-        filepath: may contain ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.dz"``.
+        filepath: may contain ``{epoch}``, ``{batch}`` (with ``save_freq=N``) and log keys, e.g.
+            ``"ckpt-{epoch:02d}-{val_loss:.3f}.dz"``.
+        monitor: the log key ``save_best_only`` compares.
+        verbose: 1 prints a line at each save (and, with ``save_best_only``, at each epoch that did not improve).
         save_best_only: keep only files from improving epochs ("best"); otherwise every epoch ("last").
-        save_weights_only: kept for Keras compatibility; deepzen files always hold weights + config.
+        save_weights_only: write only the weights (``model.save_weights``) instead of the model file
+            (``model.save``: weights and config).
+        mode: "min", "max" or "auto" (max for accuracy-like names).
+        save_freq: ``"epoch"`` saves at the end of each epoch; an integer N saves after every N training
+            batches (counted across epochs), with the running logs of the epoch so far.
 
     Under torchrun every process tracks the best value, and rank 0 writes the files.
     """
 
-    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
-                 mode: str = "auto", save_weights_only: bool = False):
+    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
+                 save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
+                 save_freq: int | str = "epoch"):
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            raise ValueError(f"ModelCheckpoint expects save_freq='epoch' or a positive number of batches. "
+                             f"Received: save_freq={save_freq!r}")
         self.filepath, self.monitor, self.save_best_only = str(filepath), monitor, save_best_only
+        self.verbose, self.save_weights_only, self.save_freq = verbose, save_weights_only, save_freq
         self.mode = _resolve_mode(mode, monitor)
         self.best = math.inf if self.mode == "min" else -math.inf
+        self.batches_since_save, self.epoch = 0, 0
 
     def state_dict(self) -> dict[str, Any]:
-        """The best monitored value so far (what ``save_best_only`` compares with)."""
-        return {"best": self.best}
+        """The best monitored value so far (what ``save_best_only`` compares with) and, with
+        ``save_freq=N``, the batches counted since the last save."""
+        return {"best": self.best, "batches_since_save": self.batches_since_save}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best = state["best"]
+        self.best, self.batches_since_save = state["best"], state.get("batches_since_save", 0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, step, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self.batches_since_save += 1
+        if self.batches_since_save >= self.save_freq:
+            self.batches_since_save = 0
+            self._save(self.epoch, step, logs.read() if isinstance(logs, RunningLogs) else dict(logs or {}))
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs or {})
+
+    def _save(self, epoch: int, batch: int | None, logs: dict) -> None:
+        place = {} if batch is None else {"batch": batch + 1}
+        path = self.filepath.format(epoch=epoch + 1, **place, **logs)
         if self.save_best_only:
             value = _monitored(logs, self.monitor, type(self).__name__)
             if not _improved(value, self.best, self.mode, 0.0):
+                _say(self.verbose, f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
                 return
+            _say(self.verbose, f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {value:.5f}, "
+                               f"saving model to {path}")
             self.best = value
+        else:
+            _say(self.verbose, f"Epoch {epoch + 1}: saving model to {path}")
         if not distributed.is_rank_zero():
             return
-        path = self.filepath.format(epoch=epoch + 1, **logs)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.model.save(path)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
 
 
 class LearningRateScheduler(Callback):
@@ -335,8 +426,7 @@ class ReduceLROnPlateau(Callback):
             if self.wait >= self.patience:
                 lr = max(get_learning_rate(self.model.optimizer) * self.factor, self.min_lr)
                 set_learning_rate(self.model.optimizer, lr)
-                if self.verbose and distributed.is_rank_zero():
-                    print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {lr:.6g}")
+                _say(self.verbose, f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {lr:.6g}.")
                 self.cooldown_left, self.wait = self.cooldown, 0
 
 
@@ -537,6 +627,12 @@ def _resolve_mode(mode: str, monitor: str) -> str:
         return mode
     maximized = ("acc", "accuracy", "auc", "precision", "recall", "f1", "bleu", "return", "hit", "ndcg")
     return "max" if any(word in monitor for word in maximized) else "min"
+
+
+def _say(verbose: int, message: str) -> None:
+    """A callback's ``verbose`` message, printed by rank 0 only."""
+    if verbose and distributed.is_rank_zero():
+        print(message)
 
 
 def _monitored(logs: dict | None, monitor: str, who: str) -> float:

@@ -378,7 +378,7 @@ class Engine:
                 self.running = (step_losses, sizes)
             running.step = step
             for handler in batch_begin:
-                callbacks.fire_handler(handler, "on_train_batch_begin", step, running)
+                callbacks.fire_handler(handler, "on_train_batch_begin", step, {})  # Keras passes no logs here
             if first:  # the first step of a fit names the failing layer on errors
                 with named_layer_errors(model):
                     loss, outputs = self.train_step(x, y, weight, step, after_backward)
@@ -603,7 +603,7 @@ def run_train_steps(model: nn.Module, batches: Iterable, callbacks: CallbackList
     for step, (x, y, weight) in enumerate(batches, start):
         running.step = step
         for handler in batch_begin:
-            callbacks.fire_handler(handler, "on_train_batch_begin", step, running)
+            callbacks.fire_handler(handler, "on_train_batch_begin", step, {})  # Keras passes no logs here
         if step == start:
             with named_layer_errors(model):
                 logs = model.train_step(step_data(x, y, weight))

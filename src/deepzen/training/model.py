@@ -491,7 +491,7 @@ class Model(nn.Module):
             callback_list.fire("on_epoch_end", epoch, logs)
             if self.stop_training:
                 break
-        callback_list.fire("on_train_end", {})
+        callback_list.fire("on_train_end", dict(self.history.last_logs()))  # Keras passes the last epoch's logs
         return self.history
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None, verbose: Any = "auto",
