@@ -75,8 +75,9 @@ TRANSLATOR = {"max_train_pairs": 200, "max_eval_pairs": 4, "max_steps": 4, "minu
 TINY: dict[str, Tiny] = {
     "digits-cnn": Tiny({"filters": 4, "batch_size": 128, "verbose": 0}),
     "mnist-lenet5": Tiny({"train_samples": 256, "test_samples": 128, "batch_size": 64, "verbose": 0}),
+    # its cosine schedule spans the configured epochs, so 1 epoch + --set epochs=2 is another schedule
     "mnist-resnet": Tiny({"model": "resnet20", "train_samples": 128, "test_samples": 64, "batch_size": 64,
-                          "verbose": 0}),
+                          "verbose": 0}, interrupt=True),
     "mnist-transfer": Tiny({"source_samples": 256, "per_class": 4, "batch_size": 16, "feature_hidden": 0,
                             "verbose": 0}, epoch_keys=("source_epochs", "target_epochs")),
     "mnist-dcgan": Tiny({"train_images": 128, "batch_size": 64, "latent_dim": 8, "base_filters": 4,
@@ -88,7 +89,7 @@ TINY: dict[str, Tiny] = {
     "conll-bilstm-crf": Tiny({"max_train_sentences": 48, "max_eval_sentences": 16, "batch_size": 16, "word_dim": 8,
                               "char_dim": 4, "char_units": 4, "units": 8, "verbose": 0}),
     "movielens-ncf": Tiny({"data": _head("ml-100k", "u.data", 3000), "factors": 4, "layers": (8, 4), "negatives": 1,
-                           "batch_size": 512, "ranking": False, "verbose": 0}),
+                           "batch_size": 512, "verbose": 0}),
     "shakespeare-char-lstm": Tiny(LANGUAGE_MODEL, epoch_keys=(), interrupt=True),
     "shakespeare-char-transformer": Tiny(LANGUAGE_MODEL, epoch_keys=(), interrupt=True),
     "multi30k-transformer": Tiny(TRANSLATOR, epoch_keys=(), interrupt=True),
@@ -102,7 +103,14 @@ OWN_LOOP = {
     "movielens-mf": "matrix factorization keeps its own SGD epoch loop (recommend/factorization.py), not Model.fit",
 }
 
-XFAIL: dict[str, str] = {}
+_BUDGET = ("TrainingBudget (text/generation_recipes.py) keeps its step count, training time and curve without a "
+           "state_dict, so a resumed fit restarts its learning-rate schedule and step budget at 0")
+XFAIL: dict[str, str] = {
+    "shakespeare-char-lstm": _BUDGET + "; TextWindows' torch.Generator (text/language_model.py) restarts too",
+    "shakespeare-char-transformer": _BUDGET + "; TextWindows' torch.Generator (text/language_model.py) restarts too",
+    "multi30k-transformer": _BUDGET + "; ParallelBatches (text/translation.py) count epochs from 0 again",
+    "multi30k-gru-attention": _BUDGET + "; ParallelBatches (text/translation.py) count epochs from 0 again",
+}
 
 
 def _settings(tiny: Tiny, tmp_path: Path, home: Path, epochs: int) -> dict:

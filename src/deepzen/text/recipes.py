@@ -106,6 +106,18 @@ def _cut(tensor: torch.Tensor, sizes: np.ndarray) -> torch.Tensor:
     return tensor[(slice(None), *(slice(0, max(int(size), 1)) for size in sizes))]
 
 
+class FollowEpochs(Callback):
+    """Sets a :class:`BucketedBatches`' epoch to the fit's at each epoch start, so that a fit resumed from a
+    checkpoint draws the batch order the uninterrupted fit drew (the batches count the epochs they serve, and
+    a resumed process's batches start counting at 0)."""
+
+    def __init__(self, batches: BucketedBatches):
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
+
+
 class TimeBudget(Callback):
     """Stops training at the end of the first epoch that ends after ``minutes`` of training."""
 
@@ -203,11 +215,12 @@ def train_text_classifier(config: TextClassificationConfig, train: tuple[list, n
                   loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True),
                   metrics=["accuracy"], device=device)
     best = EarlyStopping(monitor="val_accuracy", mode="max", patience=config.epochs, restore_best_weights=True)
-    callbacks = [best]
+    training = batches(train_tokens, train[1], config.batch_size, True)
+    callbacks = [FollowEpochs(training), best]
     if config.max_norm > 0 and config.model == "textcnn":
         callbacks.append(MaxNormConstraint(lambda: network.output.weight, config.max_norm))
     started = time.perf_counter()
-    model.fit(batches(train_tokens, train[1], config.batch_size, True), epochs=config.epochs,
+    model.fit(training, epochs=config.epochs,
               validation_data=batches([tokenize(t) for t in dev[0]], dev[1], 256, False),
               callbacks=callbacks, verbose=config.verbose)
     seconds = time.perf_counter() - started
@@ -433,7 +446,7 @@ def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
     started = time.perf_counter()
     # The weight average goes first so that the dev F1 and the kept best epoch are the average's.
     callbacks = [WeightAverage(config.weight_average)] if config.weight_average else []
-    callbacks += [EntityF1(vocabulary, *evaluation["valid"]), best]
+    callbacks += [FollowEpochs(training), EntityF1(vocabulary, *evaluation["valid"]), best]
     if config.lr_decay:
         callbacks.append(LearningRateScheduler(lambda epoch, lr: config.learning_rate / (1 + config.lr_decay * epoch)))
     if config.max_minutes:
