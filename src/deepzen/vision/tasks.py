@@ -30,6 +30,8 @@ from torch import nn
 
 from deepzen.data.images import CIFAR10_CLASSES, load_cifar10, load_mnist
 from deepzen.data.paths import PathLike
+from deepzen.training import distributed
+from deepzen.training.callbacks import Callback
 from deepzen.vision.augment import Augment, RandomCrop, RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 
 MNIST_FORMAT_DATASETS = ("mnist", "fashion-mnist", "kmnist")
@@ -226,6 +228,24 @@ class Augmented(nn.Module):
         return self.net(self.augment(x))
 
 
+class AugmentationState(Callback):
+    """Keeps a seeded augmentation pipeline's generator state in the fit's checkpoint, so that a resumed fit
+    augments its next epochs as the uninterrupted fit would have (the generator is not a weight of the model).
+
+    Args:
+        pipeline: the :class:`~deepzen.vision.augment.Augment` the model's forward draws from.
+    """
+
+    def __init__(self, pipeline: Augment):
+        self.pipeline = pipeline
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.pipeline.generator(self.model.device).get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.pipeline.generator(self.model.device).set_state(state["generator"])
+
+
 def image_classifier(name: str, data: ImageData, *, augment: str = "none", seed: int | None = None,
                      **model_kwargs: Any):
     """A zoo model sized for ``data`` (classes, channels), wrapped in a :class:`deepzen.models.Model`.
@@ -309,6 +329,10 @@ def fit_classifier(model, data: ImageData, optimizer: Any, *, epochs: int, batch
 
     model.compile(optimizer=optimizer, loss=classification_loss(label_smoothing), metrics=["accuracy"])
     callbacks = [*callbacks, *([LearningRateScheduler(schedule)] if schedule is not None else [])]
+    module = getattr(model, "module", None)
+    # Under torchrun each process augments from seed + rank; one saved state would make them all draw alike.
+    if isinstance(module, Augmented) and module.augment.seed is not None and not distributed.active():
+        callbacks.append(AugmentationState(module.augment))
     return model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=verbose,
                      callbacks=callbacks)
 
