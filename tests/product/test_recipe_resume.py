@@ -7,9 +7,11 @@ is registered) the recipe runs twice on the tiniest real-data settings that stil
 - for 1 epoch, then resumed in its folder with ``Run.open(path, {"epochs": 2}).execute()`` (what
   ``deepzen train --resume RUN --set epochs=2`` does).
 
-Recipes whose training length is a step budget (``epochs`` is not a setting: the language models and
-translators stop by ``TrainingBudget``) are instead interrupted as by Ctrl-C at the end of their first
-epoch and resumed with the same settings.
+Where a shorter first run would train something else, the shorter run is instead interrupted as by Ctrl-C at
+the end of its first epoch and resumed with the same settings: recipes whose learning-rate schedule spans the
+configured epochs, recipes whose later fits start from an earlier fit's network, and recipes whose training
+length is a step budget (``epochs`` is not a setting: the language models and translators stop by
+``TrainingBudget``).
 
 Every checkpoint the run wrote (``checkpoint.ckpt``, ``checkpoint-2.ckpt``... one per fit) must then hold
 bit-identical tensors (model weights, optimizer states, callback states, RNG states) and the same history.
@@ -78,8 +80,9 @@ TINY: dict[str, Tiny] = {
     # its cosine schedule spans the configured epochs, so 1 epoch + --set epochs=2 is another schedule
     "mnist-resnet": Tiny({"model": "resnet20", "train_samples": 128, "test_samples": 64, "batch_size": 64,
                           "verbose": 0}, interrupt=True),
+    # its later fits start from the source network, so a shorter source fit gives them other data
     "mnist-transfer": Tiny({"source_samples": 256, "per_class": 4, "batch_size": 16, "feature_hidden": 0,
-                            "verbose": 0}, epoch_keys=("source_epochs", "target_epochs")),
+                            "verbose": 0}, epoch_keys=("source_epochs", "target_epochs"), interrupt=True),
     "mnist-dcgan": Tiny({"train_images": 128, "batch_size": 64, "latent_dim": 8, "base_filters": 4,
                          "num_generated": 128, "classifier_epochs": 1, "verbose": 0}),
     "mr-textcnn": Tiny({**TEXT_CLASSIFIER, "max_folds": 1}),
