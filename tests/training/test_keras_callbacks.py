@@ -125,3 +125,67 @@ def test_model_checkpoint_every_n_batches_with_weights_only(tmp_path):
 def test_model_checkpoint_refuses_bad_save_freq(save_freq):
     with pytest.raises(ValueError, match=r"save_freq='epoch' or a positive number of batches. Received: save_freq="):
         ModelCheckpoint("m.dz", save_freq=save_freq)
+
+
+class EventLog(Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_test_begin(self, logs=None):
+        self.events.append(("test_begin", list(logs.keys())))
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self.events.append(("test_batch_begin", batch))
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.events.append(("test_batch_end", batch, round(logs["loss"], 6)))
+
+    def on_test_end(self, logs=None):
+        self.events.append(("test_end", round(logs["loss"], 6)))
+
+    def on_predict_begin(self, logs=None):
+        self.events.append(("predict_begin",))
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        self.events.append(("predict_batch_begin", batch))
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.events.append(("predict_batch_end", batch, tuple(logs["outputs"].shape)))
+
+    def on_predict_end(self, logs=None):
+        self.events.append(("predict_end",))
+
+
+def test_evaluate_and_predict_fire_keras_events():
+    x, y = regression(40)
+    model = linear_model()
+    log = EventLog()
+    loss = model.evaluate(x, y, batch_size=16, verbose=0, callbacks=[log])
+    assert [event[:2] for event in log.events] == [("test_begin", []), ("test_batch_begin", 0), ("test_batch_end", 0),
+                                                   ("test_batch_begin", 1), ("test_batch_end", 1),
+                                                   ("test_batch_begin", 2), ("test_batch_end", 2),
+                                                   ("test_end", round(loss, 6))]
+    # the last batch's running logs are the evaluation's logs
+    assert log.events[-2][2] == pytest.approx(loss, rel=1e-5)
+    log.events.clear()
+    model.predict(x, batch_size=32, callbacks=[log])
+    assert log.events == [("predict_begin",), ("predict_batch_begin", 0), ("predict_batch_end", 0, (32, 1)),
+                          ("predict_batch_begin", 1), ("predict_batch_end", 1, (8, 1)), ("predict_end",)]
+
+
+def test_fit_validation_fires_test_batch_events_also_for_a_custom_test_step():
+    class Stepper(deepzen.Model):
+        def test_step(self, data):
+            x, y = data
+            loss = self.compute_loss(y=y, y_pred=self(x))
+            return {"loss": loss}
+
+    x, y = regression(48)
+    for model in (linear_model(), Stepper(torch.nn.Linear(4, 1))):
+        if isinstance(model, Stepper):
+            model.compile(optimizer="sgd", loss="mse")
+        log = EventLog()
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x[:32], y[:32]),
+                  validation_batch_size=16, callbacks=[log])
+        assert [event[0] for event in log.events] == ["test_begin", "test_batch_begin", "test_batch_end",
+                                                      "test_batch_begin", "test_batch_end", "test_end"]

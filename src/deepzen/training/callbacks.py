@@ -35,7 +35,9 @@ from deepzen.serializable import ModelFileError
 from deepzen.training import distributed
 
 EVENTS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
-          "on_train_batch_end", "on_after_backward", "on_test_begin", "on_test_end")
+          "on_train_batch_end", "on_after_backward", "on_test_begin", "on_test_end", "on_test_batch_begin",
+          "on_test_batch_end", "on_predict_begin", "on_predict_end", "on_predict_batch_begin",
+          "on_predict_batch_end")
 # Keras's older spellings: a callback that overrides only the alias listens to the event under its new name.
 ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
 
@@ -69,9 +71,25 @@ class Callback:
     def on_after_backward(self, step: int):
         """Called after ``loss.backward()`` and before the optimizer step (gradients are populated)."""
 
-    def on_test_begin(self, logs: dict | None = None): ...
+    def on_test_begin(self, logs: dict | None = None):
+        """Called when ``evaluate`` starts, and before each validation of ``fit``."""
 
-    def on_test_end(self, logs: dict | None = None): ...
+    def on_test_end(self, logs: dict | None = None):
+        """Called with the evaluation's logs when ``evaluate`` (or a validation of ``fit``) ends."""
+
+    def on_test_batch_begin(self, step: int, logs: dict | None = None): ...
+
+    def on_test_batch_end(self, step: int, logs: "RunningLogs" = None):
+        """``logs``: the running loss and metrics of this evaluation so far (a host sync when read)."""
+
+    def on_predict_begin(self, logs: dict | None = None): ...
+
+    def on_predict_end(self, logs: dict | None = None): ...
+
+    def on_predict_batch_begin(self, step: int, logs: dict | None = None): ...
+
+    def on_predict_batch_end(self, step: int, logs: dict | None = None):
+        """``logs["outputs"]``: this batch's outputs (on the model's device)."""
 
 
 class CallbackError(RuntimeError):
@@ -79,7 +97,7 @@ class CallbackError(RuntimeError):
 
 
 class CallbackList:
-    """The callbacks of one ``fit``, with per-event handler tables resolved once."""
+    """The callbacks of one ``fit``, ``evaluate`` or ``predict``, with per-event handler tables resolved once."""
 
     def __init__(self, callbacks: list[Callback], model):
         self.callbacks = list(callbacks)

@@ -32,6 +32,7 @@ PRECISIONS = {"float32": None, "32": None, "mixed_bfloat16": torch.bfloat16, "bf
               "mixed_float16": torch.float16, "16-mixed": torch.float16}
 
 SYNC_SECONDS = 1.0  # the host reads the running loss (and checks it is finite) about this often
+NO_CALLBACKS = CallbackList([], None)  # evaluate/predict without callbacks: every event's table is empty
 MEMORY_FORMATS = ("auto", "channels_last", "channels_first")
 
 
@@ -450,14 +451,21 @@ class Engine:
         return dict(zip(["loss", *self.metric_names()], numbers))
 
     @torch.no_grad()
-    def evaluate(self, data: ArrayData | Iterable, batch_size: int) -> dict[str, float]:
+    def evaluate(self, data: ArrayData | Iterable, batch_size: int, callbacks: CallbackList | None = None
+                 ) -> dict[str, float]:
+        """The mean loss and metrics over ``data``; ``callbacks`` get the test-batch events."""
         model = self.model
         model.eval()
         metrics = self.validation_metrics()
         total, count = None, 0
         batches = data.batches(batch_size) if isinstance(data, ArrayData) else data
+        callbacks = callbacks or NO_CALLBACKS
+        batch_begin, batch_end = callbacks.handlers["on_test_batch_begin"], callbacks.handlers["on_test_batch_end"]
+        running = RunningLogs(lambda step: self._results(total, count, metrics, across_ranks=False))
         first = True
-        for x, y, weight in batches:
+        for step, (x, y, weight) in enumerate(batches):
+            for handler in batch_begin:
+                callbacks.fire_handler(handler, "on_test_batch_begin", step, {})
             if self.channels_last:
                 x = channels_last_inputs(x)
             with self.autocast():
@@ -472,6 +480,9 @@ class Engine:
             total = loss.float() * n if total is None else total + loss.float() * n
             count += n
             self.update_metrics(metrics, outputs, y)
+            running.step = step
+            for handler in batch_end:
+                callbacks.fire_handler(handler, "on_test_batch_end", step, running)
         if total is None:
             raise ValueError("evaluate received no batches: the data is empty")
         return self._results(total, count, metrics, across_ranks=True)  # host sync: once per evaluation
@@ -677,13 +688,22 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def run_test_steps(model: nn.Module, batches: Iterable) -> dict:
-    """Calls the model's own ``test_step(data)`` for each batch; returns the last logs as floats."""
+def run_test_steps(model: nn.Module, batches: Iterable, callbacks: CallbackList | None = None) -> dict:
+    """Calls the model's own ``test_step(data)`` for each batch; returns the last logs as floats.
+    ``callbacks`` get the test-batch events, with the step's logs."""
     model.eval()
     reset_metrics(model.metrics)
     logs: Any = None
-    for x, y, weight in batches:
+    callbacks = callbacks or NO_CALLBACKS
+    batch_begin, batch_end = callbacks.handlers["on_test_batch_begin"], callbacks.handlers["on_test_batch_end"]
+    running = RunningLogs(lambda step: logs_as_floats(logs))
+    for step, (x, y, weight) in enumerate(batches):
+        for handler in batch_begin:
+            callbacks.fire_handler(handler, "on_test_batch_begin", step, {})
         logs = model.test_step(step_data(x, y, weight))
+        running.step = step
+        for handler in batch_end:
+            callbacks.fire_handler(handler, "on_test_batch_end", step, running)
     if logs is None:
         raise ValueError("evaluate received no batches: the data is empty")
     return logs_as_floats(logs)  # host sync: once per evaluation
@@ -707,14 +727,20 @@ def _batch_size(y: Any) -> int:
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, batches: Iterable, autocast, step=None) -> Any:
+def predict_batches(model: nn.Module, batches: Iterable, autocast, step=None,
+                    callbacks: CallbackList | None = None) -> Any:
     """Runs ``model`` (or ``step(x)``, an overriding ``predict_step``) over batches of inputs and
-    concatenates the outputs (on the model's device)."""
+    concatenates the outputs (on the model's device). ``callbacks`` get the predict-batch events."""
     model.eval()
     step = step or (lambda x: call_model(model, x))  # noqa: E731
     outputs = []
+    callbacks = callbacks or NO_CALLBACKS
+    batch_begin = callbacks.handlers["on_predict_batch_begin"]
+    batch_end = callbacks.handlers["on_predict_batch_end"]
     first = True
-    for x in batches:
+    for index, x in enumerate(batches):
+        for handler in batch_begin:
+            callbacks.fire_handler(handler, "on_predict_batch_begin", index, {})
         with autocast():
             if first:
                 with named_layer_errors(model):
@@ -722,6 +748,8 @@ def predict_batches(model: nn.Module, batches: Iterable, autocast, step=None) ->
                 first = False
             else:
                 outputs.append(step(x))
+        for handler in batch_end:
+            callbacks.fire_handler(handler, "on_predict_batch_end", index, {"outputs": outputs[-1]})
     if not outputs:
         raise ValueError("predict received no data")
     head = outputs[0]

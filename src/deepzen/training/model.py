@@ -483,9 +483,9 @@ class Model(nn.Module):
                 if validation_steps is not None:
                     val_batches = itertools.islice(val_batches, validation_steps)
                 if custom_test:
-                    val_logs = run_test_steps(self, val_batches)
+                    val_logs = run_test_steps(self, val_batches, callback_list)
                 else:
-                    val_logs = engine.evaluate(val_batches, validation_batch_size)
+                    val_logs = engine.evaluate(val_batches, validation_batch_size, callback_list)
                 callback_list.fire("on_test_end", val_logs)
                 logs.update({f"val_{key}": value for key, value in val_logs.items()})
             callback_list.fire("on_epoch_end", epoch, logs)
@@ -495,9 +495,10 @@ class Model(nn.Module):
         return self.history
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None, verbose: Any = "auto",
-                 sample_weight: Any = None, steps: int | None = None, return_dict: bool = False,
-                 **kwargs: Any) -> Any:
-        """The loss (and metrics) on the given data.
+                 sample_weight: Any = None, steps: int | None = None, callbacks: list[Callback] | None = None,
+                 return_dict: bool = False, **kwargs: Any) -> Any:
+        """The loss (and metrics) on the given data. ``callbacks`` get ``on_test_begin``, the test-batch
+        events and ``on_test_end`` (with the logs).
 
         Returns:
             The loss as a float, or ``[loss, metric1, ...]`` when metrics were compiled (Keras's order);
@@ -518,7 +519,13 @@ class Model(nn.Module):
         batches = self._batches(data, batch_size)
         if steps is not None:
             batches = itertools.islice(batches, steps)
-        logs = run_test_steps(self, batches) if custom_test else engine.evaluate(batches, batch_size)
+        callback_list = CallbackList(callbacks or [], self)
+        callback_list.fire("on_test_begin", {})
+        if custom_test:
+            logs = run_test_steps(self, batches, callback_list)
+        else:
+            logs = engine.evaluate(batches, batch_size, callback_list)
+        callback_list.fire("on_test_end", logs)
         if verbose not in (0, False) and distributed.is_rank_zero():
             print(" - ".join(f"{key}: {value:.4g}" for key, value in logs.items()))
         if return_dict:
@@ -527,8 +534,9 @@ class Model(nn.Module):
         return values[0] if len(values) == 1 else values
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0, steps: int | None = None,
-                **kwargs: Any) -> Any:
-        """Outputs for ``x``, batched, without gradients: NumPy for NumPy input, tensors for tensor input."""
+                callbacks: list[Callback] | None = None, **kwargs: Any) -> Any:
+        """Outputs for ``x``, batched, without gradients: NumPy for NumPy input, tensors for tensor input.
+        ``callbacks`` get ``on_predict_begin``, the predict-batch events and ``on_predict_end``."""
         _refuse_unknown(self.predict, kwargs)
         batch_size = _check_batch_size(batch_size, INFERENCE_BATCH_SIZE)
         data = self._as_data(x, call="predict")
@@ -542,7 +550,11 @@ class Model(nn.Module):
         if steps is not None:
             batches = itertools.islice(batches, steps)
         autocast = self.engine.autocast if self.engine is not None else _no_autocast
-        outputs = predict_batches(self, batches, autocast, self.predict_step if custom_predict else None)
+        callback_list = CallbackList(callbacks or [], self)
+        callback_list.fire("on_predict_begin", {})
+        outputs = predict_batches(self, batches, autocast, self.predict_step if custom_predict else None,
+                                  callback_list)
+        callback_list.fire("on_predict_end", {})
         if any(isinstance(leaf, torch.Tensor) for leaf in leaves(x)):
             return outputs
         return map_structure(lambda t: t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy(), outputs)
