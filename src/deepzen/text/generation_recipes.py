@@ -34,6 +34,7 @@ import torch
 import deepzen
 from deepzen.callbacks import Callback
 from deepzen.recipes import register_recipe, run_file, write_text
+from deepzen.text.recipes import FollowEpochs
 from deepzen.training.callbacks import set_learning_rate
 from deepzen.training.serialization import atomic_write, load_model
 
@@ -64,6 +65,7 @@ class TrainingBudget(Callback):
         self.learning_rate, self.seconds, self.max_steps = learning_rate, minutes * 60.0, max_steps
         self.warmup_steps, self.min_fraction = warmup_steps, min_fraction
         self.curve: list[dict] = []
+        self.start, self.paused, self.steps = time.perf_counter(), 0.0, 0
 
     @property
     def training_seconds(self) -> float:
@@ -94,10 +96,45 @@ class TrainingBudget(Callback):
     def on_test_end(self, logs=None):
         self.paused += time.perf_counter() - self.pause_start
 
+    def state_dict(self) -> dict:
+        """The steps and training time used and the curve so far: a resumed fit continues the budget and the
+        learning-rate schedule where they were."""
+        return {"steps": self.steps, "seconds": self.training_seconds, "curve": [dict(point) for point in self.curve]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps, self.curve = int(state["steps"]), [dict(point) for point in state["curve"]]
+        self.start, self.paused = time.perf_counter() - float(state["seconds"]), 0.0
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self.curve.append({"steps": self.steps, "seconds": round(self.training_seconds, 1),
                            "loss": logs.get("loss"), "val_loss": logs.get("val_loss")})
+
+
+class GeneratorState(Callback):
+    """Keeps the state of a ``torch.Generator`` that the training batches draw from (:class:`TextWindows`') in
+    the fit's checkpoint, as it was when the epoch began, so that a resumed fit draws the batches the
+    uninterrupted fit drew (a resume inside an epoch draws that epoch again and skips the steps done).
+
+    Put it before the callbacks that end epochs early, so its epoch-end state is the one saved.
+    """
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+        self.epoch_start = generator.get_state()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = self.generator.get_state()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_start = self.generator.get_state()  # the next epoch's draws start here
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.epoch_start}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.epoch_start = state["generator"]
+        self.generator.set_state(self.epoch_start)
 
 
 def _write_curve(curve: list[dict], path: Path) -> None:
@@ -186,7 +223,8 @@ def train_language_model(config: LanguageModelConfig, run_dir: Path) -> dict:
     validation = consecutive_windows(ids[split:], eval_len)
     budget = TrainingBudget(config.learning_rate, config.minutes, config.max_steps, config.warmup_steps,
                             config.min_lr_fraction)
-    model.fit(windows, epochs=_FOREVER, validation_data=validation, callbacks=[budget], verbose=config.verbose)
+    model.fit(windows, epochs=_FOREVER, validation_data=validation,
+              callbacks=[GeneratorState(windows.generator), budget], verbose=config.verbose)
     val_loss = budget.curve[-1]["val_loss"]
     sample = model.generate(config.prompt, config.sample_length, config.temperature, config.top_k or None,
                             config.top_p if config.top_p < 1.0 else None, seed=config.seed)
@@ -336,7 +374,8 @@ def train_translation(config: TranslationConfig, run_dir: Path) -> dict:
                                  shuffle=False)
     budget = TrainingBudget(config.learning_rate, config.minutes, config.max_steps, config.warmup_steps,
                             config.min_lr_fraction)
-    model.fit(train, epochs=_FOREVER, validation_data=validation, callbacks=[budget], verbose=config.verbose)
+    model.fit(train, epochs=_FOREVER, validation_data=validation, callbacks=[FollowEpochs(train), budget],
+              verbose=config.verbose)
 
     test_source, test_target = (limit(texts, config.max_eval_pairs) for texts in pairs["test"])
     metrics = {"val_loss": budget.curve[-1]["val_loss"], "training_minutes": budget.curve[-1]["seconds"] / 60.0,
