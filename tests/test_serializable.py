@@ -53,3 +53,23 @@ def test_depth_is_bounded_without_recursion():
     with pytest.raises(ModelFileError, match="nested more than 64"):
         check_depth(deep, "a config")
     check_depth([[[]]], "a config")
+
+
+def test_a_fresh_process_loads_a_model_file_with_only_load_model_imported(tmp_path):
+    """deepzen's own classes register when their modules load: load_model imports those (a fixed list)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from deepzen.layers import Dense
+    from deepzen.models import Sequential
+
+    model = Sequential([Dense(3, input_dim=2)])
+    model.build()
+    model.save(tmp_path / "m.dz")
+    code = ("import sys; from deepzen.training.serialization import load_model; "
+            "print(type(load_model(sys.argv[1])).__name__)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.dz")], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "Sequential", done.stderr
+    assert np.isfinite(model.predict(np.ones((1, 2), np.float32))).all()

@@ -91,6 +91,25 @@ def custom_object_scope(objects: dict[str, Any] | None) -> Iterator[None]:
         _custom_objects.reset(token)
 
 
+# deepzen's own modules whose classes register themselves on import. A fixed list, imported the first time
+# a config names a class not yet registered - never a module named by a file.
+BUILTIN_MODULES = ("deepzen.layers", "deepzen.losses", "deepzen.metrics", "deepzen.optimizers",
+                   "deepzen.initializers", "deepzen.regularizers", "deepzen.data.text", "deepzen.training.model",
+                   "deepzen.training.functional", "deepzen.vision.models", "deepzen.text.language_model",
+                   "deepzen.text.tagging", "deepzen.text.translation", "deepzen.generative.trainer")
+_builtins_imported = False
+
+
+def _import_builtin_classes() -> None:
+    global _builtins_imported
+    if not _builtins_imported:
+        import importlib
+
+        for module in BUILTIN_MODULES:
+            importlib.import_module(module)
+        _builtins_imported = True
+
+
 def serializable_class(name: Any, module: Any = None) -> type:
     """The class a config names; raises :class:`ModelFileError` for any class not registered."""
     if not isinstance(name, str) or (module is not None and not isinstance(module, str)):
@@ -98,6 +117,8 @@ def serializable_class(name: Any, module: Any = None) -> type:
     custom = _custom_objects.get()
     if name in custom:
         return custom[name]
+    if name not in _CLASSES:
+        _import_builtin_classes()
     candidates = _CLASSES.get(name, [])
     if len(candidates) > 1 and module is not None:
         candidates = [c for c in candidates if c.__module__ == module] or candidates
