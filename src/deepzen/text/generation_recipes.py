@@ -34,8 +34,7 @@ import torch
 import deepzen
 from deepzen.callbacks import Callback
 from deepzen.recipes import register_recipe, run_file, write_text
-from deepzen.text.recipes import FollowEpochs
-from deepzen.training.callbacks import set_learning_rate
+from deepzen.training.callbacks import FollowEpochs, set_learning_rate
 from deepzen.training.serialization import atomic_write, load_model
 
 _FOREVER = 10 ** 9  # epochs: the time budget or max_steps ends training

@@ -32,7 +32,7 @@ import torch
 import deepzen
 from deepzen.data.text import length_buckets
 from deepzen.recipes import register_recipe, run_file, write_text
-from deepzen.training.callbacks import Callback
+from deepzen.training.callbacks import Callback, FollowEpochs
 
 
 # == shared by the text recipes: length-bucketed batches, a time budget ======================================
@@ -104,18 +104,6 @@ def _extents(present: torch.Tensor) -> np.ndarray:
 def _cut(tensor: torch.Tensor, sizes: np.ndarray) -> torch.Tensor:
     """``tensor[:, :sizes[0], :sizes[1], ...]`` (a view), at least 1 along every axis."""
     return tensor[(slice(None), *(slice(0, max(int(size), 1)) for size in sizes))]
-
-
-class FollowEpochs(Callback):
-    """Sets a :class:`BucketedBatches`' epoch to the fit's at each epoch start, so that a fit resumed from a
-    checkpoint draws the batch order the uninterrupted fit drew (the batches count the epochs they serve, and
-    a resumed process's batches start counting at 0)."""
-
-    def __init__(self, batches: BucketedBatches):
-        self.batches = batches
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.batches.epoch = epoch
 
 
 class TimeBudget(Callback):

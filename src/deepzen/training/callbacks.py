@@ -615,6 +615,21 @@ class WeightAverage(Callback):
         self.live = None
 
 
+class FollowEpochs(Callback):
+    """Sets a batch source's ``epoch`` to the fit's at each epoch start.
+
+    Batchers that shuffle by epoch (``BucketedBatches``, ``ParallelBatches``) count the epochs they serve,
+    and a resumed process's batcher starts counting at 0: this keeps a fit resumed from a checkpoint on
+    the batch order the uninterrupted fit drew.
+    """
+
+    def __init__(self, batches: Any):
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
+
+
 class TerminateOnNaN(Callback):
     """Stops at the first non-finite loss, checked every step (one host sync per step: debugging only)."""
 
