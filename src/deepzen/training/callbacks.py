@@ -324,7 +324,8 @@ class ModelCheckpoint(Callback):
             (``model.save``: weights and config).
         mode: "min", "max" or "auto" (max for accuracy-like names).
         save_freq: ``"epoch"`` saves at the end of each epoch; an integer N saves after every N training
-            batches (counted across epochs), with the running logs of the epoch so far.
+            batches (counted across epochs), with the running logs of the epoch so far (so ``monitor`` and the
+            keys in ``filepath`` must be training keys such as "loss"; validation runs at epoch ends only).
 
     Under torchrun every process tracks the best value, and rank 0 writes the files.
     """
