@@ -16,7 +16,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from deepzen.data.arrays import map_structure
 from deepzen.layers import legacy
+from deepzen.layers.subclassing import SubclassingAPI, forward_from_call, refreeze
 from deepzen.layers.symbolic import call_symbolic, has_symbolic
 from deepzen.serializable import config_value, register_serializable, value_from_config
 
@@ -39,13 +41,18 @@ def set_trainable(module: nn.Module, trainable: bool) -> None:
     for inner in module.modules():
         inner.__dict__["_trainable"] = bool(trainable)
     module.requires_grad_(bool(trainable))
+    if trainable:
+        refreeze(module)  # add_weight(trainable=False) weights stay non-trainable, as in Keras
 
 
-class Layer(nn.Module):
+class Layer(SubclassingAPI, nn.Module):
     """Base class of deepzen layers.
 
     Subclasses create parameters in :meth:`build` from the full input shape (batch dimension
-    included) and compute in ``forward``. Constructor arguments are recorded automatically, so
+    included, as Keras passes it; a list of shapes for a tuple or list of inputs) and compute in
+    ``forward``, or, as in Keras, in ``call(self, inputs, training=None, mask=None)`` with weights made
+    by ``self.add_weight(...)`` and extra losses given to ``self.add_loss(...)`` (see
+    ``layers/subclassing.py``). Constructor arguments are recorded automatically, so
     :meth:`get_config` / :meth:`from_config` round-trip any layer whose arguments are plain values.
 
     Args:
@@ -57,6 +64,7 @@ class Layer(nn.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         register_serializable(cls)  # so model files can name it
+        forward_from_call(cls)  # Keras's call(): forward runs it (decided once, here)
         init = cls.__dict__.get("__init__")
         if init is None:
             return
@@ -110,14 +118,26 @@ class Layer(nn.Module):
         """Creates the parameters for inputs of ``input_shape`` (batch dimension first)."""
 
     def _build_on_first_call(self, args):
-        if not args or not isinstance(args[0], torch.Tensor):
-            raise TypeError(f"Layer '{self.display_name}' expects a tensor as its first input. "
-                            f"Received: {type(args[0]).__name__ if args else 'no input'}")
+        if not args or not isinstance(args[0], torch.Tensor) and not (
+                isinstance(args[0], (tuple, list)) and args[0] and all(isinstance(t, torch.Tensor) for t in args[0])):
+            raise TypeError(f"Layer '{self.display_name}' expects a tensor (or a tuple or list of tensors) as its "
+                            f"first input. Received: {type(args[0]).__name__ if args else 'no input'}")
         self.build_for(args[0])
 
-    def build_for(self, x: torch.Tensor) -> None:
-        """Builds the layer for the example input ``x`` (its device and dtype are used)."""
+    def build_for(self, x: Any) -> None:
+        """Builds the layer for the example input ``x`` (its device and dtype are used); for a tuple or
+        list of tensors, ``build`` receives the list of their shapes."""
         if self.built:
+            return
+        if not isinstance(x, torch.Tensor):  # several inputs: build(list of shapes), as in Keras
+            self._device, self._dtype = x[0].device, (x[0].dtype if x[0].is_floating_point()
+                                                      else torch.get_default_dtype())
+            shapes = map_structure(lambda t: tuple(t.shape), list(x))
+            self.build(shapes)
+            self.train(self.training)
+            self.built_input_shape = shapes
+            self.built = True
+            self._build_hook.remove()
             return
         received = tuple(x.shape[1:])
         if self.input_shape is not None and len(received) == len(self.input_shape):

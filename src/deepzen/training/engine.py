@@ -56,13 +56,14 @@ def first_non_finite(step_values: torch.Tensor, steps: int) -> int | None:
     return int((~finite).nonzero()[0, 0])
 
 
-def call_model(model: nn.Module, x: Any) -> Any:
-    """Tensor -> model(x); tuple/list -> model(*x); dict -> model(**x) (multi-input models)."""
+def call_model(model: nn.Module, x: Any, **kwargs: Any) -> Any:
+    """Tensor -> model(x); tuple/list -> model(*x); dict -> model(**x) (multi-input models). ``kwargs``
+    (``training=``) go along."""
     if isinstance(x, (tuple, list)):
-        return model(*x)
+        return model(*x, **kwargs)
     if isinstance(x, dict):
-        return model(**x)
-    return model(x)
+        return model(**x, **kwargs)
+    return model(x, **kwargs)
 
 
 def has_2d_convolutions(model: nn.Module) -> bool:
@@ -178,6 +179,10 @@ class Engine:
         self.channels_last = False  # decided in setup(), once the model is built
         self.forward = torch.compile(self.model) if self.jit else self.model
         self.train_forward = self.forward  # DistributedDataParallel's wrapper under torchrun (distributed.wrap)
+        # Keras passes training=True/False to a model's own call/forward that takes it (layers/subclassing.py)
+        passes = getattr(type(self.model), "_fit_passes_training", False)
+        self.train_kwargs = {"training": True} if passes else {}
+        self.test_kwargs = {"training": False} if passes else {}
         self.scaler = None
         self.running: tuple[torch.Tensor, list[int]] | None = None  # this epoch's step losses and batch sizes
         self.step_metrics: list | None = None  # the metrics an overriding train_step feeds, in its epochs
@@ -325,7 +330,7 @@ class Engine:
         if self.channels_last:
             x = channels_last_inputs(x)
         with self.autocast():
-            outputs = call_model(self.train_forward, x)
+            outputs = call_model(self.train_forward, x, **self.train_kwargs)
             loss = self.compute_loss(outputs, y, sample_weight)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -471,10 +476,10 @@ class Engine:
             with self.autocast():
                 if first:
                     with named_layer_errors(model):
-                        outputs = call_model(self.forward, x)
+                        outputs = call_model(self.forward, x, **self.test_kwargs)
                     first = False
                 else:
-                    outputs = call_model(self.forward, x)
+                    outputs = call_model(self.forward, x, **self.test_kwargs)
                 loss = self.compute_loss(outputs, y, weight)
             n = _batch_size(y)
             total = loss.float() * n if total is None else total + loss.float() * n
@@ -732,7 +737,8 @@ def predict_batches(model: nn.Module, batches: Iterable, autocast, step=None,
     """Runs ``model`` (or ``step(x)``, an overriding ``predict_step``) over batches of inputs and
     concatenates the outputs (on the model's device). ``callbacks`` get the predict-batch events."""
     model.eval()
-    step = step or (lambda x: call_model(model, x))  # noqa: E731
+    extra = {"training": False} if getattr(type(model), "_fit_passes_training", False) else {}
+    step = step or (lambda x: call_model(model, x, **extra))  # noqa: E731
     outputs = []
     callbacks = callbacks or NO_CALLBACKS
     batch_begin = callbacks.handlers["on_predict_batch_begin"]

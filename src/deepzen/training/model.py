@@ -1,14 +1,15 @@
 """``Model`` and ``Sequential``: Keras's compile / fit / evaluate / predict on any ``nn.Module``.
 
 ``Model(module)`` gives the verbs to any PyTorch module (single or multiple inputs and outputs);
-``Sequential`` stacks deepzen or torch layers; subclassing ``Model`` and writing ``forward`` works
-too. A model is itself an ``nn.Module``: its ``state_dict``, ``parameters()`` and ``to()`` are torch's.
+``Sequential`` stacks deepzen or torch layers; subclassing ``Model`` and writing ``forward`` or Keras's
+``call`` works too. A model is itself an ``nn.Module``: its ``state_dict``, ``parameters()`` and ``to()`` are torch's.
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from deepzen.data.arrays import ArrayData, leaves, map_structure, to_tensor
 from deepzen.layers.base import Layer, set_trainable, snake_case
 from deepzen.layers.input_layer import InputLayer
 from deepzen.layers.normalization import BatchNormalization
+from deepzen.layers.subclassing import CALLS, SubclassingAPI, current_losses, forward_from_call, weight_penalties
 from deepzen.layers.symbolic import SymbolicTensor, call_symbolic, has_symbolic
 from deepzen.serializable import custom_object_scope, register_serializable
 from deepzen.training import distributed
@@ -45,7 +47,7 @@ INFERENCE_BATCH_SIZE = 256  # evaluate/predict: no gradients, so larger batches 
 
 
 @register_serializable
-class Model(nn.Module):
+class Model(SubclassingAPI, nn.Module):
     """A trainable model with Keras's verbs.
 
     Subclasses may override ``train_step(data)``, ``test_step(data)`` and ``predict_step(data)``, as in
@@ -57,8 +59,13 @@ class Model(nn.Module):
     Keras's ``optimizer.apply(grads, weights)``), ``self.metrics`` (reset at each epoch) and
     ``self.compiled_metrics`` are there. Without an override the built-in step runs: the fast engine.
 
+    A subclass may define Keras's ``call(self, inputs, training=None)`` instead of ``forward``, create
+    weights with ``self.add_weight`` and add losses with ``self.add_loss`` (``layers/subclassing.py``);
+    ``model(x, training=True)`` takes tensors or NumPy arrays, and ``fit``/``evaluate`` pass
+    ``training=True``/``False`` to a ``call``/``forward`` of yours that takes it.
+
     Args:
-        module: any ``nn.Module`` to wrap; leave it out when subclassing and defining ``forward``.
+        module: any ``nn.Module`` to wrap; leave it out when subclassing and defining ``call``/``forward``.
         name: a display name.
 
     Example:
@@ -93,10 +100,40 @@ class Model(nn.Module):
         self._activity_layers: list = []
         self.compile_config: dict[str, Any] | None = None
 
+    _forward_takes_training = False  # whether forward has a `training` argument (set per class)
+    _fit_passes_training = False  # whether fit/evaluate pass training= (a user's call/forward that takes it)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        forward_from_call(cls)  # Keras's call(): forward runs it (decided once, here)
+        cls._forward_takes_training = "training" in inspect.signature(cls.forward).parameters
+        # deepzen's own models (Sequential, Functional) follow the module's mode, which fit sets
+        cls._fit_passes_training = cls._forward_takes_training and not cls.__module__.startswith("deepzen.")
+
     def __call__(self, *args, **kwargs):
         if has_symbolic(args, kwargs):  # a model used as a layer in a graph (layers/symbolic.py)
             return call_symbolic(self, args, kwargs)
-        return super().__call__(*args, **kwargs)
+        if any(isinstance(a, np.ndarray) for a in args):  # Keras's model(numpy_array)
+            device, as_float = self.device, not expects_integer_inputs(self)
+            args = tuple(to_tensor(a, device, integers_as_float=as_float) if isinstance(a, np.ndarray) else a
+                         for a in args)
+        training = kwargs.get("training")
+        if "training" in kwargs and not self._forward_takes_training:
+            del kwargs["training"]  # the layers follow the mode set below
+        modes = None
+        if training is not None and bool(training) != self.training:
+            modes = [(module, module.training) for module in self.modules()]
+            self.train(bool(training))  # training= reaches every layer for this call
+        if CALLS.depth == 0:
+            CALLS.generation += 1  # a new top-level call: the add_loss values of the last one are dropped
+        CALLS.depth += 1
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            CALLS.depth -= 1
+            if modes is not None:
+                for module, mode in modes:
+                    module.training = mode
 
     def forward(self, *args, **kwargs):
         if self.module is None:
@@ -141,9 +178,13 @@ class Model(nn.Module):
         self._output_shape = map_structure(lambda t: (None, *t.shape[1:]), output)
         self._apply_trainable()  # weights a lazy layer created after `trainable = False` are frozen too
         layers = [m for m in self.modules() if isinstance(m, Layer)]
-        self._penalties = [term for layer in layers for term in layer.regularization_terms()]
+        self._penalties = [term for module in self.modules() for term in weight_penalties(module)]
         self._activity_layers = [layer for layer in layers if getattr(layer, "activity_regularizer", None) is not None]
-        self.has_regularization = bool(self._penalties or self._activity_layers)
+        # modules whose add_loss values join the training loss: Keras-style classes, and any that added one
+        self._loss_modules = [m for m in self.modules() if getattr(m, "_defines_call", False)
+                              or "_loss_generation" in m.__dict__]
+        self.adds_losses = any(current_losses(m) for m in self._loss_modules)  # the probe above added some
+        self.has_regularization = bool(self._penalties or self._activity_layers or self._loss_modules)
         return output
 
     # -- trainable and the weights API (Keras's) ---------------------------------------------------------
@@ -259,11 +300,15 @@ class Model(nn.Module):
         write_tensors(path, self.state_dict(), {"model": None, "input_spec": spec, "compile": None})
 
     def regularization_loss(self) -> torch.Tensor:
-        """The sum of the layers' weight and activity penalties (added to the training loss)."""
+        """The sum of the layers' weight and activity penalties and of the values given to ``add_loss``
+        in the latest call (added to the training loss)."""
         total = sum(penalty(weight) for weight, penalty in self._penalties)
         for layer in self._activity_layers:
             if layer.activity_loss is not None:
                 total = total + layer.activity_loss
+        for module in self._loss_modules:
+            for value in current_losses(module):
+                total = total + value
         return total
 
     # -- compile -------------------------------------------------------------------------------------
@@ -360,6 +405,7 @@ class Model(nn.Module):
         if self.module is not None or type(self).forward is not Model.forward:
             x_example, _ = self._example(data)
             output = self.build_for(x_example)  # a two-sample forward, once per call
+            needs_loss = needs_loss and not self.adds_losses  # Keras: add_loss alone can be the loss
         if not engine.ready:
             engine.setup(output, require_loss=needs_loss)
         elif needs_loss and not engine.terms:
@@ -605,7 +651,7 @@ class Model(nn.Module):
     def test_step(self, data: Any) -> dict[str, Any]:
         """One evaluation step on ``data`` (no gradients); returns the logs. See :meth:`train_step`."""
         x, y, weight = _unpack_data(data)
-        y_pred = call_model(self, x)
+        y_pred = call_model(self, x, **({"training": False} if self._fit_passes_training else {}))
         loss = self.compute_loss(x, y, y_pred, weight, training=False)
         self._compiled_engine().loss_tracker.update_state(loss)
         self.compiled_metrics.update_state(y, y_pred)
@@ -613,7 +659,7 @@ class Model(nn.Module):
 
     def predict_step(self, data: Any) -> Any:
         """The outputs for one batch of inputs. See :meth:`train_step`."""
-        return call_model(self, data)
+        return call_model(self, data, **({"training": False} if self._fit_passes_training else {}))
 
     def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None,
                      training: bool = True) -> torch.Tensor:
@@ -667,6 +713,16 @@ class Model(nn.Module):
             return Functional.from_config(config, custom_objects)
         with custom_object_scope(custom_objects):
             return cls(module_from_config(config["module"]), name=config.get("name"))
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The architecture as a JSON string (no weights), for :func:`deepzen.models.model_from_json`.
+        ``kwargs`` go to ``json.dumps`` (e.g. ``indent=2``)."""
+        config = module_config(self)
+        if config is None or (config.get("config") or {}).get("module", 0) is None:
+            raise ValueError(f"{self.name}: to_json needs an architecture deepzen can rebuild from its config "
+                             f"(Sequential, a Functional model, or registered layers and classes with get_config). "
+                             f"{type(self).__name__} cannot say its architecture; save its weights instead")
+        return json.dumps(config, **kwargs)
 
     def save(self, path: str | os.PathLike, signing_key: str | bytes | None = None) -> None:
         """Writes weights (safetensors) and the JSON config to one file, atomically, with one SHA-256 over it.
