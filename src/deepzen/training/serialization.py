@@ -453,3 +453,43 @@ def load_model(path: str | os.PathLike, *, compile: bool = True, custom_objects:
         if compile and isinstance(settings, dict) and settings.get("loss") is not None:
             model.compile(**{key: value_from_config(value) for key, value in settings.items() if value is not None})
     return model
+
+
+def model_from_json(json_string: str, custom_objects: dict[str, Any] | None = None):
+    """Rebuilds a model's architecture (no weights) from ``model.to_json()``, as Keras's
+    ``model_from_json``. Only registered classes are built; nothing in the string is imported or run.
+
+    Raises:
+        ValueError: for a string that is not a model config deepzen can build.
+    """
+    try:
+        config = json.loads(json_string)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"model_from_json expects the JSON string of model.to_json(). Received: {error}") from None
+    try:
+        check_depth(config, "The JSON config")
+        with custom_object_scope(custom_objects):
+            return module_from_config(config)
+    except ModelFileError as error:
+        raise ValueError(f"model_from_json: {error}") from None
+
+
+def clone_model(model, custom_objects: dict[str, Any] | None = None):
+    """A new model with ``model``'s architecture and freshly initialized weights (Keras's ``clone_model``):
+    rebuilt from its config, on the same device, and built for the same inputs when ``model`` is built.
+    Not compiled. A model whose architecture has no config (``Model(module)`` around an unregistered
+    module, a ``Model`` subclass) cannot be cloned; construct it again in Python instead."""
+    from deepzen.data.arrays import map_structure
+
+    config = module_config(model)
+    if config is None or (config.get("config") or {}).get("module", 0) is None:
+        raise ValueError(f"clone_model rebuilds a model from its config; {type(model).__name__} has none (use "
+                         f"Sequential, a Functional model, or registered classes with get_config/from_config)")
+    with custom_object_scope(custom_objects):
+        clone = module_from_config(config)
+    device = model.device
+    clone.to(device)
+    if getattr(model, "input_spec", None) is not None:
+        clone.build_for(map_structure(lambda s: torch.zeros((2, *s.shape), dtype=s.dtype, device=device),
+                                      model.input_spec))
+    return clone
