@@ -303,7 +303,7 @@ def test_variational_autoencoder_custom_loop_adds_model_losses():
         loss.backward()
         optimizer.step()
         first = float(loss.detach()) if first is None else first
-    assert float(loss) < first
+    assert float(loss.detach()) < first
 
 
 # -- the rules behind the examples ------------------------------------------------------------------------
