@@ -89,6 +89,24 @@ def current_losses(module: nn.Module) -> list[torch.Tensor]:
     return module.__dict__["_added_losses"]
 
 
+def weight_tensors(module: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """(trainable, non-trainable, all) weights of ``module``, layer by layer, as Keras counts them: the
+    parameters that require gradients are trainable; frozen parameters and the persistent floating-point
+    buffers (moving statistics such as BatchNormalization's) are not."""
+    trainable, frozen, every = [], [], []
+    seen: set[int] = set()
+    for inner in module.modules():
+        buffers = [b for name, b in inner.named_buffers(recurse=False)
+                   if b is not None and b.is_floating_point() and name not in inner._non_persistent_buffers_set]
+        for tensor in [*inner.parameters(recurse=False), *buffers]:
+            if id(tensor) in seen:  # shared weights count once
+                continue
+            seen.add(id(tensor))
+            every.append(tensor)
+            (trainable if isinstance(tensor, nn.Parameter) and tensor.requires_grad else frozen).append(tensor)
+    return trainable, frozen, every
+
+
 class SubclassingAPI:
     """Keras's ``add_weight``, ``add_loss``, ``losses`` and weight lists, for ``Layer`` and ``Model``."""
 
@@ -199,22 +217,16 @@ class SubclassingAPI:
 
     @property
     def trainable_weights(self) -> list[torch.Tensor]:
-        from deepzen.training.summary import weight_tensors
-
         return weight_tensors(self)[0]
 
     @property
     def non_trainable_weights(self) -> list[torch.Tensor]:
         """Frozen parameters and the moving statistics (float buffers such as BatchNormalization's)."""
-        from deepzen.training.summary import weight_tensors
-
         return weight_tensors(self)[1]
 
     @property
     def weights(self) -> list[torch.Tensor]:
         """Every weight, layer by layer."""
-        from deepzen.training.summary import weight_tensors
-
         return weight_tensors(self)[2]
 
 

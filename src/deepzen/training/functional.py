@@ -28,11 +28,11 @@ from torch import nn
 from deepzen.layers.base import Layer, shape_str, snake_case
 from deepzen.layers.input_layer import InputLayer
 from deepzen.layers.symbolic import SymbolicTensor, layer_name, leaves, map_leaves
+from deepzen.layers.subclassing import weight_tensors
 from deepzen.serializable import (ModelFileError, config_value, custom_object_scope, register_serializable,
                                   value_from_config)
 from deepzen.training.model import InputSpec, Model
 from deepzen.training.serialization import module_config, module_from_config
-from deepzen.training.summary import weight_tensors
 
 _TENSOR = "__tensor__"  # marks a symbolic tensor in a saved call: {"__tensor__": [node, output]}
 

@@ -32,7 +32,7 @@ from deepzen.training.diagnostics import named_layer_errors
 from deepzen.training.engine import Engine, call_model, predict_batches, run_test_steps, run_train_steps
 from deepzen.training.serialization import (load_weights, module_config, module_from_config, save_model,
                                             write_tensors)
-from deepzen.training.summary import summarize, weight_tensors
+from deepzen.training.summary import summarize
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -211,20 +211,6 @@ class Model(SubclassingAPI, nn.Module):
                         and isinstance(module, (BatchNormalization, nn.modules.batchnorm._NormBase))):
                     module.eval()
         return self
-
-    @property
-    def trainable_weights(self) -> list[torch.Tensor]:
-        return weight_tensors(self)[0]
-
-    @property
-    def non_trainable_weights(self) -> list[torch.Tensor]:
-        """Frozen parameters and the moving statistics (float buffers such as BatchNormalization's)."""
-        return weight_tensors(self)[1]
-
-    @property
-    def weights(self) -> list[torch.Tensor]:
-        """Every weight, layer by layer (the order of ``get_weights``/``set_weights``)."""
-        return weight_tensors(self)[2]
 
     def count_params(self) -> int:
         return sum(w.numel() for w in self.weights)

@@ -7,6 +7,7 @@ from torch import nn
 
 from deepzen.data.arrays import map_structure
 from deepzen.layers.base import Layer, shape_str
+from deepzen.layers.subclassing import weight_tensors
 
 
 def multiply_adds(module: nn.Module, inputs: tuple, output) -> int | None:
@@ -24,24 +25,6 @@ def multiply_adds(module: nn.Module, inputs: tuple, output) -> int | None:
     transposed = getattr(module, "transposed", False) or "Transpose" in type(module).__name__
     reference = inputs[0] if transposed and inputs and isinstance(inputs[0], torch.Tensor) else output
     return int(reference[0].numel() * per_element)
-
-
-def weight_tensors(module: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """(trainable, non-trainable, all) weights of ``module``, layer by layer, as Keras counts them: the
-    parameters that require gradients are trainable; frozen parameters and the persistent floating-point
-    buffers (moving statistics such as BatchNormalization's) are not."""
-    trainable, frozen, every = [], [], []
-    seen: set[int] = set()
-    for inner in module.modules():
-        buffers = [b for name, b in inner.named_buffers(recurse=False)
-                   if b is not None and b.is_floating_point() and name not in inner._non_persistent_buffers_set]
-        for tensor in [*inner.parameters(recurse=False), *buffers]:
-            if id(tensor) in seen:  # shared weights count once
-                continue
-            seen.add(id(tensor))
-            every.append(tensor)
-            (trainable if isinstance(tensor, nn.Parameter) and tensor.requires_grad else frozen).append(tensor)
-    return trainable, frozen, every
 
 
 def summarize(model: nn.Module, input_shape=None) -> str:
