@@ -198,8 +198,9 @@ def test_keras_defaults_reach_torch(name, expected):
 
 def test_adamw_is_torch_adamw_and_adam_is_not():
     params = list(torch.nn.Linear(2, 2).parameters())
-    assert type(AdamW().build(params)) is torch.optim.AdamW
-    assert type(Adam().build(params)) is torch.optim.Adam
+    assert isinstance(AdamW().build(params), torch.optim.AdamW)
+    adam = Adam().build(params)
+    assert isinstance(adam, torch.optim.Adam) and not isinstance(adam, torch.optim.AdamW)
 
 
 # -- configuration, names and errors ----------------------------------------------------------------
@@ -319,3 +320,28 @@ def test_clipped_step_moves_weights_by_the_clipped_gradient():
 
 def test_docstring_examples():
     assert doctest.testmod(optimizers).failed == 0
+
+
+def test_keras_learning_rate_attribute_reads_and_sets_the_torch_rate():
+    """Keras callbacks write ``model.optimizer.learning_rate``: it must change the rate torch uses."""
+    import numpy as np
+
+    import deepzen
+
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 1), np.float32)
+
+    def one_step(learning_rate: float, set_to: float | None = None) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = deepzen.Model(torch.nn.Linear(3, 1))
+        model.compile(optimizer=deepzen.optimizers.SGD(learning_rate=learning_rate), loss="mse")
+        model.fit(x, y, epochs=0, verbose=0)  # builds the optimizer without a step
+        if set_to is not None:
+            assert isinstance(model.optimizer, torch.optim.SGD)
+            assert model.optimizer.learning_rate == pytest.approx(learning_rate)
+            model.optimizer.learning_rate = set_to
+            assert [group["lr"] for group in model.optimizer.param_groups] == [set_to]
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+        return model.module.weight.detach()
+
+    assert torch.equal(one_step(0.01, set_to=0.5), one_step(0.5))
+    assert not torch.equal(one_step(0.01), one_step(0.5))

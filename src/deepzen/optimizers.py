@@ -154,7 +154,7 @@ class Optimizer(Serializable):
         else:
             raise ValueError(f"{name}.build expects implementation in {IMPLEMENTATIONS}. "
                              f"Received: implementation={implementation!r}")
-        return self.torch_class(params, **self.torch_arguments(), **flags)
+        return with_keras_attributes(self.torch_class)(params, **self.torch_arguments(), **flags)
 
     def get_config(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self.argument_names()}
@@ -165,6 +165,30 @@ class Optimizer(Serializable):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+
+class KerasAttributes:
+    """Keras's optimizer attributes on the torch optimizers deepzen builds.
+
+    ``learning_rate`` reads the first param group's ``lr`` and sets every group's, so Keras code such as
+    ``model.optimizer.learning_rate = 1e-4`` in a callback changes the rate (on a plain torch optimizer
+    that line would only add an unused attribute).
+    """
+
+    @property
+    def learning_rate(self) -> float:
+        return self.param_groups[0]["lr"]
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        for group in self.param_groups:
+            group["lr"] = float(value)
+
+
+@functools.cache
+def with_keras_attributes(torch_class: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """``torch_class`` with :class:`KerasAttributes` (still an instance of ``torch_class`` for torch's code)."""
+    return type(torch_class.__name__, (KerasAttributes, torch_class), {"__qualname__": torch_class.__qualname__})
 
 
 @OPTIMIZERS.register("sgd")

@@ -146,15 +146,14 @@ class CustomLearningRateScheduler(keras.callbacks.Callback):
         self.schedule = schedule
 
     def on_epoch_begin(self, epoch, logs=None):
-        if not hasattr(self.model.optimizer, "param_groups"):  # deepzen: the guide checks for "learning_rate"; model.optimizer is a torch optimizer, whose rate is param_groups[i]["lr"]
+        if not hasattr(self.model.optimizer, "learning_rate"):
             raise ValueError('Optimizer must have a "learning_rate" attribute.')
         # Get the current learning rate from model's optimizer.
-        lr = self.model.optimizer.param_groups[0]["lr"]  # deepzen: Keras reads self.model.optimizer.learning_rate
+        lr = self.model.optimizer.learning_rate
         # Call schedule function to get the scheduled learning rate.
         scheduled_lr = self.schedule(epoch, lr)
         # Set the value back to the optimizer before this epoch starts
-        for group in self.model.optimizer.param_groups:  # deepzen: Keras sets self.model.optimizer.learning_rate = scheduled_lr (here that would add an unused attribute)
-            group["lr"] = scheduled_lr
+        self.model.optimizer.learning_rate = scheduled_lr
         print(f"\nEpoch {epoch}: Learning rate is {float(np.array(scheduled_lr))}.")
 
 
@@ -263,5 +262,5 @@ def test_writing_your_own_callbacks(mnist_load_data, capsys):
     )
     out = capsys.readouterr().out
     assert "Epoch 3: Learning rate is 0.05." in out and "Epoch 12: Learning rate is 0.001." in out
-    assert model.optimizer.param_groups[0]["lr"] == 0.001
+    assert model.optimizer.learning_rate == 0.001 and model.optimizer.param_groups[0]["lr"] == 0.001
     assert min(history.history["loss"][-3:]) < history.history["loss"][0]
