@@ -11,8 +11,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Model": "deepzen.training.model",
-    "Sequential": "deepzen.training.model",
+    "Model": "deepzen.models",
+    "Sequential": "deepzen.models",
     "Input": "deepzen.layers.input_layer",
     "load_model": "deepzen.training.serialization",
     "register_serializable": "deepzen.serializable",

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from deepzen.recipes import parse_overrides
+
 # The domain verticals register their recipes when imported; the command line is where they meet.
 RECIPE_MODULES = ("deepzen.vision.recipes", "deepzen.text.recipes", "deepzen.generative.recipes",
                   "deepzen.recommend.recipes", "deepzen.rl.recipes")
@@ -28,16 +30,6 @@ def load_recipes() -> None:
         except ModuleNotFoundError as error:
             if error.name != name or name in extra:  # a vertical that exists but fails to import is a real error
                 raise
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value. Received: {pair!r}")
-        overrides[key.strip()] = value
-    return overrides
 
 
 # -- train / demo / evaluate ---------------------------------------------------------------------------

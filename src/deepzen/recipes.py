@@ -70,6 +70,17 @@ def register_recipe(name: str, config: type, description: str, predictor: Predic
     return add
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``["epochs=3", "lr=0.1"]`` (the command line's ``--set`` pairs) -> ``{"epochs": "3", "lr": "0.1"}``."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value. Received: {pair!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
 def parse_value(text: str, current: Any) -> Any:
     """Converts a ``--set key=value`` string to the type of the field's current value."""
     if isinstance(current, bool):

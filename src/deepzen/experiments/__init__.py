@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 from deepzen._registry import Registry
 from deepzen.experiments.report import ExperimentResult
+from deepzen.recipes import parse_overrides, parse_value
 
 
 
@@ -106,8 +107,6 @@ def parse_option(text: str, default: Any) -> Any:
     (``sgd,adam``), a plain string for a string option (``mnist``); text that is no number for a
     number option raises a ValueError.
     """
-    from deepzen.recipes import parse_value
-
     if isinstance(default, bool):
         return parse_value(text, default)
     try:
@@ -121,8 +120,6 @@ def parse_option(text: str, default: Any) -> Any:
 
 def command_experiment(args: argparse.Namespace) -> int:
     """Runs ``deepzen experiment NAME``: prints where the report is and the finding."""
-    from deepzen.cli import parse_overrides
-
     defaults = experiment_options(args.name)
     if args.options:
         for key, value in defaults.items():

@@ -17,7 +17,7 @@ from deepzen.layers.crf import CRF, CRFLoss, allowed_transitions
 from deepzen.layers.embedding import Embedding
 from deepzen.layers.input_layer import Input, InputLayer
 from deepzen.layers.lambda_layer import Identity, Lambda, register_lambda
-from deepzen.layers.legacy import (AtrousConvolution1D, AtrousConvolution2D, Convolution1D, Convolution2D,
+from deepzen.layers.conv import (AtrousConvolution1D, AtrousConvolution2D, Convolution1D, Convolution2D,
                                     Convolution3D, Deconvolution2D)
 from deepzen.layers.masking import Masking
 from deepzen.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import torch
@@ -550,3 +551,28 @@ class SeparableConv2D(BaseSeparableConv):
     """
 
     rank = 2
+
+
+# -- Keras 1 names ------------------------------------------------------------------------------------
+def _deprecated_convolution(old_name: str, layer_class: type, rank: int):
+    """Keras 1's ``old_name(nb_filter, *kernel axes, **kwargs)``: builds a ``layer_class`` and warns."""
+    new_name = layer_class.__name__
+
+    def convolution(*args, **kwargs):
+        warnings.warn(f"{old_name} is Keras 1's name; use {new_name} instead", DeprecationWarning, stacklevel=2)
+        if rank > 1 and len(args) == rank + 1:  # Convolution2D(32, 3, 3): one kernel size per axis
+            args = (args[0], tuple(args[1:]))
+        return layer_class(*args, **kwargs)
+
+    convolution.__name__ = convolution.__qualname__ = old_name
+    convolution.__doc__ = (f"Keras 1's name of :class:`deepzen.layers.{new_name}` (also its positional "
+                           f"kernel axes); returns a {new_name} and warns.")
+    return convolution
+
+
+Convolution1D = _deprecated_convolution("Convolution1D", Conv1D, 1)
+Convolution2D = _deprecated_convolution("Convolution2D", Conv2D, 2)
+Convolution3D = _deprecated_convolution("Convolution3D", Conv3D, 3)
+AtrousConvolution1D = _deprecated_convolution("AtrousConvolution1D", Conv1D, 1)  # atrous_rate= -> dilation_rate=
+AtrousConvolution2D = _deprecated_convolution("AtrousConvolution2D", Conv2D, 2)
+Deconvolution2D = _deprecated_convolution("Deconvolution2D", Conv2DTranspose, 2)

@@ -143,29 +143,3 @@ def unknown_argument_error(cls: type, unknown: dict[str, Any]) -> TypeError:
     names = ", ".join(sorted(unknown))
     return TypeError(f"{cls.__name__} got unexpected argument(s): {names}. "
                      f"Valid arguments: {', '.join(valid_arguments(cls))}")
-
-
-def _deprecated_convolution(old_name: str, new_name: str, rank: int):
-    """Keras 1's ``old_name(nb_filter, *kernel axes, **kwargs)``: builds a ``new_name`` and warns."""
-
-    def convolution(*args, **kwargs):
-        from deepzen.layers import conv
-
-        layer_class = getattr(conv, new_name)
-        warnings.warn(f"{old_name} is Keras 1's name; use {new_name} instead", DeprecationWarning, stacklevel=2)
-        if rank > 1 and len(args) == rank + 1:  # Convolution2D(32, 3, 3): one kernel size per axis
-            args = (args[0], tuple(args[1:]))
-        return layer_class(*args, **kwargs)
-
-    convolution.__name__ = convolution.__qualname__ = old_name
-    convolution.__doc__ = (f"Keras 1's name of :class:`deepzen.layers.{new_name}` (also its positional "
-                           f"kernel axes); returns a {new_name} and warns.")
-    return convolution
-
-
-Convolution1D = _deprecated_convolution("Convolution1D", "Conv1D", 1)
-Convolution2D = _deprecated_convolution("Convolution2D", "Conv2D", 2)
-Convolution3D = _deprecated_convolution("Convolution3D", "Conv3D", 3)
-AtrousConvolution1D = _deprecated_convolution("AtrousConvolution1D", "Conv1D", 1)  # atrous_rate= -> dilation_rate=
-AtrousConvolution2D = _deprecated_convolution("AtrousConvolution2D", "Conv2D", 2)
-Deconvolution2D = _deprecated_convolution("Deconvolution2D", "Conv2DTranspose", 2)

@@ -446,3 +446,6 @@ class Functional(Model):
             output = layer(*args, **decode(entry["kwargs"]))
             produced.append([t for t in leaves(output) if isinstance(t, SymbolicTensor)])
         return cls(decode(config["inputs"]), decode(config["outputs"]), name=config.get("name"))
+
+
+Model.graph_class = Functional  # Model(inputs, outputs) returns a Functional

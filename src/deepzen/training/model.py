@@ -77,12 +77,22 @@ class Model(SubclassingAPI, nn.Module):
         2
     """
 
+    # What Model(inputs, outputs) builds: training/functional.py's graph model, which sets this when it is
+    # imported (deepzen.Model, deepzen.models and deepzen.training import it), so Model never imports it.
+    graph_class: type | None = None
+
     def __new__(cls, *args, **kwargs):
-        # Keras's Functional API: Model(inputs, outputs) builds the graph model (training/functional.py)
         if cls is Model and (len(args) == 2 or "outputs" in kwargs or "inputs" in kwargs) and \
                 has_symbolic(args[:1] or (kwargs.get("inputs"),), {}):
-            return super().__new__(Functional)
+            return super().__new__(Model._graph())
         return super().__new__(cls)
+
+    @staticmethod
+    def _graph() -> type:
+        if Model.graph_class is None:
+            raise RuntimeError("Model(inputs, outputs) needs the Functional API: import Model from deepzen or "
+                               "deepzen.models (they load deepzen.training.functional)")
+        return Model.graph_class
 
     def __init__(self, module: nn.Module | None = None, *, name: str | None = None):
         super().__init__()
@@ -696,7 +706,7 @@ class Model(SubclassingAPI, nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> "Model":
         if cls is Model and "nodes" in config:  # Keras's Model.from_config(functional_model.get_config())
-            return Functional.from_config(config, custom_objects)
+            return Model._graph().from_config(config, custom_objects)
         with custom_object_scope(custom_objects):
             return cls(module_from_config(config["module"]), name=config.get("name"))
 
@@ -926,7 +936,3 @@ def _class_sample_weights(y: torch.Tensor, class_weight: dict, sample_weight: to
     table = torch.tensor([float(class_weight[c]) for c in range(num_classes)], device=y.device)
     weights = table[ids]
     return weights if sample_weight is None else weights * sample_weight
-
-
-# Functional subclasses Model, so it is imported after Model exists; Model(inputs, outputs) returns one.
-from deepzen.training.functional import Functional  # noqa: E402
