@@ -110,8 +110,9 @@ class Run:
     @classmethod
     def create(cls, recipe: str, overrides: dict[str, Any] | None = None, path: str | os.PathLike | None = None,
                checkpoint_every: int | None = None) -> "Run":
-        """A new run folder (``runs/RECIPE-TIMESTAMP`` by default) with its config written; refuses to
-        reuse a folder that already holds a run."""
+        """A new run folder (``runs/RECIPE-TIMESTAMP`` by default) with its config written. A folder whose
+        run never started training (it failed before its first fit) is taken over; one whose run trained
+        is refused with a message naming ``--resume`` and ``--restart``."""
         from deepzen.recipes import RECIPES, make_config
 
         config = make_config(RECIPES.get(recipe), overrides)
@@ -120,13 +121,17 @@ class Run:
         run = cls(path, recipe, config, checkpoint_every=checkpoint_every)
         problem = None
         if distributed.is_rank_zero():
+            sessions: list = []
             if (run.path / "run.json").exists():
-                problem = (f"{run.path} already holds a run. Continue it with --resume {run.path}, or choose "
-                           f"another --run-dir")
-            else:
+                try:
+                    sessions = run._untrained_sessions()
+                except RunError as error:
+                    problem = str(error)
+            if problem is None:
                 run.path.mkdir(parents=True, exist_ok=True)
                 run._write_config()
-                run._write_json("run.json", {"recipe": recipe, "status": "created", "sessions": []})
+                # the earlier attempts that never trained stay on record; their folder is this run's now
+                run._write_json("run.json", {"recipe": recipe, "status": "created", "sessions": sessions})
         problem = distributed.broadcast_object(problem)  # the other processes wait for rank 0 here
         if problem:
             raise RunError(problem)
@@ -252,6 +257,27 @@ class Run:
         info = self.info()
         info["sessions"][-1]["changed"] = _json_ready(self.changed)
         self._write_json("run.json", info)
+
+    def _untrained_sessions(self) -> list:
+        """The sessions of the run already in this folder when it never started training (it failed, was
+        refused or interrupted before its first fit wrote anything), so a new run may take the folder over.
+
+        Raises:
+            RunError: the folder holds a run that trained, is running, or whose run.json is unreadable; the
+                message says how to continue it, train it again, or use another folder.
+        """
+        how = (f"Continue it with: deepzen train --resume {self.path}; train it again from the start, with its "
+               f"config: deepzen train --resume {self.path} --restart; or choose another --run-dir")
+        try:
+            info = self.info()
+        except RunError as error:
+            raise RunError(f"{self.path} already holds a run whose status cannot be read ({error}). Choose another "
+                           f"--run-dir") from None
+        trained = sorted(file.name for file in self.path.iterdir() if _TRAINING_FILE.match(file.name))
+        if info["status"] in ("created", "failed", "refused", "interrupted") and not trained:
+            return info["sessions"]
+        state = f"it trained ({', '.join(trained)})" if trained else f"its status is {info['status']!r}"
+        raise RunError(f"{self.path} already holds a run: {state}. {how}")
 
     # -- resuming ------------------------------------------------------------------------------------
     def _resume_point(self) -> str:
