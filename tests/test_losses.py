@@ -268,6 +268,9 @@ def _example(name, from_logits=False, shape=(4, 3, 5)):
     if name == "sparse_categorical_crossentropy":
         y_pred = logits if from_logits else torch.softmax(logits, -1)
         return kwargs, y_pred, _ids(*shape[:-1], classes=shape[-1])
+    if name in OVERLAP:  # segmentation-style: class ids per position, class axis last
+        y_pred = logits if from_logits else torch.softmax(logits, -1)
+        return {"from_logits": from_logits}, y_pred, _ids(*shape[:-1], classes=shape[-1])
     if name == "binary_crossentropy":
         return kwargs, logits if from_logits else _sigmoid(logits), (_randn(*shape, seed=2) > 0).to(F64)
     if name == "hinge":
@@ -276,7 +279,8 @@ def _example(name, from_logits=False, shape=(4, 3, 5)):
 
 
 NAMES = ["mean_squared_error", "mean_absolute_error", "huber", "hinge", "binary_crossentropy",
-         "categorical_crossentropy", "sparse_categorical_crossentropy", "kl_divergence"]
+         "categorical_crossentropy", "sparse_categorical_crossentropy", "kl_divergence", "dice", "jaccard"]
+OVERLAP = ["dice", "jaccard"]  # one value per sample (not per position), from all its positions
 CLASSIFIERS = ["binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "kl_divergence"]
 
 
@@ -288,7 +292,8 @@ def test_every_registered_loss_is_tested():
 def test_reductions_are_consistent(name):
     kwargs, y_pred, y_true = _example(name)
     value = {r: losses.get(name, reduction=r, **kwargs)(y_true, y_pred) for r in REDUCTIONS}
-    positions = y_pred[..., 0].numel()  # Keras's positions: an elementwise loss is averaged over the last axis
+    # Keras's positions: an elementwise loss is averaged over the last axis; an overlap loss has one per sample
+    positions = y_pred.shape[0] if name in OVERLAP else y_pred[..., 0].numel()
     assert value["mean"].shape == value["sum"].shape == () and value["none"].shape == (4,)
     torch.testing.assert_close(value["none"].mean(), value["mean"])  # equal positions per sample
     torch.testing.assert_close(value["sum"], value["mean"] * positions)
@@ -636,3 +641,71 @@ def test_keras_loss_functions_return_one_value_per_sample():
     for function in (losses.mean_absolute_error, losses.huber, losses.hinge, losses.kl_divergence):
         assert function(*KERAS_PROBABILITIES).shape == (2,)
     assert losses.hinge.__name__ == "hinge" and "keras.losses.hinge" in losses.hinge.__doc__
+
+
+# -- Dice and Jaccard (IoU) losses ----------------------------------------------------------------------------
+def _overlap_by_hand(ids, probabilities, smooth, kind):
+    """Per-sample 1 - mean_c score_c with Python loops over samples, classes and positions."""
+    values = []
+    for sample_ids, sample_p in zip(ids.reshape(len(ids), -1).tolist(),
+                                    probabilities.reshape(len(ids), -1, probabilities.shape[-1]).tolist()):
+        scores = []
+        for c in range(len(sample_p[0])):
+            intersection = sum(p[c] for p, y in zip(sample_p, sample_ids) if y == c)
+            predicted, actual = sum(p[c] for p in sample_p), sum(1 for y in sample_ids if y == c)
+            if kind == "dice":
+                scores.append((2 * intersection + smooth) / (predicted + actual + smooth))
+            else:
+                scores.append((intersection + smooth) / (predicted + actual - intersection + smooth))
+        values.append(1 - sum(scores) / len(scores))
+    return torch.tensor(values, dtype=F64)
+
+
+@pytest.mark.parametrize("smooth", [0.0, 1.0])
+@pytest.mark.parametrize("name", OVERLAP)
+def test_overlap_losses_match_a_hand_computation(name, smooth):
+    logits = _randn(3, 4, 5, 4, seed=3)  # (N, H, W, C): a small segmentation output
+    ids = _ids(3, 4, 5, classes=4, seed=4)
+    expected = _overlap_by_hand(ids, torch.softmax(logits, -1), smooth, name)
+    loss = losses.get(name, from_logits=True, smooth=smooth, reduction="none")
+    torch.testing.assert_close(loss(ids, logits), expected)
+    # One-hot targets give the same value as class ids; the mean reduction averages the samples.
+    torch.testing.assert_close(losses.get(name, from_logits=True, smooth=smooth)(F.one_hot(ids, 4).to(F64), logits),
+                               expected.mean())
+    # A perfect prediction has loss 0; smooth=1 keeps a class absent from both at score 1.
+    assert float(losses.get(name, smooth=1.0)(ids, F.one_hot(ids, 4).to(F64))) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_dice_of_a_binary_mask_is_the_foreground_score():
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    p = torch.tensor([[[0.9], [0.6], [0.2], [0.0]]], dtype=F64)  # (N, P, 1): sigmoid outputs
+    intersection, sizes = 0.9 + 0.6, (0.9 + 0.6 + 0.2) + 2
+    assert float(losses.Dice(smooth=0.0)(mask, p)) == pytest.approx(1 - 2 * intersection / sizes)
+    assert float(losses.Jaccard(smooth=0.0)(mask[..., None], p)) == pytest.approx(
+        1 - intersection / (sizes - intersection))
+    logits = torch.logit(p)
+    assert float(losses.Dice(from_logits=True, smooth=0.0)(mask, logits)) == pytest.approx(
+        float(losses.Dice(smooth=0.0)(mask, p)))
+
+
+@pytest.mark.parametrize("name", OVERLAP)
+def test_overlap_loss_gradients_match_finite_differences(name):
+    logits = _randn(2, 3, 3, 3, seed=5, scale=1.0).requires_grad_()
+    ids = _ids(2, 3, 3, classes=3, seed=6)
+    loss = losses.get(name, from_logits=True, smooth=0.5)
+    assert torch.autograd.gradcheck(lambda x: loss(ids, x), (logits,), eps=1e-6, atol=1e-7)
+
+
+def test_overlap_loss_checks_targets():
+    dice = losses.Dice()
+    y_pred = torch.softmax(_randn(2, 4, 4, 3), -1)
+    with pytest.raises(ValueError, match=r"class ids in \[0, 3\).*Received: class id 3"):
+        dice.check_targets(y_pred, torch.tensor([[[0, 1, 2, 3]] * 4] * 2))
+    with pytest.raises(ValueError, match=r"class ids of shape \(None, 4, 4\) or targets shaped like the "
+                                         r"predictions, \(None, 4, 4, 3\)\. Received: y_true.shape=\(None, 4\)"):
+        dice.check_targets(y_pred, torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="expects the model to output probabilities"):
+        dice.check_targets(_randn(2, 4, 4, 3), torch.zeros(2, 4, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"smooth >= 0\. Received: smooth=-1"):
+        losses.Dice(smooth=-1)
+    assert dice.prepare_targets(np.array([[1, 2]])).dtype == torch.int64

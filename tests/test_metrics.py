@@ -343,6 +343,7 @@ EXAMPLES = {
     "binary_crossentropy": (binary_example,), "hinge": (binary_example,),
     "categorical_crossentropy": (categorical_example,), "kl_divergence": (categorical_example,),
     "sparse_categorical_crossentropy": (sparse_sequence_example,),
+    "mean_iou": (sparse_sequence_example,), "dice": (sparse_sequence_example,),
 }
 CASES = [(name, example) for name, examples in EXAMPLES.items() for example in examples]
 
@@ -415,6 +416,7 @@ def test_module_docstring_example():
     (metrics.SparseTopKCategoricalAccuracy(k=1), [2, 1], [[0.1, 0.9, 0.8], [0.05, 0.95, 0]], [0.7, 0.3], 0.3),
     (metrics.Precision(), [0, 1, 1, 1], [1, 0, 1, 1], None, 2 / 3),
     (metrics.Recall(), [0, 1, 1, 1], [1, 0, 1, 1], None, 2 / 3),
+    (metrics.MeanIoU(num_classes=2), [0, 0, 1, 1], [0, 1, 0, 1], None, 1 / 3),
     (metrics.AUC(num_thresholds=3), [0, 0, 1, 1], [0, 0.5, 0.3, 0.9], None, 0.75),
     (metrics.MeanSquaredError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], None, 0.25),
     (metrics.MeanSquaredError(), [[0, 1], [0, 0]], [[1, 1], [0, 0]], [1, 0], 0.5),
@@ -530,3 +532,48 @@ def test_add_weight_state_moves_to_the_predictions_device_in_place():
     metric.update_state(torch.ones(2, device="meta"), torch.ones(2, device="meta"))  # any other device
     assert held.device.type == "meta" and metric.state["tp"] is held and metric.true_positives is held
     assert metric.initial_values["tp"].device.type == "meta"
+
+
+# -- segmentation: MeanIoU and Dice from the confusion matrix of all pixels -------------------------------
+def test_mean_iou_and_dice_match_a_hand_computed_confusion_matrix():
+    y_true = torch.tensor([[[0, 0, 1], [1, 2, 2]], [[0, 1, 1], [2, 2, 0]]])  # (N, H, W) = (2, 2, 3)
+    predicted = torch.tensor([[[0, 1, 1], [1, 2, 0]], [[0, 1, 2], [2, 2, 0]]])
+    # Rows = true class, columns = predicted class, counted by hand from the 12 pixels:
+    # true 0 (4 px): predicted 0, 1, 0, 0 -> [3, 1, 0]; true 1 (4 px): 1, 1, 1, 2 -> [0, 3, 1];
+    # true 2 (4 px): 2, 0, 2, 2 -> [1, 0, 3].
+    matrix = np.array([[3, 1, 0], [0, 3, 1], [1, 0, 3]])
+    tp, fp, fn = matrix.diagonal(), matrix.sum(0) - matrix.diagonal(), matrix.sum(1) - matrix.diagonal()
+    iou, dice = tp / (tp + fp + fn), 2 * tp / (2 * tp + fp + fn)  # [3/5, 3/5, 3/5], [3/4, 3/4, 3/4]
+    scores = torch.nn.functional.one_hot(predicted, 3).float() * 0.8 + 0.1  # (N, H, W, C), argmax = predicted
+    for y_pred in (scores, predicted):  # scores, or class ids (Keras's sparse_y_pred=True)
+        mean_iou, dice_metric = metrics.MeanIoU(num_classes=3), metrics.Dice(num_classes=3)
+        for batch in range(2):  # streamed one image at a time
+            mean_iou.update_state(y_true[batch:batch + 1], y_pred[batch:batch + 1])
+            dice_metric.update_state(y_true[batch:batch + 1], y_pred[batch:batch + 1])
+        np.testing.assert_array_equal(mean_iou.matrix().numpy(), matrix)
+        np.testing.assert_allclose(mean_iou.result_per_class().numpy(), iou)
+        assert float(mean_iou.result()) == pytest.approx(iou.mean())
+        assert float(dice_metric.result()) == pytest.approx(dice.mean())
+    one_hot = metrics.MeanIoU(sparse_y_true=False)  # one-hot targets; C read from the scores
+    one_hot.update_state(torch.nn.functional.one_hot(y_true, 3), scores)
+    assert float(one_hot.result()) == pytest.approx(iou.mean())
+
+
+def test_mean_iou_ignores_a_class_and_leaves_absent_classes_out():
+    y_true = torch.tensor([0, 0, 1, 255, 255])
+    y_pred = torch.tensor([0, 1, 1, 0, 3])  # class 2 occurs nowhere; class 3 only where the label is ignored
+    metric = metrics.MeanIoU(num_classes=4, ignore_class=255)
+    metric.update_state(y_true, y_pred)
+    # class 0: tp 1, fn 1 -> 1/2; class 1: tp 1, fp 1 -> 1/2; classes 2 and 3: nothing counted -> left out
+    assert float(metric.result()) == pytest.approx(0.5)
+
+
+def test_mean_iou_refuses_what_it_cannot_read():
+    with pytest.raises(ValueError, match=r"class axis last \(axis=-1\).*Received: axis=1"):
+        metrics.MeanIoU(num_classes=3, axis=1)
+    with pytest.raises(ValueError, match=r"sparse_y_pred=True expects class ids of shape \(2, 4\)"):
+        metrics.MeanIoU(num_classes=3, sparse_y_pred=True).update_state(torch.zeros(2, 4), torch.zeros(2, 4, 3))
+    with pytest.raises(ValueError, match="needs num_classes to read class-id predictions"):
+        metrics.MeanIoU().update_state(torch.zeros(2, 4), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="does not take sample_weight"):
+        metrics.MeanIoU(num_classes=2).update_state([0, 1], [0, 1], sample_weight=[1.0, 0.5])

@@ -518,6 +518,115 @@ class KLDivergence(Loss):
         _check_probabilities(self, y_pred_example, "softmax")
 
 
+# -- segmentation: overlap between predicted and true regions ---------------------------------------------
+class OverlapLoss(Loss):
+    """Base of :class:`Dice` and :class:`Jaccard`: ``1 - mean_c score_c``, per sample.
+
+    For each sample and each class ``c`` it sums, over the sample's positions (pixels), the soft
+    intersection ``I_c = sum p_c * y_c`` and the sizes ``S_c = sum p_c + sum y_c``; a subclass's
+    :meth:`score` turns them into a similarity in [0, 1]. The loss of a sample is one minus the mean
+    similarity over the classes (every class counts equally, whatever its area). ``smooth`` is added
+    to both sides of the ratio: a class absent from the target and the prediction scores 1, and the
+    gradient stays finite.
+
+    The class axis is the LAST axis (deepzen's convention for losses): segmentation predictions are
+    ``(N, H, W, C)``. A single class (``C == 1``) is a binary mask: its score is the foreground's.
+
+    Args:
+        from_logits: ``y_pred`` holds logits: softmax over the class axis (a sigmoid when C == 1).
+        smooth: added to the numerator and the denominator (1.0, as in V-Net's and most segmentation code).
+        reduction: see :class:`Loss`.
+
+    Call arguments:
+        y_true: class ids ``(N, ...)`` (int, in ``[0, C)``), or one-hot / soft targets shaped like
+            ``y_pred``; for C == 1, a 0/1 mask ``(N, ...)`` or ``(N, ..., 1)``.
+        y_pred: probabilities or logits ``(N, ..., C)``.
+    """
+
+    elementwise = False
+
+    def __init__(self, from_logits: bool = False, smooth: float = 1.0, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None):
+        super().__init__(name=name, reduction=reduction)
+        if not smooth >= 0:
+            raise ValueError(f"{type(self).__name__} expects smooth >= 0. Received: smooth={smooth}")
+        self.from_logits = bool(from_logits)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        classes = y_pred.shape[-1]
+        if self.from_logits:
+            y_pred = torch.sigmoid(y_pred) if classes == 1 else torch.softmax(y_pred, dim=-1)
+        probabilities = y_pred.reshape(y_pred.shape[0], -1, classes)  # (N, P, C)
+        if y_true.dim() == y_pred.dim() - 1 and classes > 1:  # class ids (N, ...)
+            targets = F.one_hot(y_true.long().reshape(y_true.shape[0], -1), classes).to(probabilities.dtype)
+        else:
+            targets = y_true.to(probabilities.dtype).reshape(probabilities.shape)  # (N, P, C)
+        intersection = (probabilities * targets).sum(1)  # (N, C)
+        sizes = probabilities.sum(1) + targets.sum(1)  # (N, C)
+        return 1.0 - self.score(intersection, sizes).mean(-1)  # (N,)
+
+    def score(self, intersection: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """The per-class similarity ``(N, C)`` from the soft intersections and the summed sizes."""
+        raise NotImplementedError
+
+    def prepare_targets(self, y_true, dtype=None):
+        """Class ids stay int64; masks and one-hot targets take the predictions' dtype."""
+        y_true = torch.as_tensor(y_true)
+        return y_true.long() if not y_true.is_floating_point() else y_true.to(dtype or torch.get_default_dtype())
+
+    def check_targets(self, y_pred_example, y_true):
+        _check_finite(self, y_true)
+        classes, positions = y_pred_example.shape[-1], tuple(y_pred_example.shape[1:-1])
+        received = tuple(y_true.shape[1:])
+        if received == positions and classes > 1:  # class ids
+            _check_whole_numbers(self, y_true)
+            if y_true.numel():
+                low, high = int(y_true.min()), int(y_true.max())  # host sync: once, before training
+                if low < 0 or high >= classes:
+                    raise ValueError(f"{type(self).__name__} expects class ids in [0, {classes}) (the predictions "
+                                     f"have C={classes} classes on their last axis). Received: class id "
+                                     f"{high if high >= classes else low}")
+        elif received == tuple(y_pred_example.shape[1:]) or (classes == 1 and received == positions):
+            _check_unit_interval(self, y_true, ": masks, one-hot or soft targets")
+        else:
+            raise ValueError(f"{type(self).__name__} expects class ids of shape {_shape(positions)} or targets "
+                             f"shaped like the predictions, {_shape(y_pred_example.shape[1:])}. "
+                             f"Received: y_true.shape={_shape(received)}")
+        _check_probabilities(self, y_pred_example, "sigmoid" if classes == 1 else "softmax")
+
+
+@_register("dice", "dice_loss")
+class Dice(OverlapLoss):
+    """Soft Dice loss (Milletari et al. 2016, V-Net): ``1 - mean_c (2 I_c + s) / (S_c + s)``.
+
+    See :class:`OverlapLoss` for the arguments and shapes. Keras's ``Dice`` scores one binary mask
+    over the whole batch; this one scores each class of each sample, which is what multi-class
+    segmentation needs, and equals it per sample for C == 1.
+
+    Example:
+        >>> y_true = torch.tensor([[0, 1, 1, 0]])                       # class ids (N, P) = (1, 4)
+        >>> y_pred = torch.tensor([[[1., 0.], [0., 1.], [0.5, 0.5], [1., 0.]]])  # (N, P, C)
+        >>> round(float(Dice(smooth=0.0)(y_true, y_pred)), 4)  # 1 - (2*2/(2.5+2) + 2*1.5/(1.5+2)) / 2
+        0.127
+    """
+
+    def score(self, intersection, sizes):
+        return (2.0 * intersection + self.smooth) / (sizes + self.smooth)
+
+
+@_register("jaccard", "iou_loss", "jaccard_loss")
+class Jaccard(OverlapLoss):
+    """Soft IoU (Jaccard) loss: ``1 - mean_c (I_c + s) / (S_c - I_c + s)``, the union being ``S_c - I_c``.
+
+    See :class:`OverlapLoss` for the arguments and shapes; :class:`deepzen.metrics.MeanIoU` is the
+    hard (argmax) measure it stands in for.
+    """
+
+    def score(self, intersection, sizes):
+        return (intersection + self.smooth) / (sizes - intersection + self.smooth)
+
+
 # -- Keras's loss functions: loss_function(y_true, y_pred) -> one value per sample ----------------------
 def _function_of(loss_class: type) -> Callable[..., torch.Tensor]:
     """Keras's functional form of ``loss_class``: ``fn(y_true, y_pred, **kwargs)``, the ``(N,)`` values."""
@@ -704,6 +813,8 @@ binary_crossentropy = _function_of(BinaryCrossentropy)
 categorical_crossentropy = _function_of(CategoricalCrossentropy)
 sparse_categorical_crossentropy = _function_of(SparseCategoricalCrossentropy)
 kl_divergence = _function_of(KLDivergence)
+dice = _function_of(Dice)
+jaccard = _function_of(Jaccard)
 
 
 def get(identifier: Any, **kwargs: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

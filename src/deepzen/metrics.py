@@ -646,6 +646,104 @@ class F1Score(ClassScore):
         return 2 * tp / (2 * tp + fp + fn).clamp_min(1)
 
 
+# -- segmentation: overlap of predicted and true regions -----------------------------------------------
+@METRICS.register("mean_iou")
+class MeanIoU(ClassScore):
+    """Mean intersection over union: ``tp / (tp + fp + fn)`` per class, averaged over the classes
+    (Keras's ``MeanIoU``), from the confusion matrix of every position (pixel) seen.
+
+    A class that occurs neither in the targets nor in the predictions is left out of the mean (as in
+    Keras). Counts accumulate over all batches: the result is the dataset's IoU, not a mean of
+    per-batch values.
+
+    Args:
+        num_classes: C (Keras requires it; here it may be read from score predictions' last axis).
+        name: logging key.
+        dtype: unused; Keras's argument.
+        ignore_class: positions whose true class is this id are not counted (e.g. a "void" label).
+        sparse_y_true: targets are class ids ``(N, ...)``; False: one-hot ``(N, ..., C)``.
+        sparse_y_pred: predictions are class ids shaped like the ids of the targets; False: scores
+            ``(N, ..., C)``, whose argmax is taken; None (default): whichever the shapes say.
+            (Keras's default is True; with scores it raises where this reads them.)
+        axis: the class axis of one-hot targets and scores; deepzen's metrics take it last (-1).
+
+    Example:
+        >>> m = MeanIoU(num_classes=2)
+        >>> m.update_state([0, 0, 1, 1], [0, 1, 0, 1])  # Keras's example: IoU 1/3 for each class
+        >>> round(float(m.result()), 4)
+        0.3333
+    """
+
+    default_name = "mean_iou"
+
+    def __init__(self, num_classes: int | None = None, name: str | None = None, dtype: Any = None,
+                 ignore_class: int | None = None, sparse_y_true: bool = True, sparse_y_pred: bool | None = None,
+                 axis: int = -1):
+        if axis != -1:
+            raise ValueError(f"{type(self).__name__} takes the class axis last (axis=-1), as deepzen's losses and "
+                             f"metrics do. Received: axis={axis}; move the class axis last "
+                             f"(e.g. deepzen.layers.Permute((2, 3, 1)) after a channels-first head)")
+        super().__init__("macro", num_classes, "sparse" if sparse_y_true else "categorical",
+                         ignore_index=-100 if ignore_class is None else ignore_class,
+                         name=name or self.default_name)
+        self.dtype = dtype
+        self.ignore_class, self.sparse_y_true, self.sparse_y_pred = ignore_class, bool(sparse_y_true), sparse_y_pred
+
+    @staticmethod
+    def score(tp, fp, fn):
+        return tp / (tp + fp + fn).clamp_min(1)
+
+    def _scores(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """Class-id predictions as one-hot scores ``(N, ..., C)``; score predictions as they are."""
+        id_shape = tuple(y_true.shape) if self.sparse_y_true else tuple(y_true.shape[:-1])
+        ids = tuple(y_pred.shape) in (id_shape, (*id_shape, 1)) if self.sparse_y_pred is None else self.sparse_y_pred
+        if not ids:
+            return y_pred
+        if tuple(y_pred.shape) not in (id_shape, (*id_shape, 1)):
+            raise ValueError(f"Metric '{self.name}' with sparse_y_pred=True expects class ids of shape {id_shape}. "
+                             f"Received: y_pred.shape={tuple(y_pred.shape)}; for scores (..., C) pass "
+                             f"sparse_y_pred=False")
+        if self.num_classes is None:
+            raise ValueError(f"Metric '{self.name}' needs num_classes to read class-id predictions "
+                             f"(y_pred.shape={tuple(y_pred.shape)} has no class axis)")
+        return torch.nn.functional.one_hot(y_pred.reshape(id_shape).long(), self.num_classes)
+
+    def build(self, y_true, y_pred):
+        y_pred = self._scores(y_true, y_pred)
+        if y_pred.shape[-1] < 2:
+            raise ValueError(f"Metric '{self.name}' expects scores for C >= 2 classes on the last axis. Received: "
+                             f"y_pred.shape={tuple(y_pred.shape)}; for a binary mask pass 0/1 ids with "
+                             f"num_classes=2")
+        return super().build(y_true, y_pred)
+
+    def accumulate(self, y_true, y_pred, sample_weight):
+        super().accumulate(y_true, self._scores(y_true, y_pred), sample_weight)
+
+    def get_config(self):
+        return {"num_classes": self.num_classes, "name": self.name, "ignore_class": self.ignore_class,
+                "sparse_y_true": self.sparse_y_true, "sparse_y_pred": self.sparse_y_pred}
+
+
+@METRICS.register("dice")
+class Dice(MeanIoU):
+    """Mean Dice coefficient ``2 tp / (2 tp + fp + fn)`` per class (the per-class F1 score), averaged over
+    the classes that occur; arguments and shapes as in :class:`MeanIoU`. :class:`deepzen.losses.Dice`
+    is its soft, differentiable form.
+
+    Example:
+        >>> m = Dice(num_classes=2)
+        >>> m.update_state([0, 0, 1, 1], [0, 1, 1, 1])  # class 0: 2*1/(2+0+1), class 1: 2*2/(4+1+0)
+        >>> round(float(m.result()), 4)
+        0.7333
+    """
+
+    default_name = "dice"
+
+    @staticmethod
+    def score(tp, fp, fn):
+        return 2 * tp / (2 * tp + fp + fn).clamp_min(1)
+
+
 # -- ROC AUC -----------------------------------------------------------------------------------------
 @METRICS.register("auc")
 class AUC(Metric):
