@@ -435,8 +435,12 @@ class KNN(Recommender):
             offsets = torch.cumsum(self.column_count[columns], 0) - self.column_count[columns]
             raters = self.column_rows[self.column_start[columns][column_of_slot] + slot - offsets[column_of_slot]]
             candidates = torch.unique(raters)  # (C,)
-            candidate_index = torch.full((len(self.x_mean),), -1, dtype=torch.long, device=x.device)
+            # The block column of the rater in each slot of the column arrays, looked up once for the
+            # batch (O(ratings)), not per pair and neighbour. Rows that are no candidate get column 0:
+            # they fill only the slots past a column's end, which the vote masks.
+            candidate_index = torch.zeros(len(self.x_mean), dtype=torch.long, device=x.device)
             candidate_index[candidates] = torch.arange(len(candidates), device=x.device)
+            slot_candidate = candidate_index[self.column_rows]  # (N + padding,)
             candidate_matrices = self._candidate_matrices(candidates)
             block_rows = max(1, BLOCK_ELEMENTS // len(candidates))
             block = position_in_rows // block_rows  # (A,) the block of each active pair
@@ -458,7 +462,7 @@ class KNN(Recommender):
                     end = start + max(1, int(np.searchsorted(pad, CHUNK_ELEMENTS, side="right")))
                     pairs = active[start:end]
                     deviation[pairs], enough[pairs] = self._neighbours_vote(
-                        similarity, position_in_rows[start:end] - first, candidate_index, y[pairs],
+                        similarity, position_in_rows[start:end] - first, slot_candidate, y[pairs],
                         int(count_np[end - 1]))
                     start = end
         offset = 0 if self.centering == "none" else prior
@@ -466,31 +470,45 @@ class KNN(Recommender):
         reasons = torch.where((reasons == 0) & ~enough, NOT_ENOUGH_NEIGHBOURS, reasons)
         return estimate, reasons
 
-    def _neighbours_vote(self, similarity: torch.Tensor, block_row: torch.Tensor, candidate_index: torch.Tensor,
+    def _neighbours_vote(self, similarity: torch.Tensor, block_row: torch.Tensor, slot_candidate: torch.Tensor,
                          y: torch.Tensor, width: int):
         """For B pairs whose columns have at most ``width`` raters: the similarity-weighted mean
         residual of the k most similar raters, and whether min_k of them have positive similarity.
 
         ``similarity``: ``(rows of the block, C)``; ``block_row``: ``(B,)`` each pair's row in it;
-        ``candidate_index``: ``(n_x,)`` each row's column in it.
+        ``slot_candidate``: ``(N + padding,)`` the column of ``similarity`` of each slot's rater.
+
+        Every step is one pass over the ``(B, W)`` neighbours with flat ``index_select`` gathers and
+        arithmetic masks: on the CPU, advanced indexing, ``where`` and bool-by-float products cost
+        5-20x more per element.
         """
+        shape = (len(y), width)
         slot = torch.arange(width, device=y.device)  # (W,)
-        valid = slot < self.column_count[y][:, None]  # (B, W)
-        position = self.column_start[y][:, None] + slot  # (B, W) into the column arrays
-        neighbour = candidate_index[self.column_rows[position]].clamp(min=0)  # (B, W) columns of ``similarity``
-        flat = (block_row * similarity.shape[1])[:, None] + neighbour  # (B, W) into similarity.view(-1)
-        chosen = torch.where(valid, similarity.view(-1)[flat], float("-inf"))  # (B, W)
+        position = (self.column_start[y][:, None] + slot).view(-1)  # (B * W,) into the column arrays
+        flat = (slot_candidate.index_select(0, position).view(shape)
+                + (block_row * similarity.shape[1])[:, None])  # (B, W) into similarity.view(-1)
+        valid = (slot < self.column_count[y][:, None]).to(similarity.dtype)  # (B, W) 0 past the column's end
+        # Past a column's end the similarity is 0: such a slot can only displace neighbours that do not
+        # vote (similarity <= 0), and never votes itself.
+        chosen = similarity.view(-1).index_select(0, flat.view(-1)).view(shape) * valid  # (B, W)
+        weight = chosen.clamp(min=0)  # only positive similarities vote
         if width > self.k:
             # The k most similar: all above the k-th similarity, then those equal to it in the columns'
             # order (ids, or the input's) until k are taken -- the ties rule, without a sort.
-            kth = chosen.topk(self.k, dim=1).values[:, -1:]  # (B, 1)
-            above, tied = chosen > kth, chosen == kth  # (B, W)
-            room = self.k - above.sum(1, keepdim=True)  # (B, 1) places left for the tied
-            chosen = torch.where(above | (tied & (tied.cumsum(1) <= room)), chosen, float("-inf"))
-        weight = chosen.clamp(min=0)  # only positive similarities vote (-inf -> 0)
+            kth = chosen.topk(self.k, dim=1, sorted=False).values.amin(1, keepdim=True)  # (B, 1)
+            taken = chosen >= kth  # (B, W) k of them, or more where several equal the k-th
+            surplus = taken.sum(1, dtype=torch.int32) > self.k
+            tied_rows = torch.nonzero(surplus & (kth[:, 0] > 0)).squeeze(1)  # ties among voters: the rule decides
+            if len(tied_rows):
+                some, some_kth = chosen[tied_rows], kth[tied_rows]  # (T, W), (T, 1)
+                above, tied = some > some_kth, some == some_kth
+                room = self.k - above.sum(1, keepdim=True, dtype=torch.int32)  # (T, 1) places left for the tied
+                taken[tied_rows] = above | (tied & (tied.cumsum(1, dtype=torch.int32) <= room))
+            weight = weight * taken.to(weight.dtype)
         total = weight.sum(1)
-        enough = (chosen > 0).sum(1) >= self.min_k
-        deviation = (weight * self.column_residual[position]).sum(1) / total.clamp(min=torch.finfo(total.dtype).tiny)
+        enough = (weight > 0).sum(1, dtype=torch.int32) >= self.min_k
+        residual = self.column_residual.index_select(0, position).view(shape)  # (B, W)
+        deviation = (weight * residual).sum(1) / total.clamp(min=torch.finfo(total.dtype).tiny)
         return deviation, enough
 
     def _item_similarity(self, item):
