@@ -159,16 +159,12 @@ def read_input(path: str, shape: tuple[int, ...]):
 
 def read_image(path: Path, shape: tuple[int, ...]):
     """An image file as a (C, H, W) float array in [0, 1], converted and resized to the model's input."""
-    import numpy as np
-    from PIL import Image
+    from deepzen.data.images import read_image as image_array
 
-    if len(shape) != 3 or shape[0] not in (1, 3):
-        raise ValueError(f"{path} is an image, but the model's input is {tuple(shape)}, not (1 or 3, H, W)")
-    channels, height, width = shape
-    with Image.open(path) as image:
-        image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.float32) / 255.0
-    return array[None] if channels == 1 else array.transpose(2, 0, 1)  # (C, H, W)
+    try:
+        return image_array(path, shape)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def command_predict(args) -> int:
@@ -326,14 +322,40 @@ def command_export(args) -> int:
 
 
 # -- list ---------------------------------------------------------------------------------------------------
+class TrainHelp(argparse.Action):
+    """``train --help``; after a recipe name it also lists that recipe's settings (type, default, meaning)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from deepzen.recipes import RECIPES, describe_settings
+
+        parser.print_help()
+        name = getattr(namespace, "recipe", None)
+        if name:
+            load_recipes()
+            if name not in RECIPES:
+                parser.exit(2, f"\ndeepzen: no recipe {name!r}. Known recipes: {', '.join(RECIPES.names())}\n")
+            recipe = RECIPES.get(name)
+            print(f"\n{name}: {recipe.description}")
+            print(describe_settings(recipe))
+        else:
+            print("\nThe settings of a recipe: deepzen train RECIPE --help (recipes: deepzen list)")
+        parser.exit()
+
+
 def command_list(args) -> int:
     from deepzen.data.paths import dataset_status
     from deepzen.recipes import RECIPES
 
     load_recipes()
-    print("Recipes:")
+    print("Recipes (settings: deepzen train RECIPE --help):")
     for name, recipe in RECIPES.items():
         print(f"  {name:24s} {recipe.description}")
+        if args.long:
+            print(f"  {'':24s}   dataset: {recipe.dataset or 'not stated'}")
+            print(f"  {'':24s}   target:  {recipe.target or 'not stated'}")
     from deepzen.vision import models
 
     print("Image models (deepzen.vision.models.create(name)):\n  " + ", ".join(models.list()))
@@ -352,11 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = verbs.add_parser("list", help="recipes, models and datasets", description="List the recipes, "
                                "image models and datasets (and whether each dataset's files are present).")
+    listing.add_argument("--long", action="store_true", help="also each recipe's dataset and target result")
     listing.set_defaults(handler=command_list)
 
-    train = verbs.add_parser("train", help="run a recipe into a run folder, or resume one",
+    train = verbs.add_parser("train", help="run a recipe into a run folder, or resume one", add_help=False,
                              description="Run a recipe by name. The run folder gets the resolved config, "
-                             "metrics per epoch, curves, best/last models, checkpoints and the final evaluation.")
+                             "metrics per epoch, curves, best/last models, checkpoints and the final evaluation. "
+                             "`deepzen train RECIPE --help` also lists the recipe's settings.")
+    train.add_argument("-h", "--help", action=TrainHelp, help="show this help (and RECIPE's settings) and exit")
     train.add_argument("recipe", nargs="?", help="a recipe name (see `deepzen list`); optional with --resume")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     train.add_argument("--config", metavar="FILE.toml", help="settings from a TOML file (--set wins)")

@@ -17,7 +17,12 @@ left in the run folder; each result is a dict with the ``"input"`` and the predi
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import io
 import json
+import re
+import textwrap
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -37,13 +42,15 @@ class Recipe:
     description: str
     predictor: Predictor | None = None  # raw-input prediction for `deepzen predict` (None: arrays/images only)
     replay_file: str | None = None  # what `deepzen evaluate` loads when the recipe trains with its own loop
+    dataset: str = ""  # the data it trains on by default, for `deepzen list --long`
+    target: str = ""  # the result it is expected to reach there (the metric and its threshold)
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
 
 
 def register_recipe(name: str, config: type, description: str, predictor: Predictor | None = None,
-                    replay_file: str | None = None) -> Callable:
+                    replay_file: str | None = None, *, dataset: str = "", target: str = "") -> Callable:
     """Decorator registering ``fn(config, run_dir) -> metrics`` under ``name``.
 
     Args:
@@ -57,6 +64,8 @@ def register_recipe(name: str, config: type, description: str, predictor: Predic
         replay_file: for a recipe that trains with its own loop rather than ``Model.fit``: the file in
             the run folder it loads, instead of training, when ``deepzen evaluate`` replays the run
             (the recipe asks :func:`deepzen.runs.current_run` whether it is replaying).
+        dataset: the dataset it trains on by default (``deepzen list --long``).
+        target: the result it is expected to reach there, e.g. "test accuracy >= 99.0%" (``deepzen list --long``).
     """
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"Recipe {name!r}: config must be a dataclass. Received: {config!r}")
@@ -64,7 +73,7 @@ def register_recipe(name: str, config: type, description: str, predictor: Predic
         raise TypeError(f"Recipe {name!r}: predictor must be callable. Received: {predictor!r}")
 
     def add(fn: Callable) -> Callable:
-        RECIPES.register(name, Recipe(name, fn, config, description, predictor, replay_file))
+        RECIPES.register(name, Recipe(name, fn, config, description, predictor, replay_file, dataset, target))
         return fn
 
     return add
@@ -110,7 +119,8 @@ def make_config(recipe: Recipe, overrides: dict[str, Any] | None = None) -> Any:
     changes = {}
     for key, value in (overrides or {}).items():
         if key not in fields:
-            raise ValueError(f"Recipe {recipe.name!r} has no setting {key!r}. Expected one of: {', '.join(sorted(fields))}")
+            raise ValueError(f"Recipe {recipe.name!r} has no setting {key!r}. Expected one of: {', '.join(sorted(fields))} "
+                             f"(each explained by: deepzen train {recipe.name} --help)")
         current = getattr(config, key)
         try:
             changes[key] = parse_value(value, current) if isinstance(value, str) and not isinstance(current, str) \
@@ -160,3 +170,105 @@ def run_recipe(name: str, overrides: dict[str, Any] | None = None, run_dir: str 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return recipe.run(config, run_dir)
+
+
+# -- describing the settings (`deepzen train RECIPE --help`) -----------------------------------------------
+# The meaning of a setting comes from its config dataclass: the comment on the field's line
+# (``epochs: int = 10  # passes over the training data``), else its entry in the class docstring's
+# ``Args:`` or ``Attributes:`` section; settings every recipe shares fall back to this table.
+COMMON_SETTINGS = {
+    "epochs": "passes over the training data (the cap, where training stops early)",
+    "batch_size": "samples per training step",
+    "learning_rate": "the optimizer's step size",
+    "seed": "random seed of the data split, the initial weights and the shuffling",
+    "verbose": "0: silent, 1: a progress bar, 2: one line per epoch",
+    "data": "the dataset's folder or your own file (empty: the recipe's dataset in $DEEPZEN_DATA)",
+    "valid_data": "your own validation file, in the training file's format (empty: none)",
+    "test_data": "your own test file, in the training file's format (empty: the dataset's test split)",
+    "dropout": "dropout rate",
+    "label_smoothing": "share of each one-hot target spread evenly over the classes (Keras's label_smoothing)",
+    "clipnorm": "clip each gradient's L2 norm to this (0: no clipping)",
+    "weight_decay": "weight decay factor",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum",
+    "min_lr_fraction": "the cosine schedule's final learning rate, as a fraction of the peak",
+    "warmup_steps": "steps of linear learning-rate warmup",
+    "warmup_epochs": "epochs of linear learning-rate warmup",
+    "embedding_dim": "size of the word vectors",
+    "min_freq": "words seen fewer times in the training data become <unk>",
+    "filter_sizes": "the convolution widths (in words) of the TextCNN",
+    "num_filters": "filters per width of the TextCNN",
+    "model": "which network",
+}
+_SECTION = re.compile(r"^\s*(Args|Arguments|Attributes|Settings):\s*$")
+_ENTRY = re.compile(r"^\s+([\w /]+?)\s*(?:\([^)]*\))?:\s+(.*\S)\s*$")
+_FIELD = re.compile(r"^\s+(\w+)\s*:")
+
+
+def setting_descriptions(config: type) -> dict[str, str]:
+    """One line on each field of a recipe's config dataclass, by field name (see the comment above).
+
+    A docstring entry ``a / b: text`` describes both ``a`` and ``b``. Fields with no description anywhere
+    get none (``deepzen train RECIPE --help`` shows them without; the tests require one for every recipe).
+    """
+    found: dict[str, str] = {}
+    for klass in reversed(config.__mro__):  # the most derived class's words win
+        if not dataclasses.is_dataclass(klass):
+            continue
+        found.update(_docstring_entries(klass.__doc__ or ""))
+        found.update(_field_comments(klass))
+    names = [f.name for f in dataclasses.fields(config)]
+    return {name: found.get(name) or COMMON_SETTINGS.get(name, "") for name in names}
+
+
+def _docstring_entries(doc: str) -> dict[str, str]:
+    entries: dict[str, str] = {}
+    in_section = False
+    for line in inspect.cleandoc(doc).splitlines():
+        if _SECTION.match(line):
+            in_section = True
+            continue
+        if in_section:
+            match = _ENTRY.match("    " + line) if line.startswith("    ") and not line.startswith("     ") else None
+            if match:
+                for name in match.group(1).split("/"):
+                    entries[name.strip()] = match.group(2)
+            elif line and not line.startswith(" "):
+                in_section = False  # the section ended
+    return entries
+
+
+def _field_comments(klass: type) -> dict[str, str]:
+    try:
+        source = inspect.getsource(klass)
+    except (OSError, TypeError):  # a class made at run time has no source
+        return {}
+    comments = {token.start[0]: token.string.lstrip("#").strip()
+                for token in tokenize.generate_tokens(io.StringIO(textwrap.dedent(source)).readline)
+                if token.type == tokenize.COMMENT}
+    found = {}
+    for number, line in enumerate(textwrap.dedent(source).splitlines(), start=1):
+        match = _FIELD.match(line)
+        if match and number in comments and line.startswith("    ") and not line.startswith("     "):
+            found[match.group(1)] = comments[number]
+    return found
+
+
+def describe_settings(recipe: Recipe) -> str:
+    """The settings of ``recipe`` as ``deepzen train RECIPE --help`` prints them: name, type, default, meaning."""
+    config = recipe.config()
+    meanings = setting_descriptions(recipe.config)
+    rows = []
+    for item in dataclasses.fields(config):
+        kind = item.type if isinstance(item.type, str) else getattr(item.type, "__name__", str(item.type))
+        rows.append((item.name, kind, json.dumps(_jsonable(getattr(config, item.name))), meanings[item.name]))
+    width = max(len(f"{name}: {kind} = {default}") for name, kind, default, _ in rows)
+    lines = [f"Settings of {recipe.name} (--set KEY=VALUE, or a TOML file with --config):"]
+    for name, kind, default, meaning in rows:
+        head = f"{name}: {kind} = {default}"
+        lines.append(f"  {head:<{width}}  {meaning}".rstrip())
+    return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

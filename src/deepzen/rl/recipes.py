@@ -35,14 +35,14 @@ AGENT_FILE = "agent.dz"
 class Settings:
     """What a run does around the agent's own hyperparameters."""
 
-    env_id: str = "CartPole-v1"
-    total_steps: int = 100_000
-    eval_interval: int = 5000
-    eval_episodes: int = 100
+    env_id: str = "CartPole-v1"  # the gymnasium environment
+    total_steps: int = 100_000  # environment steps to train for
+    eval_interval: int = 5000  # environment steps between evaluations
+    eval_episodes: int = 100  # episodes per evaluation
     solved_return: float = 475.0  # CartPole-v1's threshold
-    stop_when_solved: bool = True
+    stop_when_solved: bool = True  # stop once an evaluation reaches solved_return
     final_eval_episodes: int = 100  # the saved agent, on episodes no evaluation during training used
-    record_gif: bool = True
+    record_gif: bool = True  # save a GIF of an episode of the trained agent
     num_threads: int = 1  # torch threads; one is fastest for these tiny networks (0: leave torch's setting)
     seed: int = 0
     verbose: int = 1
@@ -57,8 +57,8 @@ class CartPoleDQNConfig(Settings, DQNConfig):
 class CartPoleA2CConfig(Settings, A2CConfig):
     """A2C on CartPole-v1 (see :class:`A2CConfig`); 8 environments x 5 steps per update."""
 
-    total_steps: int = 300_000
-    eval_interval: int = 10_000
+    total_steps: int = 300_000  # environment steps to train for
+    eval_interval: int = 10_000  # environment steps between evaluations
     stop_when_solved: bool = False  # the whole learning curve is the point
 
 
@@ -106,13 +106,15 @@ def train_and_report(agent_class: type, config: Settings, run_dir: Path) -> dict
 @register_recipe("cartpole-dqn", CartPoleDQNConfig,
                  "DQN (replay buffer, target network, epsilon-greedy; Double DQN optional) on CartPole-v1: "
                  "solved = mean return >= 475 over 100 episodes, within 100k environment steps",
-                 replay_file=AGENT_FILE)
+                 replay_file=AGENT_FILE,
+                 dataset="gymnasium CartPole-v1", target="mean return >= 475 over 100 episodes within 100k steps")
 def cartpole_dqn(config: CartPoleDQNConfig, run_dir: Path) -> dict:
     return train_and_report(DQN, config, run_dir)
 
 
 @register_recipe("cartpole-a2c", CartPoleA2CConfig,
                  "Advantage actor-critic (shared body, n-step/GAE advantages, entropy bonus, 8 parallel "
-                 "environments) on CartPole-v1, with its learning curve", replay_file=AGENT_FILE)
+                 "environments) on CartPole-v1, with its learning curve", replay_file=AGENT_FILE,
+                 dataset="gymnasium CartPole-v1", target="learning curve; return 475+ (measured from 200k steps)")
 def cartpole_a2c(config: CartPoleA2CConfig, run_dir: Path) -> dict:
     return train_and_report(A2C, config, run_dir)

@@ -167,9 +167,9 @@ class LanguageModelConfig:
     num_heads: int = 4                  # Transformer
     num_layers: int = 2                 # LSTM layers or Transformer blocks
     dropout: float = 0.1
-    prompt: str = "ROMEO:"
-    sample_length: int = 500
-    temperature: float = 0.8
+    prompt: str = "ROMEO:"  # the generated sample starts with this text
+    sample_length: int = 500  # characters generated for the sample
+    temperature: float = 0.8  # sampling temperature (lower: more conservative)
     top_k: int = 0                      # 0: no top-k filtering
     top_p: float = 1.0                  # 1: no nucleus filtering
     seed: int = 0
@@ -266,10 +266,14 @@ def predict_continuations(run_dir: Path, prompts: list[str], top: int | None = N
 
 register_recipe("shakespeare-char-lstm", LanguageModelConfig,
                 "Character LSTM language model on Tiny Shakespeare (val nats/char, text generation)",
-                predict_continuations)(train_language_model)
+                predict_continuations,
+                dataset="Tiny Shakespeare (characters)",
+                target="validation loss <= 1.60 nats/char within 30 min")(train_language_model)
 register_recipe("shakespeare-char-transformer", TransformerLanguageModelConfig,
                 "Small decoder-only Transformer (GPT) on Tiny Shakespeare characters (val nats/char, generation)",
-                predict_continuations)(train_language_model)
+                predict_continuations,
+                dataset="Tiny Shakespeare (characters)",
+                target="validation loss <= 1.60 nats/char within 30 min")(train_language_model)
 
 
 # == translation ============================================================================================
@@ -280,8 +284,8 @@ class TranslationConfig:
     model: str = "transformer"          # "transformer", "gru" or "lstm"
     attention: str = "bahdanau"         # RNN models: "bahdanau" (additive) or "luong" (general)
     data: str = ""                      # empty: Multi30k in $DEEPZEN_DATA; else a folder in its format
-    source_language: str = "en"
-    target_language: str = "de"
+    source_language: str = "en"  # "en" or "de"
+    target_language: str = "de"  # "de" or "en"
     vocab_size: int = 8000              # sentencepiece BPE pieces per language
     batch_size: int = 128               # sentence pairs per step
     learning_rate: float = 1e-3
@@ -292,13 +296,13 @@ class TranslationConfig:
     minutes: float = 90.0               # training-time budget
     max_steps: int = 0                  # step budget (0: only the time budget)
     d_model: int = 256                  # Transformer width (RNN: embedding size)
-    num_heads: int = 4
+    num_heads: int = 4  # attention heads
     num_layers: int = 3                 # encoder and decoder layers each
-    intermediate_dim: int = 512
+    intermediate_dim: int = 512  # Transformer feed-forward width
     units: int = 256                    # RNN hidden size
     dropout: float = 0.1
-    beam_size: int = 5
-    length_penalty: float = 0.6
+    beam_size: int = 5  # beam width of the beam-search evaluation
+    length_penalty: float = 0.6  # beam search's length penalty (Wu et al. 2016)
     max_train_pairs: int = 0            # train on the first k pairs (0: all), for quick checks
     max_eval_pairs: int = 0             # score the first k test/validation pairs (0: all)
     seed: int = 0
@@ -425,7 +429,10 @@ def predict_translations(run_dir: Path, sentences: list[str], top: int | None = 
 
 register_recipe("multi30k-transformer", TranslationConfig,
                 "Transformer English->German on Multi30k (sacrebleu BLEU on test2016, greedy and beam 5)",
-                predict_translations)(train_translation)
+                predict_translations,
+                dataset="Multi30k English->German",
+                target="sacreBLEU on test2016 >= 30, beam not worse than greedy")(train_translation)
 register_recipe("multi30k-gru-attention", RNNTranslationConfig,
                 "GRU encoder-decoder with Bahdanau attention, English->German on Multi30k (sacrebleu BLEU)",
-                predict_translations)(train_translation)
+                predict_translations,
+                dataset="Multi30k English->German", target="sacreBLEU on test2016 >= 30")(train_translation)

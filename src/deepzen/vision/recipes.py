@@ -14,7 +14,7 @@ class DigitsConfig:
     epochs: int = 40
     batch_size: int = 32
     learning_rate: float = 2e-3
-    filters: int = 32
+    filters: int = 32  # filters of the first convolution (the second has twice as many)
     seed: int = 0
     verbose: int = 2
 
@@ -37,7 +37,8 @@ def digits_cnn_model(filters: int = 32):
 
 
 @register_recipe("digits-cnn", DigitsConfig,
-                 "A small CNN on the 8x8 digits embedded in scikit-learn (the demo; needs no download)")
+                 "A small CNN on the 8x8 digits embedded in scikit-learn (the demo; needs no download)",
+                 dataset="scikit-learn's 8x8 digits (embedded, no download)", target="test accuracy (about 98%)")
 def digits_cnn(config: DigitsConfig, run_dir: Path) -> dict:
     from deepzen.data.images import load_digits_split
     from deepzen.training.plots import plot_history
@@ -86,7 +87,8 @@ class LeNetConfig:
 
 
 @register_recipe("mnist-lenet5", LeNetConfig,
-                 "LeNet-5 on MNIST (or any MNIST-format set: data=PATH); target >= 99.0% test accuracy")
+                 "LeNet-5 on MNIST (or any MNIST-format set: data=PATH); target >= 99.0% test accuracy",
+                 dataset="MNIST", target="test accuracy >= 99.0%")
 def mnist_lenet5(config: LeNetConfig, run_dir: Path) -> dict:
     from deepzen.vision.tasks import cosine_schedule, fit_classifier, image_classifier, write_report
 
@@ -123,7 +125,7 @@ class ResNetConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # or "step" (divide by 10 at each milestone epoch)
-    milestones: tuple = (82, 123)
+    milestones: tuple = (82, 123)  # schedule=step: epochs at which the rate is divided by 10
     warmup_epochs: int = 1
     label_smoothing: float = 0.0
     train_samples: int = 0  # 0: all
@@ -134,7 +136,8 @@ class ResNetConfig:
 
 @register_recipe("mnist-resnet", ResNetConfig,
                  "CIFAR ResNet-20 family with augmentation on MNIST (target >= 99.5%), any MNIST-format folder "
-                 "or CIFAR-10 (dataset=cifar10)")
+                 "or CIFAR-10 (dataset=cifar10)",
+                 dataset="MNIST (or CIFAR-10: dataset=cifar10)", target="test accuracy >= 99.5% on MNIST")
 def mnist_resnet(config: ResNetConfig, run_dir: Path) -> dict:
     from deepzen.vision.tasks import cosine_schedule, fit_classifier, image_classifier, step_schedule, write_report
 
@@ -161,13 +164,13 @@ class TransferConfig:
     """LeNet-5 trained on some MNIST digits, moved to the others with few labels (Yosinski et al. 2014 style)."""
 
     data: str | None = None  # MNIST folder (default $DEEPZEN_DATA/mnist)
-    source_classes: tuple = (0, 1, 2, 3, 4)
-    target_classes: tuple = (5, 6, 7, 8, 9)
+    source_classes: tuple = (0, 1, 2, 3, 4)  # the digits LeNet-5 is first trained on
+    target_classes: tuple = (5, 6, 7, 8, 9)  # the digits it is moved to
     per_class: int = 100  # labelled target images per class
     source_samples: int = 0  # source training images (0: all of those classes, about 30,600)
-    source_epochs: int = 5
-    source_learning_rate: float = 1e-3
-    target_epochs: int = 60
+    source_epochs: int = 5  # epochs on the source digits
+    source_learning_rate: float = 1e-3  # learning rate on the source digits
+    target_epochs: int = 60  # epochs of each run on the target digits
     batch_size: int = 32
     learning_rate: float = 3e-3  # all three target runs (the head's rate when fine-tuning)
     backbone_factor: float = 0.1  # fine-tuning: the backbone's learning rate relative to the head's
@@ -179,7 +182,9 @@ class TransferConfig:
 
 @register_recipe("mnist-transfer", TransferConfig,
                  "Transfer learning: LeNet-5 from MNIST digits 0-4 to 5-9 with 100 labels per class "
-                 "(scratch vs feature extraction vs fine-tuning)")
+                 "(scratch vs feature extraction vs fine-tuning)",
+                 dataset="MNIST digits 0-4 -> 5-9, 100 labels per class",
+                 target="feature extraction and fine-tuning beat training from scratch")
 def mnist_transfer(config: TransferConfig, run_dir: Path) -> dict:
     import copy
 
