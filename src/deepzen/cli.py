@@ -285,26 +285,56 @@ def describe_output(output, top: int) -> dict:
 
 # -- serve / export ---------------------------------------------------------------------------------------
 def command_serve(args) -> int:
-    from deepzen.serving import ModelServer
-    from deepzen.runs import model_file, run_recipe_name
-    from deepzen.training.serialization import load_model
-
-    path = model_file(args.run, args.model)
-    recipe = run_recipe_name(args.run)
-    server = ModelServer(load_model(path, compile=False), host=args.host, port=args.port,
-                         max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-                         max_body_bytes=args.max_body_bytes, log_requests=args.log,
-                         metadata={"run": str(args.run), "model_file": path.name, "recipe": recipe})
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"Warning: listening on {args.host}: the API has no authentication", file=sys.stderr)
-    print(f"Serving {path} at {server.url}  (POST /predict, GET /health, GET /metadata). Ctrl-C stops.", flush=True)
+    """Serves a run (through its recipe's predictor when it has one) on uvicorn until SIGTERM or Ctrl-C."""
+    settings = serve_settings(args)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("Stopped.")
-    finally:
-        server.close()
+        from deepzen.serving.server import serve
+        from deepzen.serving.servables import load_servable
+    except ImportError as missing:
+        raise ValueError(str(missing)) from None  # names the serve extra
+    load_recipes()
+    servable = load_servable(args.run, settings, args.model)
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
+        print(f"Warning: listening on {settings.host} without an API key (--api-key or $DEEPZEN_API_KEY)",
+              file=sys.stderr)
+
+    def banner(url: str) -> None:
+        print(f"Serving {args.run} ({servable.kind}) at {url}  (POST /predict, GET /ui, /docs, /metadata, /metrics). "
+              "Ctrl-C or SIGTERM stops.", flush=True)
+
+    serve(servable, settings, log_requests=args.log, on_ready=banner)
+    print("Stopped.", flush=True)
     return 0
+
+
+def serve_settings(args):
+    """The ServeSettings of ``deepzen serve``'s options (the API key from $DEEPZEN_API_KEY unless given)."""
+    import dataclasses
+
+    from deepzen.serving.settings import ServeSettings, api_key_from_environment
+
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeSettings)}
+    values["api_key"] = values["api_key"] or api_key_from_environment()
+    values["cors_origins"] = tuple(values["cors_origins"] or ())
+    return ServeSettings(**values)
+
+
+def add_serve_settings(parser: argparse.ArgumentParser) -> None:
+    """One option per ServeSettings field (``max_body_bytes`` -> ``--max-body-bytes``), with its help and default."""
+    import dataclasses
+
+    from deepzen.serving.settings import ServeSettings
+
+    for field in dataclasses.fields(ServeSettings):
+        option = "--" + field.name.replace("_", "-")
+        if field.name == "cors_origins":
+            parser.add_argument("--cors-origin", dest="cors_origins", action="append", default=[], metavar="ORIGIN",
+                                help=field.metadata["help"] + " (repeat for several)")
+        elif field.name == "api_key":
+            parser.add_argument(option, default=None, metavar="KEY", help=field.metadata["help"])
+        else:
+            parser.add_argument(option, type=type(field.default), default=field.default,
+                                help=f"{field.metadata['help']} (default: {field.default})")
 
 
 def command_export(args) -> int:
@@ -318,6 +348,40 @@ def command_export(args) -> int:
     export_onnx(model, output, opset_version=args.opset)
     difference = verify_onnx(output, model)
     print(f"Exported {path} to {output}; onnxruntime matches deepzen within {difference:.2g} (max abs difference)")
+    return 0
+
+
+# -- interpret ---------------------------------------------------------------------------------------------
+def command_interpret(args) -> int:
+    """Image runs: saliency, Grad-CAM, occlusion, filters, feature maps, top losses, confusion matrix.
+    Text classification runs (they have vocabulary.json): the attention over the words of each input text."""
+    import numpy as np
+
+    from deepzen.runs import model_file
+    from deepzen.training.serialization import load_model
+    from deepzen.vision import interpret
+
+    if args.top_losses < 1:
+        raise ValueError(f"--top-losses expects a positive number. Received: --top-losses {args.top_losses}")
+    if (Path(args.run) / "vocabulary.json").is_file():
+        if not args.inputs:
+            raise ValueError(f"{args.run} is a text classification run: give the texts to explain")
+        written = [interpret.interpret_text_run(args.run, raw_inputs(args.inputs), which=args.model,
+                                                out_dir=args.output)]
+    else:
+        if (args.data is None) != (args.labels is None):
+            raise ValueError("--data and --labels go together: the test images (.npy) and their labels (.npy)")
+        model = load_model(model_file(args.run, args.model), compile=False)
+        shape = interpret.run_images(args.run, model).input_shape
+        if args.inputs and shape is None:
+            raise ValueError(f"{args.run}: the model's input shape is unknown, so image files cannot be read for it")
+        pixels = np.concatenate([read_input(name, shape) for name in args.inputs]) if args.inputs else None
+        test_set = (np.load(args.data, allow_pickle=False), np.load(args.labels, allow_pickle=False)) if args.data \
+            else None
+        written = interpret.interpret_run(args.run, pixels, model=model, test_set=test_set, layer=args.layer,
+                                          k=args.top_losses, out_dir=args.output)
+    for path in written:
+        print(path)
     return 0
 
 
@@ -428,17 +492,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(handler=command_predict)
 
-    serve = verbs.add_parser("serve", help="serve a run's model over HTTP (JSON)",
-                             description="POST /predict {\"inputs\": [sample, ...]}, GET /health, GET /metadata. "
-                             "Concurrent requests are batched together.")
+    serve = verbs.add_parser("serve", help="serve a run's model over HTTP (FastAPI on uvicorn)",
+                             description="Serve a run over HTTP: POST /predict (JSON; image models also take "
+                             "PNG/JPEG at POST /predict/image), a page to try it at /ui, the API at /docs, "
+                             "/health, /ready, /metadata, /metrics. Runs of text and recommender recipes are "
+                             "served through their predictor. Concurrent requests are batched together. "
+                             "Needs the serve extra: pip install 'deepzen[serve]'.")
     serve.add_argument("run", metavar="RUN", help="a run folder")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--model", default="auto", choices=["auto", "final", "best", "last"])
-    serve.add_argument("--max-batch-size", type=int, default=64, help="samples per model call")
-    serve.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits for more requests")
-    serve.add_argument("--max-body-bytes", type=int, default=None, help="request size limit (default 8 MiB)")
+    serve.add_argument("--model", default="auto", choices=["auto", "final", "best", "last"],
+                       help="which model file of a run without a predictor (auto: model.dz, best.dz, last.dz)")
     serve.add_argument("--log", action="store_true", help="log every request to stderr")
+    add_serve_settings(serve)
     serve.set_defaults(handler=command_serve)
 
     export = verbs.add_parser("export", help="export a run's model to ONNX and check it with onnxruntime",
@@ -449,6 +513,24 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", default="auto", choices=["auto", "final", "best", "last"])
     export.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: torch's)")
     export.set_defaults(handler=command_export)
+
+    explain = verbs.add_parser("interpret", help="see inside a run's classifier: PNGs in RUN/interpret",
+                               description="Image classifiers: saliency maps, Grad-CAM, occlusion sensitivity, "
+                               "first-layer filters and feature maps for IMAGES (default: the first test images), "
+                               "and, with the run's test set (known for digits-cnn and the MNIST/CIFAR recipes, or "
+                               "--data/--labels), the top losses and the confusion matrix. Images are pixel values "
+                               "in [0, 1] (image files, or .npy arrays), normalized as the run's preprocessing.json "
+                               "says. Text classifiers with attention: the attention over the words of each text.")
+    explain.add_argument("run", metavar="RUN", help="a run folder")
+    explain.add_argument("inputs", nargs="*", metavar="INPUT",
+                         help="images (.npy or image files) or, for a text run, texts (`-`: stdin, @FILE)")
+    explain.add_argument("--layer", help="the convolution Grad-CAM reads, by module name (default: the last one)")
+    explain.add_argument("--top-losses", type=int, default=12, metavar="K", help="how many top losses (default 12)")
+    explain.add_argument("--data", metavar="X.npy", help="test images (N, C, H, W), pixel values in [0, 1]")
+    explain.add_argument("--labels", metavar="Y.npy", help="their (N,) class ids")
+    explain.add_argument("--model", default="auto", choices=["auto", "final", "best", "last"])
+    explain.add_argument("--output", help="the folder for the PNGs (default: RUN/interpret)")
+    explain.set_defaults(handler=command_interpret)
 
     from deepzen.experiments import add_experiment_command  # does not import torch
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from deepzen.data.arrays import leaves
-from deepzen.serving import input_spec, random_inputs
+from deepzen.serving.spec import input_spec, random_inputs
 from deepzen.training.serialization import atomic_write
 
 TOLERANCE = 1e-4
