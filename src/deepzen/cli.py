@@ -302,7 +302,7 @@ def command_serve(args) -> int:
         print(f"Serving {args.run} ({servable.kind}) at {url}  (POST /predict, GET /ui, /docs, /metadata, /metrics). "
               "Ctrl-C or SIGTERM stops.", flush=True)
 
-    serve(servable, settings, log_requests=args.log, on_ready=banner)
+    serve(servable, log_requests=args.log, on_ready=banner)
     print("Stopped.", flush=True)
     return 0
 

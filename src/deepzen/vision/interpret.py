@@ -35,9 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepzen.data.images import load_digits_split
+from deepzen.data.text import Vocab, WordTokenizer, pad_sequences
+from deepzen.runs import model_file, read_json
 from deepzen.training.plots import pyplot, save_figure
+from deepzen.training.serialization import load_model
 from deepzen.vision import plots
-from deepzen.vision.tasks import confusion_matrix, network
+from deepzen.vision.tasks import DATASETS, confusion_matrix, load_image_data, network
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -403,18 +407,19 @@ def plot_filters(model: nn.Module, path: str | Path, *, layer: str | nn.Module |
     """
     model = network(model)
     name, module = conv_layer(model, layer, which="first", where="plot_filters")
-    convolution = module if isinstance(module, nn.Conv2d) else next(
-        (m for m in module.modules() if isinstance(m, nn.Conv2d) and m.weight is not None), None)
-    if convolution is None:
-        raise ValueError(f"plot_filters expects layer {name!r} to hold a Conv2d kernel")
-    kernels = convolution.weight.detach().float().cpu().numpy()[:max_filters]  # (K, C, kh, kw)
+    # torch's and deepzen's Conv2D keep the kernel as ``weight`` (K, C, kh, kw); separable ones in a sub-layer.
+    kernel = next((m.weight for m in module.modules()
+                   if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() == 4), None)
+    if kernel is None:
+        raise ValueError(f"plot_filters expects layer {name!r} to hold a (K, C, kh, kw) kernel (is it built?)")
+    kernels = kernel.detach().float().cpu().numpy()[:max_filters]  # (K, C, kh, kw)
     if kernels.shape[1] not in (1, 3):
         kernels = kernels.mean(axis=1, keepdims=True)
     figure, axes = plots._grid(len(kernels), columns, panel_size=1.0)
     for index, axis in enumerate(axes):
         picture, options = plots._as_display(kernels[index], None)
         axis.imshow(picture, **options)
-    figure.suptitle(f"filters of {name} {tuple(convolution.weight.shape)}", fontsize=10)
+    figure.suptitle(f"filters of {name} {tuple(kernel.shape)}", fontsize=10)
     figure.tight_layout()
     save_figure(figure, path)
     return figure
@@ -511,3 +516,137 @@ def interpret_images(model: nn.Module, images: ArrayLike, out_dir: str | Path, *
                                     title=f"test accuracy {accuracy:.2%}")
         written += [out_dir / "top_losses.png", out_dir / "confusion_matrix.png"]
     return written
+
+
+# -- run folders (what `deepzen interpret RUN` reads) ----------------------------------------------------
+@dataclass
+class RunImages:
+    """How a run's image classifier sees images: input shape, normalization and class names.
+
+    Attributes:
+        input_shape: ``(C, H, W)`` of one image, or ``None`` when the run does not say.
+        mean, std: per-channel normalization (from ``preprocessing.json``; 0 and 1 when the run has none).
+        class_names: names of the class ids, or ``None``.
+    """
+
+    input_shape: tuple[int, ...] | None
+    mean: np.ndarray
+    std: np.ndarray
+    class_names: tuple[str, ...] | None
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """``(N, C, H, W)`` pixel values in [0, 1] -> what the model takes."""
+        return ((np.asarray(pixels, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
+
+    def show(self, prepared: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`prepare`, for drawing."""
+        return np.asarray(prepared) * self.std + self.mean
+
+
+def run_images(run_dir: str | Path, model: nn.Module | None = None) -> RunImages:
+    """The image preprocessing of a run: its ``preprocessing.json`` (written by the image-classification
+    recipes' report), else identity normalization and the model's input shape."""
+    path = Path(run_dir) / "preprocessing.json"
+    if path.is_file():
+        saved = read_json(path, "the image preprocessing")
+        try:
+            shape = tuple(int(s) for s in saved["input_shape"])
+            mean = np.asarray(saved["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+            std = np.asarray(saved["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: expected input_shape, mean and std. Received: {saved!r}") from error
+        names = saved.get("class_names")
+        return RunImages(shape, mean, std, tuple(str(n) for n in names) if names else None)
+    spec = getattr(model, "input_spec", None)
+    shape = tuple(spec.shape) if spec is not None and hasattr(spec, "shape") else None
+    return RunImages(shape, np.zeros((1, 1, 1, 1), np.float32), np.ones((1, 1, 1, 1), np.float32), None)
+
+
+def run_test_set(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The prepared test images and labels of a run, rebuilt from its config, or ``None`` if unknown.
+
+    Known: ``digits-cnn`` (the 8x8 digits' test split) and runs whose config names an image dataset
+    (``dataset=mnist``, ``fashion-mnist``, ``kmnist``, ``cifar10``) and which wrote ``preprocessing.json``
+    (the same subset draw and normalization as in training).
+    """
+    run_dir = Path(run_dir)
+    saved = read_json(run_dir / "config.json", "the run's config")
+    recipe, config = saved.get("recipe"), saved.get("config") or {}
+    if recipe == "digits-cnn":
+        _, _, x_test, y_test = load_digits_split(test_fraction=0.2, seed=config.get("seed", 0))  # the recipe's split
+        return x_test, y_test
+    if config.get("dataset") in DATASETS and (run_dir / "preprocessing.json").is_file():
+        prepared = run_images(run_dir)
+        data = load_image_data(config["dataset"], config.get("data"), train_samples=config.get("train_samples") or None,
+                               test_samples=config.get("test_samples") or None, seed=config.get("seed", 0),
+                               statistics=(prepared.mean.ravel().tolist(), prepared.std.ravel().tolist()))
+        return data.x_test, data.y_test
+    return None
+
+
+def interpret_run(run_dir: str | Path, pixels: np.ndarray | None = None, *, model: nn.Module | None = None,
+                  which: str = "auto", test_set: tuple[np.ndarray, np.ndarray] | None = None,
+                  layer: str | None = None, k: int = 12, count: int = 8,
+                  out_dir: str | Path | None = None) -> list[Path]:
+    """Writes the PNGs of :func:`interpret_images` for an image classifier's run, in ``RUN/interpret``.
+
+    Args:
+        run_dir: the run folder.
+        pixels: ``(N, C, H, W)`` images to explain, pixel values in [0, 1] (normalized here as the run's
+            ``preprocessing.json`` says); default the first ``count`` test images.
+        model: the run's model, if already loaded (default: loaded from the run's ``which`` model file).
+        which: "auto", "final", "best" or "last" (see :func:`deepzen.runs.model_file`).
+        test_set: ``(pixels in [0, 1], labels)`` for the confusion matrix and the top losses; default the
+            run's own test set when :func:`run_test_set` knows it.
+        layer: Grad-CAM's convolution (default the last).
+        k: how many top losses.
+        count: test images explained when ``pixels`` is None.
+        out_dir: where the PNGs go (default ``RUN/interpret``).
+
+    Raises:
+        ValueError: no images were given and the run's test set is unknown.
+    """
+    run_dir = Path(run_dir)
+    model = model if model is not None else load_model(model_file(run_dir, which), compile=False)
+    seen = run_images(run_dir, model)
+    if test_set is not None:
+        test_x, test_y = seen.prepare(test_set[0]), np.asarray(test_set[1])
+    else:
+        test_x, test_y = run_test_set(run_dir) or (None, None)
+    labels = None
+    if pixels is not None:
+        images = seen.prepare(pixels)
+    elif test_x is not None:
+        images, labels = test_x[:count], test_y[:count]
+    else:
+        raise ValueError(f"{run_dir}: the test set of this run is unknown here; give images to explain (or a test "
+                         f"set: --data X.npy --labels Y.npy)")
+    return interpret_images(model, images, out_dir or run_dir / "interpret", labels=labels, test_x=test_x,
+                            test_y=test_y, class_names=seen.class_names, layer=layer, k=k, show=seen.show)
+
+
+def interpret_text_run(run_dir: str | Path, texts: Sequence[str], *, which: str = "auto",
+                       out_dir: str | Path | None = None) -> Path:
+    """Writes ``attention.png``: the attention of a text classification run's model over each text's words.
+
+    The texts are encoded as in training (the run's ``vocabulary.json``); the model must have attention
+    (``mr-bilstm-attention``, ``sst2-bilstm-attention``).
+    """
+    run_dir = Path(run_dir)
+    encoding = read_json(run_dir / "vocabulary.json", "the classifier's vocabulary")
+    vocab = Vocab.from_config(encoding["vocab"])
+    tokenize = WordTokenizer(lower=encoding["lower"], split_punctuation=encoding["split_punctuation"])
+    model = load_model(model_file(run_dir, which), compile=False)
+    tokens = [tokenize(text) for text in texts]
+    empty = next((text for text, words in zip(texts, tokens) if not words), None)
+    if empty is not None or not tokens:
+        raise ValueError(f"interpret expects texts with at least one word. Received: {empty!r}")
+    ids = pad_sequences([vocab.encode(words) for words in tokens])  # (N, T)
+    weights = attention_weights(model, ids)
+    probabilities = torch.softmax(predict_logits(model, ids), -1)
+    classes = encoding["classes"]
+    titles = [f"{classes[int(p.argmax())]} ({float(p.max()):.0%})" for p in probabilities]
+    out_dir = Path(out_dir or run_dir / "interpret")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_attention(tokens, weights, out_dir / "attention.png", titles=titles)
+    return out_dir / "attention.png"
