@@ -345,3 +345,75 @@ def test_keras_learning_rate_attribute_reads_and_sets_the_torch_rate():
 
     assert torch.equal(one_step(0.01, set_to=0.5), one_step(0.5))
     assert not torch.equal(one_step(0.01), one_step(0.5))
+
+
+# -- gradient accumulation (Keras's gradient_accumulation_steps) --------------------------------------------
+def _accumulation_run(optimizer_class, batch_size, steps, custom_step=False, **options):
+    """Two epochs of a tanh MLP (no batch norm, no dropout) on fixed data; the final weights."""
+    import numpy as np
+
+    import deepzen
+    from deepzen.layers import Dense
+    from deepzen.models import Sequential
+
+    class CustomStep(Sequential):
+        def train_step(self, data):
+            x, y = data
+            self.optimizer.zero_grad()
+            loss = self.compute_loss(x, y, self(x, training=True))
+            loss.backward()
+            self.optimizer.step()
+            return {"loss": loss.detach()}
+
+    torch.manual_seed(0)
+    model_class = CustomStep if custom_step else Sequential
+    model = model_class([Dense(16, input_dim=5, activation="tanh"), Dense(3)])
+    if steps > 1:
+        options["gradient_accumulation_steps"] = steps
+    model.compile(optimizer=optimizer_class(learning_rate=0.05, **options),
+                  loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(256, 5)).astype(np.float32), rng.integers(0, 3, 256)
+    model.fit(x, y, batch_size=batch_size, epochs=2, shuffle=False, verbose=0)
+    return [p.detach().clone() for p in model.parameters()], model.optimizer
+
+
+@pytest.mark.parametrize("optimizer_class", [SGD, Adam])
+@pytest.mark.parametrize("custom_step", [False, True])
+def test_batch_8_with_4_accumulation_steps_matches_batch_32(optimizer_class, custom_step):
+    reference, whole = _accumulation_run(optimizer_class, 32, 1)
+    accumulated, optimizer = _accumulation_run(optimizer_class, 8, 4, custom_step=custom_step)
+    assert optimizer.iterations == 16  # 2 epochs of 256 / 32 updates
+    for a, b in zip(reference, accumulated):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0), float((a - b).abs().max())
+    small = _accumulation_run(optimizer_class, 8, 1)[0]  # batch 8 without accumulation ends elsewhere
+    assert max(float((a - b).abs().max()) for a, b in zip(reference, small)) > 1e-3
+
+
+def test_accumulation_clips_the_mean_gradient_and_matches_the_big_batch():
+    reference, _ = _accumulation_run(SGD, 32, 1, global_clipnorm=0.05)
+    accumulated, _ = _accumulation_run(SGD, 8, 4, global_clipnorm=0.05)
+    for a, b in zip(reference, accumulated):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_accumulation_updates_every_nth_step_with_the_mean():
+    w = torch.nn.Parameter(torch.zeros(2))
+    optimizer = SGD(learning_rate=1.0, gradient_accumulation_steps=3).build([w])
+    for gradient in ([1.0, 2.0], [3.0, 4.0]):
+        optimizer.zero_grad()
+        (w * torch.tensor(gradient)).sum().backward()
+        optimizer.step()
+        assert w.detach().tolist() == [0.0, 0.0] and optimizer.iterations == 0
+    optimizer.zero_grad()  # keeps the two gradients summed so far
+    (w * torch.tensor([5.0, 6.0])).sum().backward()
+    optimizer.step()
+    assert w.detach().tolist() == pytest.approx([-3.0, -4.0])  # minus the mean gradient
+    assert optimizer.iterations == 1
+    assert optimizer.state_dict()["param_groups"][0]["iterations"] == 1  # checkpoints keep the counters
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True])
+def test_gradient_accumulation_steps_must_be_a_positive_int(value):
+    with pytest.raises(ValueError, match="gradient_accumulation_steps"):
+        Adam(gradient_accumulation_steps=value)

@@ -11,6 +11,14 @@ Gradient clipping is not part of the torch optimizer: the engine reads ``spec.cl
 ``spec.clipvalue`` and ``spec.global_clipnorm`` and calls :func:`clip_gradients` between
 ``backward()`` and ``step()``.
 
+Two of Keras's optimizer arguments change what ``step()`` does, and so live in the torch optimizer
+itself (:class:`UpdateRules`), where ``fit`` and a custom ``train_step`` both get them:
+``learning_rate=`` a schedule (:mod:`deepzen.optimizers.schedules`), read before each update at the
+optimizer's ``iterations``; and ``gradient_accumulation_steps=N``: ``step()`` applies an update only
+every N-th call, with the mean of the N gradients (``zero_grad()`` keeps them until then), so batch
+``b`` with N steps updates as batch ``N * b`` would. Clipping then applies to that mean, in ``step()``.
+An optimizer with neither is torch's own class (plus Keras's ``learning_rate`` attribute).
+
 ``weight_decay`` is torch's: an L2 term added to the gradient (``g + weight_decay * w``) for SGD,
 Adam, Adagrad, Adadelta and RMSprop, and decoupled decay (``w -= learning_rate * weight_decay * w``)
 for AdamW. Keras applies decoupled decay in every optimizer; use AdamW for that behaviour with Adam.
@@ -34,6 +42,8 @@ from typing import Any, Callable, Iterable
 import torch
 
 from deepzen._registry import Registry
+from deepzen.optimizers import schedules
+from deepzen.optimizers.schedules import LearningRateSchedule
 from deepzen.serializable import Serializable
 
 OPTIMIZERS: Registry[Callable[..., "Optimizer"]] = Registry("optimizer")
@@ -63,12 +73,15 @@ class Optimizer(Serializable):
     """Base of the optimizer specs: Keras arguments in, a ``torch.optim.Optimizer`` out of :meth:`build`.
 
     Args:
-        learning_rate: step size (float >= 0); settable, read when :meth:`build` runs.
+        learning_rate: step size (float >= 0), or a :class:`~deepzen.optimizers.schedules.LearningRateSchedule`
+            of the optimizer's ``iterations``; settable, read when :meth:`build` runs.
         weight_decay: L2 factor passed to torch (decoupled decay for AdamW, see the module docstring).
         clipnorm: if set, each parameter's gradient is scaled so its L2 norm is at most this (Keras).
         clipvalue: if set, each gradient element is clipped to ``[-clipvalue, clipvalue]``.
         global_clipnorm: if set, all gradients are scaled together so their joint norm is at most this.
             At most one of ``clipnorm``, ``clipvalue`` and ``global_clipnorm`` may be set.
+        gradient_accumulation_steps: if an int N > 1, the weights are updated every N-th ``step()`` with the
+            mean of the last N gradients (Keras's argument); None or 1 updates at every step.
 
     Subclasses set ``torch_class``, ``fused_devices`` (device types where torch has a fused kernel
     for them) and implement :meth:`torch_arguments`.
@@ -77,8 +90,9 @@ class Optimizer(Serializable):
     torch_class: type[torch.optim.Optimizer]
     fused_devices: frozenset[str] = frozenset()
 
-    def __init__(self, learning_rate: float, *, weight_decay: float = 0.0, clipnorm: float | None = None,
-                 clipvalue: float | None = None, global_clipnorm: float | None = None, **unknown: Any):
+    def __init__(self, learning_rate: float | LearningRateSchedule, *, weight_decay: float = 0.0,
+                 clipnorm: float | None = None, clipvalue: float | None = None, global_clipnorm: float | None = None,
+                 gradient_accumulation_steps: int | None = None, **unknown: Any):
         name = type(self).__name__
         if unknown:
             hints = "".join(f" ({key!r} is torch's name; deepzen uses Keras's: {_TORCH_NAMES[key]})"
@@ -97,14 +111,23 @@ class Optimizer(Serializable):
                              f"Received: {', '.join(f'{k}={v!r}' for k, v in chosen.items())}")
         self.clipnorm, self.clipvalue, self.global_clipnorm = (
             None if value is None else float(value) for value in clips.values())
+        _require(gradient_accumulation_steps is None or isinstance(gradient_accumulation_steps, int)
+                 and not isinstance(gradient_accumulation_steps, bool) and gradient_accumulation_steps >= 1, name,
+                 "gradient_accumulation_steps to be None or an int >= 1", "gradient_accumulation_steps",
+                 gradient_accumulation_steps)
+        self.gradient_accumulation_steps = gradient_accumulation_steps
 
     @property
-    def learning_rate(self) -> float:
+    def learning_rate(self) -> float | LearningRateSchedule:
         return self._learning_rate
 
     @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        _require(value >= 0, type(self).__name__, "learning_rate >= 0", "learning_rate", value)
+    def learning_rate(self, value: float | LearningRateSchedule) -> None:
+        if isinstance(value, LearningRateSchedule):
+            self._learning_rate = value
+            return
+        _require(isinstance(value, (int, float)) and value >= 0, type(self).__name__,
+                 "learning_rate >= 0 or a deepzen.optimizers.schedules.LearningRateSchedule", "learning_rate", value)
         self._learning_rate = float(value)
 
     @classmethod
@@ -135,7 +158,8 @@ class Optimizer(Serializable):
                 kernels reject sparse gradients (``nn.Embedding(sparse=True)``): build those non-fused.
 
         Returns:
-            A ``torch_class`` instance; ``param_groups[i]["lr"]`` is what LR schedules change.
+            A ``torch_class`` instance; ``param_groups[i]["lr"]`` is what LR schedules change. With a schedule or
+            ``gradient_accumulation_steps`` it also applies :class:`UpdateRules` (and the clipping) in ``step()``.
         """
         params = list(params)
         name = type(self).__name__
@@ -154,7 +178,17 @@ class Optimizer(Serializable):
         else:
             raise ValueError(f"{name}.build expects implementation in {IMPLEMENTATIONS}. "
                              f"Received: implementation={implementation!r}")
-        return with_keras_attributes(self.torch_class)(params, **self.torch_arguments(), **flags)
+        arguments = self.torch_arguments()
+        schedule = self.learning_rate if isinstance(self.learning_rate, LearningRateSchedule) else None
+        accumulation = self.gradient_accumulation_steps or 1
+        if schedule is None and accumulation == 1:
+            return with_keras_attributes(self.torch_class)(params, **arguments, **flags)
+        if schedule is not None:
+            arguments["lr"] = schedule(0)
+        optimizer = with_update_rules(self.torch_class)(params, **arguments, **flags)
+        clipping = (self.clipnorm, self.clipvalue, self.global_clipnorm)
+        optimizer.set_update_rules(schedule, accumulation, clipping if any(c is not None for c in clipping) else None)
+        return optimizer
 
     def get_config(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self.argument_names()}
@@ -191,6 +225,70 @@ def with_keras_attributes(torch_class: type[torch.optim.Optimizer]) -> type[torc
     return type(torch_class.__name__, (KerasAttributes, torch_class), {"__qualname__": torch_class.__qualname__})
 
 
+class UpdateRules(KerasAttributes):
+    """Keras's rules for when and how ``step()`` updates: a learning-rate schedule and gradient accumulation.
+
+    The counters live in the first parameter group (``"iterations"``: updates applied; ``"micro_steps"``:
+    ``step()`` calls since the last update), so ``state_dict()`` and the training checkpoints keep them.
+    Gradients accumulated since the last update live in the parameters' ``.grad``, which a checkpoint does not
+    hold: resuming inside an accumulation cycle starts that cycle's sum afresh.
+    """
+
+    schedule: LearningRateSchedule | None = None
+    accumulation: int = 1
+    clipping: tuple | None = None
+
+    def set_update_rules(self, schedule: LearningRateSchedule | None, accumulation: int, clipping: tuple | None) -> None:
+        self.schedule, self.accumulation, self.clipping = schedule, accumulation, clipping
+        self.param_groups[0].setdefault("iterations", 0)
+        self.param_groups[0].setdefault("micro_steps", 0)
+
+    @property
+    def iterations(self) -> int:
+        """Keras's ``optimizer.iterations``: the updates applied so far."""
+        return self.param_groups[0]["iterations"]
+
+    @property
+    def learning_rate(self) -> float:
+        return self.param_groups[0]["lr"]
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        if self.schedule is not None:
+            raise TypeError(f"This optimizer's learning rate follows {self.schedule!r}; it cannot be set. Build the "
+                            f"optimizer with a float learning_rate to set it yourself")
+        KerasAttributes.learning_rate.fset(self, value)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        if self.param_groups[0]["micro_steps"] == 0:  # otherwise the gradients are still adding up
+            super().zero_grad(set_to_none)
+
+    def step(self, closure=None):
+        first = self.param_groups[0]
+        first["micro_steps"] += 1
+        if first["micro_steps"] < self.accumulation:
+            return None
+        first["micro_steps"] = 0
+        parameters = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        if self.accumulation > 1 and parameters:
+            torch._foreach_mul_([p.grad for p in parameters], 1.0 / self.accumulation)  # the sum of N -> their mean
+        if self.clipping is not None:
+            clip_gradients(parameters, *self.clipping)
+        if self.schedule is not None:
+            rate = float(self.schedule(first["iterations"]))
+            for group in self.param_groups:
+                group["lr"] = rate
+        result = super().step(closure)
+        first["iterations"] += 1
+        return result
+
+
+@functools.cache
+def with_update_rules(torch_class: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """``torch_class`` with :class:`UpdateRules` (and so Keras's attributes)."""
+    return type(torch_class.__name__, (UpdateRules, torch_class), {"__qualname__": torch_class.__qualname__})
+
+
 @OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional (Nesterov) momentum (Sutskever et al. 2013).
@@ -203,7 +301,8 @@ class SGD(Optimizer):
         learning_rate: step size.
         momentum: velocity decay in [0, 1]; 0 is plain gradient descent.
         nesterov: Nesterov's look-ahead momentum (needs momentum > 0).
-        **kwargs: weight_decay, clipnorm, clipvalue, global_clipnorm (see :class:`Optimizer`).
+        **kwargs: weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps (see
+            :class:`Optimizer`).
     """
 
     torch_class = torch.optim.SGD
@@ -240,7 +339,8 @@ class Adam(Optimizer):
         beta_2: decay of the second-moment average, in [0, 1).
         epsilon: added to the denominator for numerical stability (Keras's 1e-7, torch uses 1e-8).
         amsgrad: use the AMSGrad variant.
-        **kwargs: weight_decay, clipnorm, clipvalue, global_clipnorm (see :class:`Optimizer`).
+        **kwargs: weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps (see
+            :class:`Optimizer`).
     """
 
     torch_class: type[torch.optim.Optimizer] = torch.optim.Adam
@@ -288,7 +388,8 @@ class Adagrad(Optimizer):
         learning_rate: step size.
         initial_accumulator_value: starting value of ``s`` (>= 0).
         epsilon: added to the denominator (torch places it outside the square root, Keras inside).
-        **kwargs: weight_decay, clipnorm, clipvalue, global_clipnorm (see :class:`Optimizer`).
+        **kwargs: weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps (see
+            :class:`Optimizer`).
     """
 
     torch_class = torch.optim.Adagrad
@@ -321,7 +422,8 @@ class Adadelta(Optimizer):
         learning_rate: scale of the update (1.0 is the paper's rule).
         rho: decay of both running averages, in [0, 1].
         epsilon: added inside both square roots.
-        **kwargs: weight_decay, clipnorm, clipvalue, global_clipnorm (see :class:`Optimizer`).
+        **kwargs: weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps (see
+            :class:`Optimizer`).
     """
 
     torch_class = torch.optim.Adadelta
@@ -351,7 +453,8 @@ class RMSprop(Optimizer):
         momentum: momentum of the steps (>= 0).
         epsilon: added to the denominator.
         centered: normalize by the estimated variance instead of the second moment.
-        **kwargs: weight_decay, clipnorm, clipvalue, global_clipnorm (see :class:`Optimizer`).
+        **kwargs: weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps (see
+            :class:`Optimizer`).
     """
 
     torch_class = torch.optim.RMSprop

@@ -237,6 +237,11 @@ class Engine:
             return
         spec = optimizers.get(self.optimizer_spec)
         self.optimizer = spec.build(params)
+        if isinstance(self.optimizer, optimizers.UpdateRules):  # it clips in step(), after accumulating
+            if self.scaler is not None and self.optimizer.accumulation > 1:
+                raise ValueError("gradient_accumulation_steps does not combine with precision='mixed_float16' on "
+                                 "CUDA (its loss scaling unscales at every step); use mixed_bfloat16")
+            return
         clipping = (spec.clipnorm, spec.clipvalue, spec.global_clipnorm)
         self.clipping = clipping if any(c is not None for c in clipping) else None
 
