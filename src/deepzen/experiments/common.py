@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepzen.optimizers import schedules
 from deepzen.training.callbacks import Callback
 
 DATASETS = ("auto", "mnist", "digits")
@@ -290,14 +291,14 @@ class CosineDecay(Callback):
     def on_train_begin(self, logs=None):
         from deepzen.training.callbacks import get_learning_rate
 
-        self.base = get_learning_rate(self.model.optimizer)
-        self.total = max(1, self.model.fit_state["epochs"] * self.model.fit_state["steps"])
+        total = max(1, self.model.fit_state["epochs"] * self.model.fit_state["steps"])
+        self.schedule = schedules.CosineDecay(get_learning_rate(self.model.optimizer), decay_steps=total)
         self.done = 0
 
     def on_train_batch_begin(self, step, logs=None):
         from deepzen.training.callbacks import set_learning_rate
 
-        set_learning_rate(self.model.optimizer, self.base * (1 + math.cos(math.pi * self.done / self.total)) / 2)
+        set_learning_rate(self.model.optimizer, self.schedule(self.done))
         self.done += 1
 
 

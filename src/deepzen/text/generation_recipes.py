@@ -33,6 +33,7 @@ import torch
 
 import deepzen
 from deepzen.callbacks import Callback
+from deepzen.optimizers import schedules
 from deepzen.recipes import register_recipe, run_file, write_text
 from deepzen.training.callbacks import FollowEpochs, set_learning_rate
 from deepzen.training.serialization import atomic_write, load_model
@@ -63,6 +64,8 @@ class TrainingBudget(Callback):
                              f"max_steps={max_steps}")
         self.learning_rate, self.seconds, self.max_steps = learning_rate, minutes * 60.0, max_steps
         self.warmup_steps, self.min_fraction = warmup_steps, min_fraction
+        # the cosine runs over the budget's progress in [0, 1]: one "decay step" is the whole budget
+        self.decay = schedules.CosineDecay(learning_rate, decay_steps=1, alpha=min_fraction)
         self.curve: list[dict] = []
         self.start, self.paused, self.steps = time.perf_counter(), 0.0, 0
 
@@ -80,9 +83,7 @@ class TrainingBudget(Callback):
 
     def on_train_batch_begin(self, step, logs=None):
         warmup = min(1.0, (self.steps + 1) / self.warmup_steps) if self.warmup_steps else 1.0
-        cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, self.progress())))
-        scale = self.min_fraction + (1.0 - self.min_fraction) * cosine
-        set_learning_rate(self.model.optimizer, self.learning_rate * warmup * scale)
+        set_learning_rate(self.model.optimizer, warmup * self.decay(self.progress()))
 
     def on_train_batch_end(self, step, logs=None):
         self.steps += 1

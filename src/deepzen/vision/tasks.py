@@ -19,7 +19,6 @@ eval mode), so ``fit``, ``evaluate`` and ``predict`` need no augmentation hook.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +29,7 @@ from torch import nn
 
 from deepzen.data.images import CIFAR10_CLASSES, load_cifar10, load_mnist
 from deepzen.data.paths import PathLike
+from deepzen.optimizers import schedules
 from deepzen.training import distributed
 from deepzen.training.callbacks import Callback
 from deepzen.vision.augment import Augment, RandomCrop, RandomFlip, RandomRotation, RandomTranslation, RandomZoom
@@ -295,15 +295,11 @@ def cosine_schedule(learning_rate: float, epochs: int, warmup_epochs: int = 0,
     if epochs < 1 or not 0 <= warmup_epochs < epochs:
         raise ValueError(f"Expected epochs >= 1 and 0 <= warmup_epochs < epochs. Received: epochs={epochs}, "
                          f"warmup_epochs={warmup_epochs}")
-    final = final_fraction * learning_rate
-
-    def schedule(epoch: int, lr: float) -> float:
-        if epoch < warmup_epochs:
-            return learning_rate * (epoch + 1) / (warmup_epochs + 1)
-        t = (epoch - warmup_epochs) / (epochs - warmup_epochs)
-        return final + (learning_rate - final) * (1 + math.cos(math.pi * t)) / 2
-
-    return schedule
+    # Keras's CosineDecay with warmup, by epoch: a warmup from learning_rate / (warmup_epochs + 1) reaches
+    # learning_rate * (e + 1) / (warmup_epochs + 1) at epoch e; then the cosine over the remaining epochs.
+    decay = schedules.CosineDecay(learning_rate / (warmup_epochs + 1), decay_steps=epochs - warmup_epochs,
+                                  alpha=final_fraction, warmup_target=learning_rate, warmup_steps=warmup_epochs)
+    return lambda epoch, lr: decay(epoch)
 
 
 def step_schedule(learning_rate: float, milestones: Sequence[int], gamma: float = 0.1) -> Callable[[int, float], float]:
