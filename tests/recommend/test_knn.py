@@ -217,10 +217,14 @@ def sparse_table(seed, n_users=300, n_items=500, ratings=4000, integer=True):
 
 @pytest.mark.parametrize("similarity", ["cosine", "msd", "pearson", "pearson_baseline"])
 @pytest.mark.parametrize("user_based", [True, False])
-def test_blocks_equal_the_dense_matrix_on_sparse_random_data(similarity, user_based, monkeypatch):
+@pytest.mark.parametrize("heavy", ["none", "some", "all"])
+def test_blocks_equal_the_dense_matrix_on_sparse_random_data(similarity, user_based, heavy, monkeypatch):
+    """Blocks of sums over the co-rated pairs only, or dense blocks with popular columns summed by
+    dense products (all of them, or those past the cost rule)."""
     import deepzen.recommend.knn as knn
 
     monkeypatch.setattr(knn, "BLOCK_ELEMENTS", 5000)  # many blocks of a few rows
+    monkeypatch.setattr(knn, "DENSE_SPEEDUP", {"none": 0, "some": 64, "all": 1e12}[heavy])
     model = KNN(similarity=similarity, user_based=user_based, min_support=2, device="cpu",
                 dtype=torch.float64).fit(sparse_table(11, integer=False))
     np.testing.assert_allclose(all_similarities(model).numpy(), dense_similarities(model).numpy(),
@@ -228,6 +232,41 @@ def test_blocks_equal_the_dense_matrix_on_sparse_random_data(similarity, user_ba
     block = model.similarity_block(torch.tensor([5, 0, 7]), torch.tensor([7, 3, 5, 1]))
     np.testing.assert_allclose(block.numpy(), dense_similarities(model)[[5, 0, 7]][:, [7, 3, 5, 1]].numpy(),
                                rtol=1e-9, atol=1e-12)
+    rows = model._rows_matrix()
+    monkeypatch.setattr(knn, "BLOCK_ELEMENTS", 1 << 22)  # room for every heavy column
+    stats = knn.SparseCoRated(rows, tuple(matrix.T.tocsr() for matrix in rows), model.dtype)
+    if heavy != "some":
+        assert (stats.pairs is None) == (heavy == "all")  # the test covers the mode it names
+
+
+def test_heavy_columns_follow_the_cost_rule(monkeypatch):
+    """A column rated by r_a rows and r_b candidates goes to the dense products when r_a * r_b *
+    DENSE_SPEEDUP > n_a * n_b, and only when such columns carry most of the work."""
+    import scipy.sparse
+
+    import deepzen.recommend.knn as knn
+
+    mask = np.zeros((8, 5))
+    mask[:, 0] = 1  # 8 x 8 co-ratings: heavy at any speedup > 1
+    mask[:2, 1] = 1  # 2 x 2: heavy only when 4 * speedup > 64
+    mask[3, 2] = 1  # 1 x 1: light below a speedup of 64
+    values = mask * np.random.default_rng(0).uniform(1, 5, mask.shape)
+    rows = tuple(scipy.sparse.csr_matrix(matrix) for matrix in (values, mask, values * values))
+    transposed = tuple(matrix.T.tocsr() for matrix in rows)
+    reference = knn.CoRated(torch.tensor(values), torch.tensor(mask))
+    for speedup, expected in [(2, [0]), (17, [0, 1]), (1, [])]:
+        monkeypatch.setattr(knn, "DENSE_SPEEDUP", speedup)
+        stats = knn.SparseCoRated(rows, transposed, torch.float64)
+        assert stats._heavy_columns(rows[1], transposed[1]).tolist() == expected
+        assert (stats.pairs is None) == bool(expected)
+        for name in ("freq", "prods", "sq_a", "sq_b", "sum_a", "sum_b", "sq_diff"):
+            np.testing.assert_allclose(stats.dense(getattr(stats, name)).numpy(), getattr(reference, name).numpy(),
+                                       rtol=1e-12, atol=1e-12, err_msg=name)
+    mask[:5, 1:4] = 1  # light columns of 5 x 5 co-ratings each, 75 in all against the heavy column's 64
+    monkeypatch.setattr(knn, "DENSE_SPEEDUP", 2)
+    rows = tuple(scipy.sparse.csr_matrix(mask) for _ in range(3))
+    stats = knn.SparseCoRated(rows, tuple(matrix.T.tocsr() for matrix in rows), torch.float64)
+    assert stats._heavy_columns(rows[1], rows[1].T.tocsr()).tolist() == [] and stats.pairs is not None
 
 
 @pytest.mark.parametrize("ties", ["id", "input"])

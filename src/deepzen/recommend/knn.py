@@ -67,6 +67,7 @@ CENTERINGS = ("none", "mean", "baseline")
 TIES = ("id", "input")
 CHUNK_ELEMENTS = 1 << 19  # (pairs x candidate neighbours) per prediction chunk: 2 MB in float32
 BLOCK_ELEMENTS = 1 << 22  # (rows x candidates) per similarity block: 32 MB per float64 statistic
+DENSE_SPEEDUP = 64  # a dense product's multiply-add is about this much cheaper than a sparse one's
 
 
 class CoRated:
@@ -79,7 +80,7 @@ class CoRated:
 
     Each attribute is an ``(n_a, n_b)`` matrix, computed on first use: ``freq`` (number of co-rated
     columns), ``prods`` (sum of a*b), ``sq_a`` / ``sq_b`` (sum of a^2 / b^2), ``sum_a`` / ``sum_b``,
-    all over the co-rated columns of each pair.
+    ``sq_diff`` (sum of (a - b)^2), all over the co-rated columns of each pair.
     """
 
     def __init__(self, a: torch.Tensor, a_mask: torch.Tensor, b: torch.Tensor | None = None,
@@ -112,6 +113,10 @@ class CoRated:
     def sum_b(self) -> torch.Tensor:
         return self.sum_a.T if self.symmetric else self.a_mask @ self.b.T
 
+    @cached_property
+    def sq_diff(self) -> torch.Tensor:
+        return (self.sq_a + self.sq_b).sub_(self.prods, alpha=2)
+
 
 class SparseCoRated:
     """:class:`CoRated`'s sums for rows of sparse matrices, over the co-rated pairs only.
@@ -122,59 +127,112 @@ class SparseCoRated:
         b_t: the same for the ``n_b`` other rows, transposed: ``(n_y, n_b)`` CSR.
         dtype: of the returned tensors (the sums are taken in the matrices' dtype).
 
-    Each attribute (``freq``, ``prods``, ``sq_a``, ``sq_b``, ``sum_a``, ``sum_b``) is a ``(P,)`` tensor
+    Each attribute (``freq``, ``prods``, ``sq_a``, ``sq_b``, ``sum_a``, ``sum_b``, ``sq_diff``) is a ``(P,)`` tensor
     over the P pairs that share at least one column, ``pairs`` their flat indices
     ``row * n_b + column``; :meth:`dense` spreads such a tensor into ``(n_a, n_b)`` with 0 elsewhere.
     A sum costs the number of (row of a, column, row of b) co-ratings, not n_a x n_y x n_b, and the
     similarity formulas run over P entries, not n_a x n_b.
+
+    Heavy columns. A column rated by ``r_a`` rows of ``a`` and ``r_b`` of ``b`` costs the sparse
+    product ``r_a * r_b`` multiply-adds, a dense product ``n_a * n_b``, about ``DENSE_SPEEDUP`` times
+    cheaper each. Where the columns worth a dense product carry most of the work (the popular items of
+    user-based CF: a few hundred of them hold 80% of the co-ratings), those columns are summed by dense
+    matrix products and the rest by sparse ones; the block is then dense: every attribute is an
+    ``(n_a, n_b)`` tensor (0 where no column is shared) and ``pairs`` is None.
     """
 
+    VALUES, MASK, SQUARES = 0, 1, 2  # the matrices of a and b_t
+
     def __init__(self, a, b_t, dtype: torch.dtype):
-        (self.a, self.a_mask, self.a_squares), (self.b_t, self.b_mask_t, self.b_squares_t) = a, b_t
         self.dtype = dtype
-        self.shape = (self.a.shape[0], self.b_t.shape[1])
-        frequency = self.a_mask @ self.b_mask_t  # its entries are exactly the co-rated pairs (counts >= 1)
+        self.shape = (a[0].shape[0], b_t[0].shape[1])
+        heavy = self._heavy_columns(a[self.MASK], b_t[self.MASK])
+        if len(heavy):
+            light = np.ones(a[0].shape[1], dtype=bool)
+            light[heavy] = False
+            self._a_heavy = tuple(torch.from_numpy(matrix[:, heavy].toarray()) for matrix in a)  # (n_a, H)
+            self._b_heavy = tuple(torch.from_numpy(matrix[heavy].toarray()) for matrix in b_t)  # (H, n_b)
+            a, b_t = tuple(matrix[:, light] for matrix in a), tuple(matrix[light] for matrix in b_t)
+        self.a, self.b_t = a, b_t
+        if len(heavy):
+            self.pairs = None
+            self.freq = self._sum((self.MASK, self.MASK, 1))
+            return
+        frequency = a[self.MASK] @ b_t[self.MASK]  # its entries are exactly the co-rated pairs (counts >= 1)
         self.pairs = self._keys(frequency)  # (P,)
         self.freq = torch.from_numpy(frequency.data).to(dtype)
         # The pair number of each flat index; uninitialised: only the co-rated entries are written and read.
         self._pair_of = np.empty(self.shape[0] * self.shape[1], dtype=np.int64)
         self._pair_of[self.pairs] = np.arange(len(self.pairs))
 
+    def _heavy_columns(self, a_mask, b_mask_t) -> np.ndarray:
+        """The columns to sum by dense products (see the class docstring), at most ``BLOCK_ELEMENTS``
+        dense entries on each side; none when the light columns carry at least half the work."""
+        n_a, n_b = self.shape
+        work = np.bincount(a_mask.indices, minlength=a_mask.shape[1]).astype(np.int64) * np.diff(b_mask_t.indptr)
+        heavy = np.flatnonzero(work * DENSE_SPEEDUP > n_a * n_b)
+        most = max(1, BLOCK_ELEMENTS // max(n_a, n_b))
+        if len(heavy) > most:
+            heavy = np.sort(heavy[np.argsort(work[heavy])[-most:]])
+        if 2 * work[heavy].sum() <= work.sum():
+            return heavy[:0]
+        return heavy
+
     def _keys(self, product) -> np.ndarray:
         rows = np.repeat(np.arange(product.shape[0]), np.diff(product.indptr))
         return rows * self.shape[1] + product.indices
 
-    def _on_pairs(self, product) -> torch.Tensor:
-        """A product's entries in the order of ``pairs``; the entries scipy dropped (exact zero sums) are 0."""
+    def _sum(self, *terms: tuple[int, int, float]) -> torch.Tensor:
+        """Sum over the co-rated columns of ``sum(scale * a[left] * b[right] for left, right, scale in terms)``,
+        per pair (``(P,)``, or dense ``(n_a, n_b)``): one product, the terms side by side along the columns."""
+        if len(terms) == 1 and terms[0][2] == 1:
+            left, right = self.a[terms[0][0]], self.b_t[terms[0][1]]
+        else:
+            left = scipy.sparse.hstack([self.a[term[0]] for term in terms], format="csr")
+            right = scipy.sparse.vstack([self.b_t[term[1]] * term[2] for term in terms], format="csr")
+        product = left @ right
+        if self.pairs is None:
+            dense = torch.from_numpy(product.toarray()).to(self.dtype)
+            heavy_left = torch.cat([self._a_heavy[term[0]] for term in terms], dim=1)
+            heavy_right = torch.cat([self._b_heavy[term[1]] * term[2] for term in terms], dim=0)
+            return dense.addmm_(heavy_left.to(self.dtype), heavy_right.to(self.dtype))
+        # The product's entries in the order of ``pairs``; the entries scipy dropped (exact zero sums) are 0.
         values = np.zeros(len(self.pairs), dtype=product.dtype)
         values[self._pair_of[self._keys(product)]] = product.data
         return torch.from_numpy(values).to(self.dtype)
 
     def dense(self, values: torch.Tensor) -> torch.Tensor:
-        """``(P,)`` values of the pairs as an ``(n_a, n_b)`` tensor, 0 where no column is shared."""
+        """Values of the pairs as an ``(n_a, n_b)`` tensor, 0 where no column is shared."""
+        if self.pairs is None:
+            return values
         out = values.new_zeros(self.shape)
         out.view(-1)[torch.from_numpy(self.pairs)] = values
         return out
 
     @cached_property
     def prods(self) -> torch.Tensor:
-        return self._on_pairs(self.a @ self.b_t)
+        return self._sum((self.VALUES, self.VALUES, 1))
 
     @cached_property
     def sq_a(self) -> torch.Tensor:
-        return self._on_pairs(self.a_squares @ self.b_mask_t)
+        return self._sum((self.SQUARES, self.MASK, 1))
 
     @cached_property
     def sq_b(self) -> torch.Tensor:
-        return self._on_pairs(self.a_mask @ self.b_squares_t)
+        return self._sum((self.MASK, self.SQUARES, 1))
 
     @cached_property
     def sum_a(self) -> torch.Tensor:
-        return self._on_pairs(self.a @ self.b_mask_t)
+        return self._sum((self.VALUES, self.MASK, 1))
 
     @cached_property
     def sum_b(self) -> torch.Tensor:
-        return self._on_pairs(self.a_mask @ self.b_t)
+        return self._sum((self.MASK, self.VALUES, 1))
+
+    @cached_property
+    def sq_diff(self) -> torch.Tensor:
+        # a^2 - 2ab + b^2 summed in one product (three times as long) instead of three products
+        return self._sum((self.SQUARES, self.MASK, 1), (self.VALUES, self.VALUES, -2), (self.MASK, self.SQUARES, 1))
 
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
@@ -192,7 +250,7 @@ def cosine(stats: CoRated) -> torch.Tensor:
 @SIMILARITIES.register("msd")
 def msd(stats: CoRated) -> torch.Tensor:
     """1 / (mean squared difference + 1) over the co-rated columns."""
-    squared_difference = (stats.sq_a + stats.sq_b).sub_(stats.prods, alpha=2).clamp_(min=0)  # (n_a, n_b)
+    squared_difference = stats.sq_diff.clamp(min=0)  # (n_a, n_b) rounding may leave a sum of squares below 0
     similarity = squared_difference.div_(stats.freq.clamp(min=1)).add_(1).reciprocal_()
     return similarity.masked_fill_(stats.freq == 0, 0)
 
