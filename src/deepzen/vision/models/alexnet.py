@@ -30,6 +30,14 @@ class AlexNet(ImageClassifier):
     """
 
     min_input_size = 63
+    # torchvision's AlexNet: the same ``features`` indices; its ``classifier`` Sequential holds the linear layers
+    # at 1, 4 and 6, which are ``pre_logits`` 3 and 6 (after the pool and the flatten) and ``classifier`` here.
+    torchvision_names = (
+        (r"features\.(.+)", r"features.\1"),
+        (r"classifier\.1\.(.+)", r"pre_logits.3.\1"),
+        (r"classifier\.4\.(.+)", r"pre_logits.6.\1"),
+        (r"classifier\.6\.(.+)", r"classifier.\1"),
+    )
 
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5):
         super().__init__(num_classes=num_classes, in_channels=in_channels)

@@ -15,12 +15,17 @@ layer). Subclasses build those three modules; this base class supplies the rest:
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
 
 from deepzen.serializable import register_serializable
+
+StateDict = Mapping[str, torch.Tensor]
 
 
 class ImageClassifier(nn.Module):
@@ -45,6 +50,9 @@ class ImageClassifier(nn.Module):
 
     num_features: int
     min_input_size: int
+    # How torchvision names this architecture's tensors: (regular expression, replacement) pairs; the first
+    # pattern that matches the whole torchvision key gives the deepzen key. Empty: no torchvision counterpart.
+    torchvision_names: tuple[tuple[str, str], ...] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -125,6 +133,74 @@ class ImageClassifier(nn.Module):
 
         return create(**config)
 
+    def load_weights(self, weights: str | os.PathLike | StateDict) -> "ImageClassifier":
+        """Loads a state dict in deepzen's names or in torchvision's (mapped by name), checking every tensor.
+
+        torchvision's files (``resnet50-11ad3fa6.pth``, ``vgg16-397923af.pth``, ...) load into the model of
+        the same architecture; older files without BatchNorm's ``num_batches_tracked`` load too. Nothing is
+        downloaded: ``weights`` is a file you have (``.pth``/``.pt`` read with ``torch.load(weights_only=True)``,
+        or ``.safetensors``) or a state dict.
+
+        Args:
+            weights: a path or a ``{name: tensor}`` mapping.
+
+        Returns:
+            The model itself.
+
+        Raises:
+            ValueError: the tensors do not fit: the message names the missing and unexpected keys and every
+                shape that differs (a file's 1000-class classifier into a ``num_classes=10`` model: create it
+                with ``num_classes=1000`` and call ``reset_classifier(10)`` after loading).
+        """
+        source = str(weights) if isinstance(weights, (str, os.PathLike)) else "the state dict"
+        state = read_state_dict(weights) if isinstance(weights, (str, os.PathLike)) else dict(weights)
+        bad = [key for key, value in state.items() if not isinstance(key, str) or not isinstance(value, torch.Tensor)]
+        if bad:
+            raise ValueError(f"{source}: expected a state dict of name -> tensor. Received entries such as {bad[:3]}")
+        own = self.state_dict()
+        names = {key: key for key in state}  # deepzen key -> the key in the file
+        if set(state) - set(own) and self.torchvision_names:
+            names = self._torchvision_to_deepzen(state, source)
+            state, origin = {key: state[file_key] for key, file_key in names.items()}, "torchvision's names, mapped"
+        else:
+            origin = "deepzen's names"
+        optional = {key for key in own if key.endswith(".num_batches_tracked")}  # absent from torchvision's older files
+        missing = [key for key in own if key not in state and key not in optional]
+        unexpected = [names[key] for key in state if key not in own]
+        mismatched = [key for key in own if key in state and state[key].shape != own[key].shape]
+        if missing or unexpected or mismatched:
+            shapes = [f"{key}{'' if names[key] == key else f' (file: {names[key]})'} is {tuple(state[key].shape)} in "
+                      f"the file, {tuple(own[key].shape)} in the model" for key in mismatched]
+            problems = [f"{label} ({len(keys)}): {', '.join(keys[:8])}{', ...' if len(keys) > 8 else ''}"
+                        for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                            ("shapes differ", shapes)) if keys]
+            hint = (" For another number of classes, create the model with the file's and call reset_classifier(n) "
+                    "after loading." if any(key.startswith("classifier.") for key in mismatched) else "")
+            name = (self.model_config or {}).get("name", type(self).__name__)
+            raise ValueError(f"{name}: the weights in {source} ({origin}) do not fit the model. "
+                             f"{'; '.join(problems)}.{hint}")
+        self.load_state_dict(state, strict=False)  # every key was checked above; num_batches_tracked may be absent
+        return self
+
+    def _torchvision_to_deepzen(self, state: Mapping[str, torch.Tensor], source: str) -> dict[str, str]:
+        """``{deepzen key: torchvision key}`` by :attr:`torchvision_names`; a key no rule matches is refused."""
+        names, unmatched = {}, []
+        for key in state:
+            for pattern, replacement in self.torchvision_names:
+                if re.fullmatch(pattern, key):
+                    target = re.sub(f"^(?:{pattern})$", replacement, key)
+                    if target in names:  # two file tensors for one parameter: refuse rather than keep either
+                        raise ValueError(f"{source}: {names[target]} and {key} both map to {target}")
+                    names[target] = key
+                    break
+            else:
+                unmatched.append(key)
+        if unmatched:
+            raise ValueError(f"{type(self).__name__}: {source} has keys that are neither deepzen's nor torchvision's "
+                             f"names for this architecture ({len(unmatched)}): {', '.join(unmatched[:8])}"
+                             f"{', ...' if len(unmatched) > 8 else ''}")
+        return names
+
     def init_weights(self) -> None:
         """He-normal convolutions (fan-out, for the ReLUs after them) with zero bias.
 
@@ -144,3 +220,21 @@ def _check_count(value: Any, name: str, *, allow_zero: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
         kind = "a non-negative" if allow_zero else "a positive"
         raise ValueError(f"Expected {name} to be {kind} integer. Received: {name}={value!r}")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A ``{name: tensor}`` file: ``.safetensors``, or a PyTorch pickle read with ``weights_only=True`` (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No weights file at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises several kinds for a file that is not a state dict
+        raise ValueError(f"{path}: not a PyTorch state dict file that loads with weights_only=True ({error})") from None
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path}: expected a state dict (name -> tensor). Received: {type(state).__name__}")
+    return dict(state)

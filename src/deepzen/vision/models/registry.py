@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-from typing import Callable, TypeVar
+import os
+from typing import Callable, Mapping, TypeVar
+
+import torch
 
 from deepzen._registry import Registry
 
@@ -41,14 +44,19 @@ def register_model(constructor: Constructor) -> Constructor:
     return build
 
 
-def create(name: str, *, num_classes: int | None = None, in_channels: int | None = None, **kwargs):
-    """Builds a registered model by name.
+def create(name: str, *, num_classes: int | None = None, in_channels: int | None = None,
+           weights: "str | os.PathLike | Mapping[str, torch.Tensor] | None" = None, **kwargs):
+    """Builds a registered model by name, optionally with weights from a file (deepzen's or torchvision's).
 
     Args:
         name: a name from :func:`list` (case-insensitive, "-" and "_" alike).
         num_classes: width of the classifier output (default: the model's own, e.g. 1000 for the
             ImageNet models, 10 for LeNet-5 and the CIFAR ResNets); 0 gives a feature extractor.
         in_channels: channels of the input images (default: the model's own, 3 or 1 for LeNet-5).
+        weights: a state dict file (``.pth``/``.pt``/``.safetensors``) or mapping, in deepzen's names or in
+            torchvision's for ResNet/ResNeXt, VGG and AlexNet: ``create("resnet50", weights="resnet50.pth")``
+            loads torchvision's ImageNet ResNet-50 file. Nothing is downloaded; every tensor is checked
+            (see :meth:`~deepzen.vision.models.base.ImageClassifier.load_weights`).
         **kwargs: architecture options of that model, e.g. ``aux_logits=True`` or
             ``width_multiplier=0.5``.
 
@@ -56,7 +64,8 @@ def create(name: str, *, num_classes: int | None = None, in_channels: int | None
         An :class:`~deepzen.vision.models.base.ImageClassifier`.
 
     Raises:
-        ValueError: for an unknown name; the message lists the valid ones.
+        ValueError: for an unknown name (the message lists the valid ones), or weights that do not fit (the
+            message names the missing and unexpected keys and the shapes that differ).
 
     Example:
         >>> from deepzen.vision import models
@@ -68,7 +77,8 @@ def create(name: str, *, num_classes: int | None = None, in_channels: int | None
         kwargs["num_classes"] = num_classes
     if in_channels is not None:
         kwargs["in_channels"] = in_channels
-    return MODELS.get(name)(**kwargs)
+    model = MODELS.get(name)(**kwargs)
+    return model if weights is None else model.load_weights(weights)
 
 
 def list(pattern: str = "*") -> "list[str]":  # noqa: A001 - timm-style `models.list()`

@@ -166,6 +166,15 @@ class ResNet(ImageClassifier):
         (N, num_classes) logits.
     """
 
+    # torchvision's ResNet keeps the stem at the top level, calls the shortcut "downsample" and the classifier "fc".
+    torchvision_names = (
+        (r"conv1\.(.+)", r"features.stem.conv.\1"),
+        (r"bn1\.(.+)", r"features.stem.bn.\1"),
+        (r"(layer\d+\.\d+)\.downsample\.(.+)", r"features.\1.shortcut.\2"),
+        (r"(layer\d+\..+)", r"features.\1"),
+        (r"fc\.(.+)", r"classifier.\1"),
+    )
+
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int], *,
                  widths: Sequence[int] = (64, 128, 256, 512), stem: str = "imagenet", shortcut: str = "projection",
                  groups: int = 1, width_per_group: int = 64, num_classes: int = 1000, in_channels: int = 3):

@@ -36,6 +36,14 @@ class VGG(ImageClassifier):
     """
 
     min_input_size = 32
+    # torchvision's VGG: the same ``features`` indices; its ``classifier`` Sequential holds the three linear layers
+    # at 0, 3 and 6, which are ``pre_logits`` 2 and 5 (after the pool and the flatten) and ``classifier`` here.
+    torchvision_names = (
+        (r"features\.(.+)", r"features.\1"),
+        (r"classifier\.0\.(.+)", r"pre_logits.2.\1"),
+        (r"classifier\.3\.(.+)", r"pre_logits.5.\1"),
+        (r"classifier\.6\.(.+)", r"classifier.\1"),
+    )
 
     def __init__(self, depth: int, *, batch_norm: bool = False, num_classes: int = 1000, in_channels: int = 3,
                  dropout: float = 0.5):
