@@ -378,6 +378,7 @@ def _accumulation_run(optimizer_class, batch_size, steps, custom_step=False, **o
     return [p.detach().clone() for p in model.parameters()], model.optimizer
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("optimizer_class", [SGD, Adam])
 @pytest.mark.parametrize("custom_step", [False, True])
 def test_batch_8_with_4_accumulation_steps_matches_batch_32(optimizer_class, custom_step):
@@ -390,6 +391,7 @@ def test_batch_8_with_4_accumulation_steps_matches_batch_32(optimizer_class, cus
     assert max(float((a - b).abs().max()) for a, b in zip(reference, small)) > 1e-3
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_accumulation_clips_the_mean_gradient_and_matches_the_big_batch():
     reference, _ = _accumulation_run(SGD, 32, 1, global_clipnorm=0.05)
     accumulated, _ = _accumulation_run(SGD, 8, 4, global_clipnorm=0.05)

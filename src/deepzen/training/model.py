@@ -30,6 +30,7 @@ from deepzen.training import distributed
 from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar
 from deepzen.training.diagnostics import named_layer_errors
 from deepzen.training.engine import Engine, call_model, predict_batches, run_test_steps, run_train_steps
+from deepzen.training.lr_finder import LRFinderResult, lr_find
 from deepzen.training.serialization import (load_weights, module_config, module_from_config, save_model,
                                             write_tensors)
 from deepzen.training.summary import summarize
@@ -44,6 +45,28 @@ class InputSpec:
 
 FIT_BATCH_SIZE = 32  # Keras's default
 INFERENCE_BATCH_SIZE = 256  # evaluate/predict: no gradients, so larger batches are cheaper
+
+
+_GRAPH_SUBCLASSES: dict[type, type] = {}
+
+
+def graph_arguments(args: tuple, kwargs: dict) -> bool:
+    """Whether a model is being built as ``(inputs, outputs)`` of symbolic tensors (Keras's test)."""
+    given = len(args) + ("inputs" in kwargs) + ("outputs" in kwargs)
+    return given == 2 and ("inputs" not in kwargs or "outputs" in kwargs) and has_symbolic(args, kwargs)
+
+
+def graph_subclass(cls: type) -> type:
+    """The class a ``Model`` subclass's instances take when built from ``(inputs, outputs)``: the subclass with
+    the graph model behind it (Keras's functional subclass), so its own ``train_step`` and attributes stay and
+    the graph runs its ``forward``. ``Model`` itself maps to the graph model."""
+    graph = Model._graph()
+    if cls is Model or issubclass(cls, graph):
+        return graph
+    if cls not in _GRAPH_SUBCLASSES:
+        _GRAPH_SUBCLASSES[cls] = type(cls.__name__, (cls, graph), {
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__, "graph_of": cls})
+    return _GRAPH_SUBCLASSES[cls]
 
 
 @register_serializable
@@ -82,9 +105,9 @@ class Model(SubclassingAPI, nn.Module):
     graph_class: type | None = None
 
     def __new__(cls, *args, **kwargs):
-        if cls is Model and (len(args) == 2 or "outputs" in kwargs or "inputs" in kwargs) and \
-                has_symbolic(args[:1] or (kwargs.get("inputs"),), {}):
-            return super().__new__(Model._graph())
+        if graph_arguments(args, kwargs) and not issubclass(cls, Model._graph()):
+            # Model(inputs, outputs), or Keras's functional subclass CustomModel(inputs, outputs)
+            return super().__new__(graph_subclass(cls))
         return super().__new__(cls)
 
     @staticmethod
@@ -94,7 +117,15 @@ class Model(SubclassingAPI, nn.Module):
                                "deepzen.models (they load deepzen.training.functional)")
         return Model.graph_class
 
-    def __init__(self, module: nn.Module | None = None, *, name: str | None = None):
+    def __init__(self, module: nn.Module | None = None, *args: Any, name: str | None = None, **kwargs: Any):
+        if graph_arguments((module, *args), kwargs):
+            # Keras's functional subclass: a subclass's __init__ that calls super().__init__(inputs, outputs)
+            self.__class__ = graph_subclass(type(self))
+            Model._graph().__init__(self, module, *args, name=name, **kwargs)
+            return
+        if args or kwargs:
+            raise TypeError(f"Model() takes a module (or inputs and outputs from deepzen.Input) and name=. "
+                            f"Received: {len(args) + 1} positional argument(s) and {sorted(kwargs) or 'no'} keywords")
         super().__init__()
         if module is not None and not isinstance(module, nn.Module):
             raise TypeError(f"Model wraps a torch.nn.Module. Received: {type(module).__name__}")
@@ -136,6 +167,12 @@ class Model(SubclassingAPI, nn.Module):
             self.train(bool(training))  # training= reaches every layer for this call
         if CALLS.depth == 0:
             CALLS.generation += 1  # a new top-level call: the add_loss values of the last one are dropped
+            if self.input_spec is None and args and not kwargs and "_called_spec" not in self.__dict__:
+                # Keras builds a model on its first call: summary() needs no shape afterwards
+                inputs = args[0] if len(args) == 1 else tuple(args)
+                if all(isinstance(t, torch.Tensor) and t.dim() > 0 for t in leaves(inputs)):
+                    self.__dict__["_called_spec"] = map_structure(
+                        lambda t: InputSpec(tuple(t.shape[1:]), t.dtype), inputs)
         CALLS.depth += 1
         try:
             return super().__call__(*args, **kwargs)
@@ -620,6 +657,11 @@ class Model(SubclassingAPI, nn.Module):
             logs = engine.train_epoch(data.batches(len(data)), 1, callbacks, self.fit_state.get("epoch", 0))
         return _batch_result(logs, return_dict)
 
+    def lr_find(self, x: Any, y: Any = None, **kwargs: Any) -> LRFinderResult:
+        """fastai's learning-rate range test (exponential sweep, smoothed loss, suggested rate, a plot); the
+        weights and the optimizer are left exactly as they were. Arguments: :func:`deepzen.training.lr_finder.lr_find`."""
+        return lr_find(self, x, y, **kwargs)
+
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
         """The loss (and metrics) of one batch, without updating the weights."""
         size = len(self._as_data(x, y, sample_weight, call="test_on_batch"))
@@ -694,6 +736,10 @@ class Model(SubclassingAPI, nn.Module):
     def summary(self, input_shape=None, print_fn=print) -> str:
         """Prints (and returns) the layer table: output shapes, parameters (trainable and not, as Keras counts
         them), multiply-adds."""
+        called = self.__dict__.get("_called_spec")
+        if not self.built and input_shape is None and called is not None and self.declared_input_shape() is None:
+            self.build_for(map_structure(lambda spec: torch.zeros((2, *spec.shape), dtype=spec.dtype,
+                                                                  device=self.device), called))
         text = summarize(self, input_shape)
         if print_fn is not None:
             print_fn(text)
@@ -705,8 +751,8 @@ class Model(SubclassingAPI, nn.Module):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> "Model":
-        if cls is Model and "nodes" in config:  # Keras's Model.from_config(functional_model.get_config())
-            return Model._graph().from_config(config, custom_objects)
+        if "nodes" in config and not issubclass(cls, Model._graph()):  # a graph's config (Functional's get_config)
+            return graph_subclass(cls).from_config(config, custom_objects)
         with custom_object_scope(custom_objects):
             return cls(module_from_config(config["module"]), name=config.get("name"))
 
@@ -752,40 +798,82 @@ class Sequential(Model):
         super().__init__(name=name)
         self._names_used: dict[str, int] = {}
         self.mask_plan: list[tuple[bool, bool]] | None = None
+        # the symbolic input and each layer's symbolic output, once the input shape is known (Keras's build)
+        self._trace: list[SymbolicTensor] | None = None
         for layer in layers or []:
             self.add(layer)
 
     def add(self, layer: nn.Module) -> None:
-        """Appends a layer (a deepzen layer or any ``nn.Module``)."""
+        """Appends a layer (a deepzen layer or any ``nn.Module``).
+
+        Once the input shape is known (``Input(shape)`` first, or a first layer given ``input_shape=``), each
+        added layer is built at once on the previous layer's output, as in Keras: a layer that cannot take that
+        shape fails here, naming itself and both shapes, and ``layer.output`` is its symbolic output."""
         if isinstance(layer, SymbolicTensor) and isinstance(layer.node.layer, InputLayer):
             layer = layer.node.layer  # Sequential([Input(shape), ...]): Keras adds the InputLayer behind it
         if not isinstance(layer, nn.Module):
             raise TypeError(f"Sequential.add expects a layer (an nn.Module). Received: {type(layer).__name__}")
         base = getattr(layer, "name", None) or snake_case(type(layer).__name__)
         count = self._names_used.get(base, 0)
-        self._names_used[base] = count + 1
         name = base if count == 0 else f"{base}_{count}"
         if isinstance(layer, Layer) and layer.name is None:
             layer.name = name
+        trace = self._trace
+        if not self._modules:  # the first layer: does it declare the input?
+            declared = layer.__dict__.get("input_shape") if isinstance(layer, Layer) else None
+            trace = [layer.output] if isinstance(layer, InputLayer) else (
+                [InputLayer(shape=declared).output] if isinstance(declared, tuple) else None)
+        if trace is not None and not isinstance(layer, InputLayer):
+            trace = [*trace, call_symbolic(layer, (trace[-1],), {})]  # builds the layer; fails before adding it
+        self._names_used[base] = count + 1
         self.add_module(name, layer)
+        self._trace = trace
         self.input_spec = None  # a new layer means a new build
+        self._plan_masks()
+
+    def _plan_masks(self) -> None:
         plan = [(hasattr(m, "compute_mask"), "mask" in inspect.signature(m.forward).parameters)
-                for m in self.layers]
+                for m in self._modules.values()]
         self.mask_plan = plan if any(produces for produces, _ in plan) else None
 
     @property
     def layers(self) -> list[nn.Module]:
-        return list(self._modules.values())
+        """The layers, without the ``InputLayer`` that ``Input(shape)`` adds (as in Keras)."""
+        return [m for m in self._modules.values() if not isinstance(m, InputLayer)]
+
+    def _traced(self, what: str) -> list:
+        if self._trace is None:
+            raise ValueError(f"Sequential model '{self.name}' has no defined {what} yet: start it with "
+                             f"deepzen.Input(shape), or give its first layer input_shape=, as in Keras")
+        return self._trace
+
+    @property
+    def inputs(self) -> list[SymbolicTensor]:
+        """``[symbolic input]``, once the input shape is known (for ``Model(inputs=seq.inputs, ...)``)."""
+        return self._traced("inputs")[:1]
+
+    @property
+    def outputs(self) -> list[SymbolicTensor]:
+        return self._traced("outputs")[-1:]
+
+    @property
+    def input(self) -> SymbolicTensor:
+        return self._traced("input")[0]
+
+    @property
+    def output(self) -> SymbolicTensor:
+        return self._traced("output")[-1]
 
     def pop(self) -> nn.Module:
         """Removes and returns the last layer (the model builds again on its next use)."""
-        if not self._modules:
+        if not self.layers:
             raise TypeError(f"{self.name} has no layers to pop")
         name, layer = next(reversed(self._modules.items()))
         del self._modules[name]
         self.input_spec = None
-        plan = [(hasattr(m, "compute_mask"), "mask" in inspect.signature(m.forward).parameters) for m in self.layers]
-        self.mask_plan = plan if any(produces for produces, _ in plan) else None
+        if self._trace is not None:
+            self._trace = self._trace[:-1]
+        self._plan_masks()
         return layer
 
     def declared_input_shape(self):
@@ -806,7 +894,7 @@ class Sequential(Model):
         return x
 
     def get_config(self):
-        return {"name": self.name, "layers": [module_config(layer) for layer in self.layers]}
+        return {"name": self.name, "layers": [module_config(layer) for layer in self._modules.values()]}
 
     @classmethod
     def from_config(cls, config):
