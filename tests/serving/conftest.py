@@ -54,11 +54,11 @@ def digits_model():
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory):
-    """A run folder of the digits CNN (the demo recipe), trained for 8 epochs of 4 filters in this process."""
+    """A run folder of the digits CNN (the demo recipe), trained for 3 epochs of 4 filters in this process."""
     from deepzen import cli
 
     folder = tmp_path_factory.mktemp("runs") / "digits"
-    code = cli.main(["train", "digits-cnn", "--run-dir", str(folder), "--set", "epochs=8", "--set", "filters=4",
+    code = cli.main(["train", "digits-cnn", "--run-dir", str(folder), "--set", "epochs=3", "--set", "filters=4",
                      "--set", "verbose=0"])
     assert code == 0
     return folder

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -290,16 +291,15 @@ def test_requests_over_the_concurrency_limit_or_the_timeout_get_503(small_model)
             release.wait(timeout=30)
             return super().run_batch(key, payloads)
 
-    servable = Slow.__new__(Slow)
-    TensorServable.__init__(servable, small_model, ServeSettings(max_connections=1, request_timeout=0.5))
-    release.set()  # the probe at construction is done
+    release.set()  # the probe at construction runs at once
+    servable = Slow(small_model, ServeSettings(max_connections=1, request_timeout=0.5))
     release.clear()
     with client(servable) as test_client:
         first = []
         thread = threading.Thread(target=lambda: first.append(test_client.post("/predict", json={"inputs": [SAMPLE]})))
         thread.start()
         while not test_client.app.in_flight:
-            pass
+            time.sleep(0.002)
         busy = test_client.post("/predict", json={"inputs": [SAMPLE]})
         thread.join(timeout=30)
         release.set()

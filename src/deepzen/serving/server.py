@@ -9,15 +9,16 @@ app's lifespan stops the model's worker.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
+import signal
+import threading
 from typing import Callable
 
 import torch
 
 from deepzen.serving.app import create_app
 from deepzen.serving.servables import Servable
-from deepzen.serving.settings import ServeSettings
 
 try:
     import uvicorn
@@ -42,16 +43,30 @@ class JSONErrorProtocol(HttpToolsProtocol):
 class ModelServer(uvicorn.Server):
     """A uvicorn server for one servable; ``on_ready(url)`` is called once it listens."""
 
-    def __init__(self, servable: Servable, settings: ServeSettings, log_requests: bool = False,
-                 on_ready: Callable[[str], None] | None = None, sockets: list[socket.socket] | None = None):
+    def __init__(self, servable: Servable, log_requests: bool = False, on_ready: Callable[[str], None] | None = None):
         self.on_ready = on_ready
-        config = uvicorn.Config(create_app(servable, settings), host=settings.host, port=settings.port,
+        settings = servable.settings
+        config = uvicorn.Config(create_app(servable), host=settings.host, port=settings.port,
                                 http=JSONErrorProtocol, loop="asyncio", lifespan="on", access_log=log_requests,
                                 log_level="info" if log_requests else "warning",
                                 limit_concurrency=settings.max_connections,
                                 timeout_graceful_shutdown=int(settings.request_timeout) + 1, server_header=False)
         super().__init__(config)
         self.url: str | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        """SIGINT and SIGTERM start the graceful shutdown (as in uvicorn), and the process then ends normally:
+        uvicorn would raise the signal again afterwards, killing the process before it reports that it stopped."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {number: signal.signal(number, self.handle_exit) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for number, handler in original.items():
+                signal.signal(number, handler)
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets)
@@ -62,8 +77,7 @@ class ModelServer(uvicorn.Server):
                 self.on_ready(self.url)
 
 
-def serve(servable: Servable, settings: ServeSettings, log_requests: bool = False,
-          on_ready: Callable[[str], None] | None = None) -> None:
+def serve(servable: Servable, log_requests: bool = False, on_ready: Callable[[str], None] | None = None) -> None:
     """Serves until SIGTERM or Ctrl-C, then finishes the requests in flight and returns."""
-    torch.set_num_threads(settings.torch_threads)
-    ModelServer(servable, settings, log_requests, on_ready).run()
+    torch.set_num_threads(servable.settings.torch_threads)
+    ModelServer(servable, log_requests, on_ready).run()
