@@ -13,11 +13,14 @@ untimed warm-up pair runs first. scikit-surprise is single-threaded; deepzen use
 
 Catalogues that scale (``--scale``): synthetic MovieLens-like ratings (:func:`synthetic_ratings`) at
 10k, 30k and 60k items; each (size, algorithm, library) fit + predict runs in its own subprocess,
-which reports its time, RMSE and peak memory (``resource.getrusage`` maxrss). A Surprise run whose
+which reports its time, RMSE and peak memory (``resource.getrusage`` maxrss). With ``--repeats N``
+each cell runs N times, the libraries interleaved (their order alternates from one repetition to
+the next, so a burst of load on a shared machine hits both), and the table gives the median. A Surprise run whose
 dense similarity matrices would not fit (estimated, :func:`surprise_memory_estimate`) is reported as
 such instead of being run out of memory. Writes ``results/recommenders_scale.{md,json}``.
 
     python benchmarks/recommenders.py --scale --threads 1
+    python benchmarks/recommenders.py --scale --sizes 10000 --repeats 5 --threads 1   # medians of 5
     python benchmarks/recommenders.py --quick   # a smoke test on 2,000 items
     python benchmarks/recommenders.py --ranking --threads 1   # full-catalogue HR@10 at 60k items
 
@@ -230,27 +233,39 @@ def scale_main(args) -> None:
         for algorithm in chosen:
             centering, user_based, similarity = SCALE_ALGORITHMS[algorithm]
             n_neighbours = max(10, n_items // 16) if user_based else n_items  # rows of the n x n matrix
-            for library in libraries:
-                row = {"items": n_items, "algorithm": algorithm, "library": library}
-                estimate = surprise_memory_estimate(n_neighbours, similarity)
-                if library == "surprise" and estimate > args.surprise_memory:
-                    row.update(skipped=f"not run: its dense {n_neighbours:,} x {n_neighbours:,} similarity needs "
+            runs = {library: [] for library in libraries}
+            skipped = {}
+            estimate = surprise_memory_estimate(n_neighbours, similarity)
+            if "surprise" in libraries and estimate > args.surprise_memory:
+                skipped["surprise"] = (f"not run: its dense {n_neighbours:,} x {n_neighbours:,} similarity needs "
                                        f"about {estimate / 2 ** 30:.0f} GiB (n^2 x 8 bytes x "
                                        f"{estimate // (8 * n_neighbours ** 2)} arrays), over "
                                        f"{args.surprise_memory / 2 ** 30:.0f} GiB")
-                else:
+            for repeat in range(args.repeats):
+                for library in libraries if repeat % 2 == 0 else libraries[::-1]:
+                    if library in skipped:
+                        continue
                     command = [sys.executable, __file__, "--scale-child", library, algorithm, str(n_items),
                                "--seed", str(args.seed)] + (["--threads", str(args.threads)] if args.threads else [])
                     try:
                         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
                         if done.returncode != 0:
-                            row.update(skipped=f"failed (exit {done.returncode}): {done.stderr.strip()[-300:]}")
+                            skipped[library] = f"failed (exit {done.returncode}): {done.stderr.strip()[-300:]}"
                         else:
-                            row.update(json.loads(done.stdout.strip().splitlines()[-1]))
+                            runs[library].append(json.loads(done.stdout.strip().splitlines()[-1]))
                     except subprocess.TimeoutExpired:
-                        row.update(skipped=f"not finished within {args.timeout} s")
+                        skipped[library] = f"not finished within {args.timeout} s"
+                    print(json.dumps({"items": n_items, "algorithm": algorithm, "library": library, "repeat": repeat,
+                                      **(runs[library][-1] if library not in skipped else {})}), flush=True)
+            for library in libraries:
+                row = {"items": n_items, "algorithm": algorithm, "library": library}
+                if library in skipped:
+                    row.update(skipped=skipped[library])
+                else:
+                    seconds = [run["seconds"] for run in runs[library]]
+                    row.update(runs[library][0], seconds=float(np.median(seconds)), all_seconds=seconds,
+                               peak_bytes=max(run["peak_bytes"] for run in runs[library]))
                 rows.append(row)
-                print(json.dumps(row), flush=True)
     uptime_after = os.getloadavg()
     write_scale_results(rows, args, uptime_before, uptime_after)
 
@@ -258,21 +273,23 @@ def scale_main(args) -> None:
 def write_scale_results(rows, args, load_before, load_after) -> None:
     import json
 
-    lines = ["| items | users | ratings | algorithm | library | fit + predict s | peak memory | RMSE | speedup |",
-             "| ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| items | users | ratings | algorithm | library | fit + predict s (median) | runs | peak memory | RMSE "
+             "| speedup |",
+             "| ---: | ---: | ---: | --- | --- | ---: | --- | ---: | ---: | ---: |"]
     by_key = {(row["items"], row["algorithm"], row["library"]): row for row in rows}
     labels = {"means-user": "KNNWithMeans, user-based, msd, k=40", "means-item": "KNNWithMeans, item-based, msd, k=40",
               "baseline-item": "KNNBaseline, item-based, pearson_baseline, k=40"}
     for row in rows:
         label = labels[row["algorithm"]]
         if "skipped" in row:
-            lines.append(f"| {row['items']:,} | | | {label} | {row['library']} | {row['skipped']} | | | |")
+            lines.append(f"| {row['items']:,} | | | {label} | {row['library']} | {row['skipped']} | | | | |")
             continue
         other = by_key.get((row["items"], row["algorithm"], "surprise"), {})
         speedup = (f"{other['seconds'] / row['seconds']:.1f}x" if row["library"] == "deepzen" and "seconds" in other
                    else "")
         lines.append(f"| {row['items']:,} ({row['items_rated']:,} rated) | {row['users']:,} | {row['ratings']:,} | "
                      f"{label} | {row['library']} | {row['seconds']:.2f} | "
+                     f"{', '.join(f'{seconds:.2f}' for seconds in row['all_seconds'])} | "
                      f"{row['peak_bytes'] / 2 ** 30:.2f} GiB | {row['rmse']:.4f} | {speedup} |")
     command = "python benchmarks/recommenders.py " + " ".join(sys.argv[1:])
     header = (f"# Catalogues that scale: deepzen.recommend vs scikit-surprise on synthetic MovieLens-like ratings\n\n"
@@ -281,9 +298,10 @@ def write_scale_results(rows, args, load_before, load_after) -> None:
               f"{load_before[1]:.2f}, {load_before[2]:.2f} before and {load_after[0]:.2f}, {load_after[1]:.2f}, "
               f"{load_after[2]:.2f} after.\n\n"
               f"Data: `synthetic_ratings(n_items, seed={args.seed})` (one user per 16 items, log-normal ratings per "
-              f"user, Zipf-like item popularity, half stars); 80% train, 20% test. Each cell is one run in its own "
-              f"subprocess: seconds of fit + predict (building Surprise's trainset not timed), peak memory = the "
-              f"process's maxrss (data included). Surprise runs are not started where its dense similarity "
+              f"user, Zipf-like item popularity, half stars); 80% train, 20% test. Each run is a subprocess of its own; "
+              f"{args.repeats} runs per cell, the libraries interleaved; seconds of fit + predict (building Surprise's "
+              f"trainset not timed): the median, speedup = Surprise's median / deepzen's; peak memory = the largest "
+              f"maxrss of the runs (data included). Surprise runs are not started where its dense similarity "
               f"would not fit (estimate shown).\n\n")
     text = header + "\n".join(lines) + "\n"
     print(text)
@@ -336,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", default=",".join(FOLDS))
     parser.add_argument("--algorithms", default="basic-user,basic-item,means-user,means-item,baseline-item,mf")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per fold and side (median)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per fold and side, or per --scale cell (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--data", type=Path, default=None, help="the ml-100k folder (default $DEEPZEN_DATA/ml-100k)")
     parser.add_argument("--out", type=Path, default=RESULTS)
