@@ -34,6 +34,7 @@ PUBLISHED: dict[str, int | str] = {
     # LeNet-5 as commonly implemented: C1, C3, F5, F6, output, each (fan_in + 1) * units.
     "lenet5": (5 * 5 * 1 + 1) * 6 + (5 * 5 * 6 + 1) * 16 + (400 + 1) * 120 + (120 + 1) * 84 + (84 + 1) * 10,
     "mobilenet_v1": "4.2M",  # Howard et al. 2017, Table 8 (1.0 MobileNet-224)
+    "mobilenet_v2": 3_504_872,
     "resnet18": 11_689_512,
     "resnet34": 21_797_672,
     "resnet50": 25_557_032,

@@ -72,7 +72,7 @@ def test_each_tensor_lands_in_one_parameter_by_value_tags():
 
 
 @pytest.mark.parametrize("name, size", [("resnet18", 64), ("resnet50", 64), ("resnext50_32x4d", 64),
-                                        ("alexnet", 64), ("vgg11_bn", 32), ("vgg16", 32)])
+                                        ("alexnet", 64), ("vgg11_bn", 32), ("vgg16", 32), ("mobilenet_v2", 64)])
 def test_loaded_zoo_model_computes_what_the_torchvision_model_does(name, size):
     # Built on the meta device and then allocated: drawing VGG's initial weights twice would only cost time.
     with torch.device("meta"):

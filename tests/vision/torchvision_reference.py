@@ -1,9 +1,10 @@
-"""torchvision's ResNet/ResNeXt, VGG and AlexNet re-created in plain torch, for testing weight loading.
+"""torchvision's ResNet/ResNeXt, VGG, AlexNet and MobileNet v2 re-created in plain torch, for testing weight loading.
 
 torchvision does not install here, so these modules rebuild its classification architectures from its
-source (pytorch/vision, ``torchvision/models/resnet.py``, ``vgg.py``, ``alexnet.py``): the same module
-tree, hence the same state-dict keys and shapes, and the same forward computation (ResNet v1.5: stride
-on the 3x3 convolution; VGG's 7x7 and AlexNet's 6x6 adaptive average pool before the classifier).
+source (pytorch/vision, ``torchvision/models/resnet.py``, ``vgg.py``, ``alexnet.py``, ``mobilenetv2.py``):
+the same module tree, hence the same state-dict keys and shapes, and the same forward computation (ResNet
+v1.5: stride on the 3x3 convolution; VGG's 7x7 and AlexNet's 6x6 adaptive average pool before the
+classifier; MobileNet v2's Conv-BN-ReLU6 units as three-child Sequentials, widths rounded to 8).
 Written independently for the tests; ``fixtures/make_torchvision_fixtures.py`` records their key/shape
 lists, which the tests compare against torchvision's published parameter counts.
 """
@@ -134,6 +135,44 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+def conv_bn_relu6(inp: int, out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(inp, out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(out), nn.ReLU6(inplace=True))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int):
+        super().__init__()
+        hidden = int(round(inp * expand_ratio))
+        self.use_res_connect = stride == 1 and inp == oup
+        layers = [conv_bn_relu6(inp, hidden, 1)] if expand_ratio != 1 else []
+        layers += [conv_bn_relu6(hidden, hidden, stride=stride, groups=hidden),
+                   nn.Conv2d(hidden, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        settings = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
+                    [6, 320, 1, 1]]  # t, c, n, s at width 1 (every width already a multiple of 8)
+        channels, features = 32, [conv_bn_relu6(3, 32, stride=2)]
+        for t, c, n, s in settings:
+            for i in range(n):
+                features.append(InvertedResidual(channels, c, s if i == 0 else 1, t))
+                channels = c
+        features.append(conv_bn_relu6(channels, 1280, 1))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, num_classes))
+
+    def forward(self, x):
+        x = nn.functional.adaptive_avg_pool2d(self.features(x), (1, 1))
+        return self.classifier(torch.flatten(x, 1))
+
+
 ARCHITECTURES = {
     "resnet18": lambda: ResNet(BasicBlock, [2, 2, 2, 2]),
     "resnet34": lambda: ResNet(BasicBlock, [3, 4, 6, 3]),
@@ -144,14 +183,15 @@ ARCHITECTURES = {
     **{f"vgg{depth}{suffix}": (lambda config=config, bn=bool(suffix): VGG(config, bn))
        for depth, config in ((11, "A"), (13, "B"), (16, "D"), (19, "E")) for suffix in ("", "_bn")},
     "alexnet": AlexNet,
+    "mobilenet_v2": MobileNetV2,
 }
 
 # The parameter counts torchvision publishes in its weights' metadata ("num_params" in the Weights enums of
-# torchvision/models/resnet.py, vgg.py and alexnet.py): the fixtures must add up to these.
+# torchvision/models/resnet.py, vgg.py, alexnet.py and mobilenetv2.py): the fixtures must add up to these.
 PUBLISHED_NUM_PARAMS = {
     "resnet18": 11689512, "resnet34": 21797672, "resnet50": 25557032, "resnet101": 44549160,
     "resnet152": 60192808, "resnext50_32x4d": 25028904,
     "vgg11": 132863336, "vgg11_bn": 132868840, "vgg13": 133047848, "vgg13_bn": 133053736,
     "vgg16": 138357544, "vgg16_bn": 138365992, "vgg19": 143667240, "vgg19_bn": 143678248,
-    "alexnet": 61100840,
+    "alexnet": 61100840, "mobilenet_v2": 3504872,
 }
