@@ -3,7 +3,8 @@
 from deepzen.training.callbacks import (Callback, CallbackError, CSVLogger, EarlyStopping, GradientMonitor, History,
                                         LearningRateScheduler, ModelCheckpoint, ProgressBar, ReduceLROnPlateau,
                                         TerminateOnNaN, WeightAverage)
+from deepzen.training.tensorboard import TensorBoard
 
 __all__ = ["Callback", "CallbackError", "CSVLogger", "EarlyStopping", "GradientMonitor", "History",
-           "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN",
-           "WeightAverage"]
+           "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TensorBoard",
+           "TerminateOnNaN", "WeightAverage"]

@@ -16,8 +16,9 @@ from pathlib import Path
 from deepzen.recipes import parse_overrides
 
 # The domain verticals register their recipes when imported; the command line is where they meet.
-RECIPE_MODULES = ("deepzen.vision.recipes", "deepzen.text.recipes", "deepzen.generative.recipes",
-                  "deepzen.recommend.recipes", "deepzen.rl.recipes")
+RECIPE_MODULES = ("deepzen.vision.recipes", "deepzen.vision.segmentation_recipes", "deepzen.vision.video_recipes",
+                  "deepzen.vision.detection.recipes",
+                  "deepzen.text.recipes", "deepzen.generative.recipes", "deepzen.recommend.recipes", "deepzen.rl.recipes")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 INTERRUPTED = 130  # the shell's exit code for a process stopped by Ctrl-C
 
@@ -43,6 +44,13 @@ def command_train(args) -> int:
         raise ValueError("train needs a RECIPE (see `deepzen list`) or --resume RUN")
     if args.restart and args.resume is None:
         raise ValueError("--restart starts over the run named by --resume RUN")
+    if args.tensorboard:
+        from deepzen.training.tensorboard import summary_writer_class
+
+        try:
+            summary_writer_class()  # before a run folder is made: the package is there
+        except ImportError as error:
+            raise ValueError(str(error)) from None
     load_recipes()
     distributed.init()
     distributed.set_sync_batchnorm(args.sync_batchnorm)
@@ -57,6 +65,9 @@ def command_train(args) -> int:
     else:
         run = Run.create(args.recipe, overrides, args.run_dir, checkpoint_every=args.checkpoint_every)
         print(f"Training {run.recipe} in {run.path}")
+    if args.tensorboard:
+        run.tensorboard = True
+        print(f"TensorBoard logs: tensorboard --logdir {run.path / 'tensorboard'}")
     try:
         metrics = run.execute()
     except KeyboardInterrupt as stop:
@@ -89,6 +100,8 @@ def launch_torchrun(args) -> int:
         command += ["--checkpoint-every", str(args.checkpoint_every)]
     if args.sync_batchnorm:
         command += ["--sync-batchnorm"]
+    if args.tensorboard:
+        command += ["--tensorboard"]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
                 "-m", "deepzen.cli", *command]
     print("Launching: " + " ".join(launcher[2:]), flush=True)
@@ -459,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--sync-batchnorm", action="store_true",
                        help="with --nproc: batch-norm layers normalize with the statistics of the global batch, "
                        "synchronised across the processes (default: each process's own slice)")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="also log every fit for TensorBoard into RUN/tensorboard (needs deepzen[tensorboard])")
     train.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                        help="also checkpoint every STEPS steps inside an epoch (default: at epoch ends)")
     train.set_defaults(handler=command_train)

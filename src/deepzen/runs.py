@@ -12,6 +12,7 @@ A run folder holds::
     best.dz, last.dz    the model after its best epoch (val_loss, else loss) and after the last one
     checkpoint.ckpt     the training checkpoint that ``--resume`` continues from
     metrics.json        the recipe's final evaluation (test metrics)
+    tensorboard/        with ``deepzen train --tensorboard``: the fits' TensorBoard logs (train/, validation/)
 
 plus whatever the recipe writes itself (``model.dz``, plots). A recipe that calls ``fit`` several
 times gets ``history-2.csv``, ``checkpoint-2.ckpt``... for its second fit.
@@ -52,6 +53,7 @@ from deepzen.training import distributed
 from deepzen.training.callbacks import Callback
 from deepzen.training.checkpoint import CheckpointError, TrainingCheckpoint, checkpoint_position
 from deepzen.training.serialization import ModelFileError, atomic_write
+from deepzen.training.tensorboard import TensorBoard
 
 MODEL_FILES = {"final": "model.dz", "best": "best.dz", "last": "last.dz"}
 
@@ -105,6 +107,7 @@ class Run:
         self.resuming = ""  # where a resumed run continues, in words (set by open)
         self.restarted = False
         self.accepted = False  # this session's settings were accepted: a fit trains with them (or started over)
+        self.tensorboard = False  # every fit also logs for TensorBoard into tensorboard/ (`deepzen train --tensorboard`)
 
     # -- creating and opening ------------------------------------------------------------------------
     @classmethod
@@ -244,7 +247,8 @@ class Run:
                                         read_only=self.mode == "replay")
         if self.mode == "replay" or not distributed.is_rank_zero():
             return [checkpoint]
-        return [RunRecorder(self.path, suffix, title=self.recipe), checkpoint, _AcceptSettings(self)]
+        logs = [TensorBoard(self.path / f"tensorboard{suffix}")] if self.tensorboard else []
+        return [RunRecorder(self.path, suffix, title=self.recipe), *logs, checkpoint, _AcceptSettings(self)]
 
     def _accept(self) -> None:
         """This session's settings are in use: writes the changed ones to config.json and run.json (once)."""

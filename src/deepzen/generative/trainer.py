@@ -356,6 +356,12 @@ class GAN(Model):
         finally:
             generator.train(was_training)
 
+    def summary_images(self, num_images: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
+        """What the TensorBoard callback draws with ``write_images=True``: ``{"samples": (num_images, C, H, W)}``
+        in [0, 1], from the same seeded noise every time, so the grids of successive epochs compare."""
+        noise = self.sample_noise(num_images, torch.Generator().manual_seed(seed))
+        return {"samples": (self.generate(noise=noise) + 1) / 2}
+
     # -- files ---------------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "latent_dim": self.latent_dim, "generator_average": self.generator_average,
