@@ -74,8 +74,7 @@ def test_ticket_classifier_several_inputs_and_outputs_round_trip(tmp_path):
     body_data = rng.integers(num_words, size=(128, 20))
     tags_data = rng.integers(2, size=(128, num_tags)).astype("float32")
     priority_targets = rng.random(size=(128, 1))
-    # The guide's dummy targets are multi-hot rows; deepzen's CategoricalCrossentropy refuses rows that do not
-    # sum to 1 (losses.py), so these are one-hot.
+    # One-hot targets (the guide's multi-hot dummy rows get a warning from CategoricalCrossentropy, losses.py).
     dept_targets = np.eye(num_departments, dtype="int64")[rng.integers(num_departments, size=128)]
     history = model.fit({"title": title_data, "body": body_data, "tags": tags_data},
                         {"priority": priority_targets, "department": dept_targets}, epochs=6, batch_size=32, verbose=0)
@@ -255,9 +254,11 @@ def test_symbolic_tensors_refuse_torch_code_with_a_pointer():
         x.flatten()
 
 
-def test_input_in_sequential_still_declares_the_shape():
+def test_input_in_sequential_declares_the_shape_and_builds_at_once():
     model = Sequential([Input((4,)), Dense(3)])
-    assert isinstance(model.layers[0], layers.InputLayer)
+    assert [type(layer) for layer in model.layers] == [Dense]  # Keras: the Input is not one of model.layers
+    assert model.count_params() == 4 * 3 + 3  # built as the layers were added
+    assert model.layers[0].output.shape == (None, 3) and model.inputs[0].shape == (None, 4)
     assert model.build().shape == (2, 3)
 
 
@@ -268,7 +269,7 @@ def test_configs_saved_with_the_old_input_layer_still_load():
         {"class": "Input", "module": "deepzen.layers.core", "kind": "layer", "config": {"shape": [4], "name": None}},
         {"class": "Dense", "module": "deepzen.layers.core", "kind": "layer", "config": {"units": 2}}]}}
     model = module_from_config(old)
-    assert isinstance(model.layers[0], layers.InputLayer) and model.build().shape == (2, 2)
+    assert isinstance(model.get_layer(index=0), Dense) and model.build().shape == (2, 2)
 
 
 def test_duplicate_layer_names_are_refused():

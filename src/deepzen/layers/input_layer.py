@@ -44,6 +44,9 @@ class InputLayer(Layer):
                                  f"Received: shape={shape}, batch_shape={batch_shape}")
             batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
         if shape is not None:
+            if not isinstance(shape, (tuple, list)):
+                raise ValueError(f"InputLayer expects shape as a tuple of axis sizes, without the batch axis, e.g. "
+                                 f"shape=({shape!r},). Received: shape={shape!r}")
             if kwargs.get("input_shape") is not None:
                 raise ValueError(f"InputLayer expects shape or input_shape, not both. "
                                  f"Received: shape={shape}, input_shape={kwargs['input_shape']}")
@@ -59,7 +62,7 @@ class InputLayer(Layer):
                 raise ValueError(f"InputLayer expects a dtype name such as 'float32' or 'int64'. "
                                  f"Received: dtype={dtype!r}")
             node = Node(self, (), {}, [])
-            node.outputs = SymbolicTensor((None, *self.input_shape), dtype, node, 0)
+            node.outputs = SymbolicTensor((batch_size, *self.input_shape), dtype, node, 0)
             self.__dict__["output"] = node.outputs
 
     def adopt_integer_ids(self) -> None:

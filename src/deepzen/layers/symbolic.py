@@ -36,7 +36,8 @@ class SymbolicTensor:
     """A placeholder for a batch of tensors in a graph under construction (Keras's ``KerasTensor``).
 
     Attributes:
-        shape: ``(None, *per_sample)``; ``None`` marks the batch axis and open axes.
+        shape: ``(batch, *per_sample)``; ``None`` marks an open axis, and the batch axis unless
+            ``Input(batch_shape=...)`` fixed it.
         dtype: a ``torch.dtype``.
         node: the :class:`Node` (layer call) that produced it.
         index: its position among the flattened outputs of that call.
@@ -199,6 +200,8 @@ def call_symbolic(layer: nn.Module, args: tuple, kwargs: dict) -> Any:
     finally:
         layer.train(was_training)
     node = Node(layer, args, kwargs, inputs)
+    batches = {t.shape[0] for t in inputs}
+    batch = batches.pop() if len(batches) == 1 else None  # Input(batch_shape=...)'s fixed batch carries through
     twins = iter(leaves(probes[1])) if len(probes) > 1 else None  # map_leaves visits leaves in this order
     positions = itertools.count()
 
@@ -209,7 +212,7 @@ def call_symbolic(layer: nn.Module, args: tuple, kwargs: dict) -> Any:
         shape = list(value.shape[1:])
         if twin is not None:  # axes that changed with the open input axes stay open
             shape = [d if d == e else None for d, e in zip(shape, twin.shape[1:])]
-        return SymbolicTensor((None, *shape), value.dtype, node, next(positions))
+        return SymbolicTensor((batch, *shape), value.dtype, node, next(positions))
 
     node.outputs = map_leaves(symbolic, probes[0])
     layer.__dict__.setdefault("output", node.outputs)  # Keras's layer.output: the first call's output

@@ -445,7 +445,15 @@ class Functional(Model):
             args = [tuple(a) if is_tuple else a for a, is_tuple in zip(decode(entry["args"]), tuples)]
             output = layer(*args, **decode(entry["kwargs"]))
             produced.append([t for t in leaves(output) if isinstance(t, SymbolicTensor)])
-        return cls(decode(config["inputs"]), decode(config["outputs"]), name=config.get("name"))
+        try:
+            return cls(decode(config["inputs"]), decode(config["outputs"]), name=config.get("name"))
+        except TypeError as error:
+            user_class = cls.__dict__.get("graph_of")
+            if user_class is None:
+                raise
+            raise TypeError(f"{user_class.__name__} is rebuilt from its file as {user_class.__name__}(inputs, outputs, "
+                            f"name=...), which its __init__ does not take ({error}). Give {user_class.__name__} a "
+                            f"from_config(cls, config) classmethod, as in Keras") from error
 
 
 Model.graph_class = Functional  # Model(inputs, outputs) returns a Functional

@@ -54,9 +54,10 @@ def module_config(module: nn.Module) -> dict[str, Any] | None:
     """``{"class": ..., "config": ...}`` for modules deepzen can rebuild; None for other modules."""
     from deepzen.layers.base import Layer
 
-    cls = type(module)
-    if not is_registered(cls):
-        return None
+    graph_of = type(module).__dict__.get("graph_of")  # a Model subclass built from (inputs, outputs)
+    cls = graph_of or type(module)
+    if graph_of is None and not is_registered(cls):
+        return None  # its graph is always known; loading names the class, which custom_objects= supplies
     kind = "layer" if isinstance(module, Layer) else "architecture"
     return {"class": cls.__name__, "module": cls.__module__, "kind": kind, "config": module.get_config()}
 
