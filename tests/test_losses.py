@@ -464,9 +464,13 @@ def test_categorical_rejects_class_ids_wrong_shapes_and_bad_rows():
     with pytest.raises(ValueError, match=r"targets in \[0, 1\]: one-hot rows or class distributions\. "
                                          r"Received: values from 0 to 2"):
         _check("categorical_crossentropy", P3, torch.tensor([[0.0, 2.0, 0.0]]))
-    with pytest.raises(ValueError, match=r"Received: a row summing to 2; for several labels per sample use "
-                                         r"binary_crossentropy"):
-        _check("categorical_crossentropy", P3, torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]))
+    multi_hot = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    with pytest.warns(UserWarning, match=r"Received: a row summing to 2; the loss is -sum\(y_true \* log\(y_pred\)\) "
+                                         r"as in Keras\. For several labels per sample use binary_crossentropy"):
+        _check("categorical_crossentropy", P3[:2], multi_hot)
+    # Keras's value for multi-hot rows: the sum over the hot classes of -log p
+    expected = -(multi_hot * P3[:2].log()).sum(-1).mean()
+    assert torch.allclose(losses.get("categorical_crossentropy")(multi_hot, P3[:2]), expected, atol=1e-6)
     _check("categorical_crossentropy", P3, torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.2, 0.3, 0.5]]))
 
 

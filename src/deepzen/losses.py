@@ -44,6 +44,7 @@ import copy
 import inspect
 import math
 import re
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -407,9 +408,11 @@ class CategoricalCrossentropy(Loss):
         sums = y_true.reshape(-1, classes).sum(-1)
         bad = ((sums - 1).abs() > 1e-2) & (sums.abs() > 1e-2)  # all-zero rows are allowed (masked positions)
         if bad.any():  # host sync: once, before training
-            raise ValueError(f"CategoricalCrossentropy expects target rows that sum to 1 (one-hot or a "
-                             f"distribution) or 0 (masked). Received: a row summing to {float(sums[bad][0]):g}"
-                             f"; for several labels per sample use binary_crossentropy")
+            # Keras computes -sum(y log p) for any rows, and its guides train on multi-hot dummy targets: warn
+            warnings.warn(f"CategoricalCrossentropy expects target rows that sum to 1 (one-hot or a distribution) "
+                          f"or 0 (masked). Received: a row summing to {float(sums[bad][0]):g}; the loss is "
+                          f"-sum(y_true * log(y_pred)) as in Keras. For several labels per sample use "
+                          f"binary_crossentropy", UserWarning, stacklevel=2)
         _check_probabilities(self, y_pred_example, "softmax")
 
 
