@@ -23,7 +23,7 @@ _EXPORTS = {
 }
 _SUBMODULES = {"activations", "losses", "optimizers", "initializers", "regularizers", "metrics", "layers",
                "models", "callbacks", "data", "training", "vision", "text", "generative", "recommend", "rl",
-               "recipes", "runtime", "cli", "config", "utils"}
+               "recipes", "runtime", "cli", "config", "utils", "ops", "random", "datasets"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
