@@ -77,6 +77,24 @@ def test_interpret_needs_images_when_the_test_set_is_unknown(digits_run, tmp_pat
     assert _pngs(run / "interpret") == IMAGE_PNGS | TEST_SET_PNGS
 
 
+def test_interpret_rebuilds_the_test_set_of_an_mnist_run(real_dataset, tmp_path):
+    """The confusion matrix is drawn on the run's own test subset, normalized as in training: the accuracy
+    found again equals the one the run reported."""
+    from deepzen.vision import interpret
+
+    real_dataset("mnist")
+    load_recipes()
+    run = tmp_path / "lenet"
+    metrics = Run.create("mnist-lenet5", {"epochs": 1, "train_samples": 600, "test_samples": 150, "verbose": 0},
+                         run).execute()
+    assert main(["interpret", str(run), "--top-losses", "4"]) == 0
+    assert _pngs(run / "interpret") == IMAGE_PNGS | TEST_SET_PNGS
+    x, y = interpret.run_test_set(run)
+    assert x.shape == (150, 1, 28, 28)
+    predicted = interpret.predict_logits(deepzen.load_model(run / "model.dz"), x).argmax(-1).numpy()
+    assert (predicted == y).mean() == pytest.approx(metrics["test_accuracy"])
+
+
 def _text_run(folder, network):
     folder.mkdir()
     vocab = Vocab(["<pad>", "<unk>", "a", "fine", "film", "bad", "plot"], specials=["<pad>", "<unk>"])

@@ -20,7 +20,9 @@ all for a set of images (what ``deepzen interpret RUN [IMAGES]`` calls)::
   ``forward`` takes ``return_attention_scores=True``, e.g. the BiLSTM-attention classifier).
 
 The models take inputs as they were trained (e.g. normalized images); every function runs the
-model in eval mode and restores its mode.
+model in eval mode and restores its mode. For run folders, :func:`interpret_run` (images) and
+:func:`interpret_text_run` (texts) read the model, the preprocessing and, where :func:`run_test_set`
+can rebuild it, the test set, and write the PNGs into ``RUN/interpret``.
 """
 
 from __future__ import annotations
@@ -350,7 +352,7 @@ def plot_heatmaps(images: ArrayLike, maps: ArrayLike, path: str | Path, *, title
     if maps.shape != (images.shape[0], *images.shape[2:]):
         raise ValueError(f"plot_heatmaps expects maps (N, H, W) = {(images.shape[0], *images.shape[2:])}. "
                          f"Received: {maps.shape}")
-    figure, axes = plots._grid(2 * len(images), 2 * columns)
+    figure, axes = plots._grid(2 * len(images), 2 * columns, panel_size=2.0)
     for index, image in enumerate(images):
         picture, options = plots._as_display(image, None)
         axes[2 * index].imshow(picture, **options)
