@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from deepzen.data.ratings import Ratings
 from deepzen.recommend import (KNN, KNNBaseline, KNNBasic, MatrixFactorization, NeuralCF, Recommender)
 from deepzen.training.serialization import ModelFileError
+from tests.recommend.data.make_dense_format_files import MODELS as DENSE_FORMAT_MODELS
+from tests.recommend.data.make_dense_format_files import table as dense_format_table
 
 MODELS = {
     "user-knn-mean": lambda: KNN(5, "msd", user_based=True, centering="mean", device="cpu"),
@@ -92,4 +97,40 @@ def test_a_broken_recommender_config_is_a_model_file_error(ratings, tmp_path, ed
     tensors, metadata = read_tensors(tmp_path / "model.dz")
     write_tensors(tmp_path / "model.dz", tensors, {**metadata, **edit})
     with pytest.raises(ModelFileError, match="model.dz"):
+        Recommender.load(tmp_path / "model.dz")
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name", list(DENSE_FORMAT_MODELS))
+def test_files_of_the_earlier_dense_format_load_and_predict_as_a_fresh_fit(name):
+    """Files written by the KNN that stored the dense (n, n) similarity (see data/make_dense_format_files.py)
+    are converted on load: same predictions, rankings and similarities as the same model fitted now."""
+    from deepzen.training.serialization import read_tensors
+
+    loaded = Recommender.load(DATA / name, device="cpu")
+    fresh = DENSE_FORMAT_MODELS[name]().fit(dense_format_table())
+    assert loaded.get_config() == fresh.get_config()
+    users, items = np.meshgrid(np.arange(100, 111), np.arange(6, 19), indexing="ij")  # unknown ids around the edges
+    np.testing.assert_allclose(loaded.predict(users.ravel(), items.ravel()), fresh.predict(users.ravel(), items.ravel()),
+                               rtol=1e-6)
+    for user in (101, 105):
+        assert loaded.recommend(user, 4) == fresh.recommend(user, 4)
+    rows = len(loaded.x_mean)
+    stored = read_tensors(DATA / name)[0]["model.sim"]  # the file's own dense similarity
+    recomputed = loaded.similarity_block(torch.arange(rows), torch.arange(rows))
+    np.testing.assert_allclose(recomputed.numpy(), stored.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_a_knn_file_in_an_unknown_format_names_the_file_the_tensors_and_the_fix(ratings, tmp_path):
+    from deepzen.training.serialization import read_tensors, write_tensors
+
+    KNN(3, device="cpu").fit(ratings).save(tmp_path / "model.dz")
+    tensors, metadata = read_tensors(tmp_path / "model.dz")
+    del tensors["model.row_values"]
+    write_tensors(tmp_path / "model.dz", tensors, metadata)
+    with pytest.raises(ModelFileError, match=r"model\.dz: KNN file in an unknown format: it holds the tensors "
+                                             r"\[.*'row_start'.*\].*missing: \['row_values'\]\. Fit the model on its "
+                                             r"ratings again and save it"):
         Recommender.load(tmp_path / "model.dz")

@@ -60,6 +60,7 @@ import torch
 from deepzen._registry import Registry
 from deepzen.recommend.base import NOT_ENOUGH_NEIGHBOURS, Recommender, unknown_codes
 from deepzen.recommend.baseline import baseline_biases
+from deepzen.serializable import ModelFileError
 
 SIMILARITIES: Registry = Registry("similarity")
 ON_BASELINE_RESIDUALS = {"pearson_baseline"}  # similarities computed on r - b(u, i) instead of r
@@ -380,10 +381,36 @@ class KNN(Recommender):
     def _state(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name) for name in self.STATE if hasattr(self, name)}
 
+    # What files written before the sparse neighbourhoods hold instead of the row arrays: the dense
+    # (n_x, n_x) similarity and the dense (n_x, n_y) ratings (residuals for pearson_baseline) and mask.
+    DENSE_FORMAT = ("sim", "_values", "_mask")
+
     def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "row_start" not in tensors and all(name in tensors for name in self.DENSE_FORMAT):
+            tensors = self._from_dense_format(tensors)
+        needs_bias = self.centering == "baseline" or self.similarity in ON_BASELINE_RESIDUALS
+        missing = [name for name in self.STATE if name not in tensors and (needs_bias or "bias" not in name)]
+        if missing:
+            raise ModelFileError(f"{type(self).__name__} file in an unknown format: it holds the tensors "
+                                 f"{sorted(tensors)}, expected {list(self.STATE)} (this version's) or "
+                                 f"{list(self.DENSE_FORMAT)} with the column arrays (the earlier dense format); "
+                                 f"missing: {missing}. Fit the model on its ratings again and save it.")
         for name, tensor in tensors.items():
             setattr(self, name, tensor)
         self._sparse = {}
+
+    @classmethod
+    def _from_dense_format(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The state of a file in the earlier dense format, converted: the rows of the dense ratings become
+        the CSR row arrays and the stored similarity is dropped (the blocks recompute the same values).
+        Its column arrays are already sorted by column, then row id: the order of ``ties="id"``."""
+        values, mask = tensors["_values"], tensors["_mask"]  # (n_x, n_y)
+        rows, columns = torch.nonzero(mask, as_tuple=True)  # row-major: sorted by row, then column
+        count = torch.bincount(rows, minlength=mask.shape[0])
+        converted = {name: tensor for name, tensor in tensors.items() if name not in cls.DENSE_FORMAT}
+        converted.update(row_start=torch.cat([count.new_zeros(1), torch.cumsum(count, 0)]), row_columns=columns,
+                         row_values=values[rows, columns])
+        return converted
 
     def _fit(self, user, item, rating):
         # x: the rows that are neighbours (users when user-based), y: the columns they rate.
