@@ -243,7 +243,8 @@ def occlusion_sensitivity(model: nn.Module, images: ArrayLike, target: int | Arr
     return (drop / covered).numpy()
 
 
-def predict_logits(model: nn.Module, x: ArrayLike, batch_size: int = 256, *, where: str = "predict_logits") -> torch.Tensor:
+def predict_logits(model: nn.Module, x: ArrayLike, batch_size: int = 256, *,
+                   where: str = "predict_logits") -> torch.Tensor:
     """``(N, classes)`` float32 logits on the CPU, computed in eval mode in batches without gradients."""
     model = network(model)
     parameter = next(model.parameters(), None)

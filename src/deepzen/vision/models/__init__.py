@@ -1,4 +1,4 @@
-"""deepzen's image model zoo: LeNet-5 to ResNeXt and MobileNet v2, written with plain ``torch.nn`` (no torchvision).
+"""deepzen's image model zoo: LeNet-5 to ResNeXt and MobileNet v2, in plain ``torch.nn`` (no torchvision).
 
 Every model is built by name and shares one interface (:class:`ImageClassifier`)::
 
@@ -36,7 +36,8 @@ from deepzen.vision.models.vgg import (
 # `list` is left out of __all__ so that `from deepzen.vision.models import *` never shadows the builtin.
 __all__ = [
     "MODELS", "create", "register_model", "ImageClassifier",
-    "AlexNet", "GoogLeNet", "InceptionV3", "LeNet5", "MobileNetV1", "MobileNetV2", "ResNet", "BasicBlock", "Bottleneck", "VGG",
+    "AlexNet", "GoogLeNet", "InceptionV3", "LeNet5", "MobileNetV1", "MobileNetV2", "ResNet", "BasicBlock",
+    "Bottleneck", "VGG",
     "alexnet", "googlenet", "inception_v3", "lenet5", "mobilenet_v1", "mobilenet_v2",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
     "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",

@@ -223,7 +223,8 @@ def _check_count(value: Any, name: str, *, allow_zero: bool) -> None:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A ``{name: tensor}`` file: ``.safetensors``, or a PyTorch pickle read with ``weights_only=True`` (no code runs)."""
+    """A ``{name: tensor}`` file: ``.safetensors``, or a PyTorch pickle read with ``weights_only=True``
+    (no code runs)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No weights file at {path}")

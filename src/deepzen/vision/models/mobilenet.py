@@ -1,8 +1,8 @@
 """MobileNet v1 (Howard et al. 2017) and v2 (Sandler et al. 2018).
 
-**v1** ("MobileNets: efficient convolutional neural networks for mobile vision"): a 3x3/2 convolution followed by 13 depthwise separable convolutions (Table 1 of the paper): each
-is a 3x3 depthwise convolution (one filter per channel) and a 1x1 pointwise convolution that mixes
-channels, both with BatchNorm and ReLU. That costs about 1/8 of the multiply-adds of a 3x3
+**v1** ("MobileNets: efficient convolutional neural networks for mobile vision"): a 3x3/2 convolution
+followed by 13 depthwise separable convolutions (Table 1 of the paper): each is a 3x3 depthwise
+convolution (one filter per channel) and a 1x1 pointwise convolution that mixes channels, both with BatchNorm and ReLU. That costs about 1/8 of the multiply-adds of a 3x3
 convolution. The width multiplier alpha thins every layer (channels ``max(8, int(alpha * c))``,
 as in the TensorFlow release); the resolution multiplier is simply a smaller input.
 4.2M parameters at alpha = 1 and 1000 classes.
