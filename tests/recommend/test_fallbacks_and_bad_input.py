@@ -42,6 +42,43 @@ def test_not_enough_neighbours_is_recorded():
     assert reason.item() == "not enough neighbours" and float(prediction) == pytest.approx(5.0)  # user 3's mean
 
 
+# Users 2 and 3 are equally similar to user 1 (msd over item 7: 1 / ((4 - 3)^2 + 1) = 1 / ((4 - 5)^2 + 1) = 1/2);
+# item 9 was rated by user 3 first, then by user 2. Global mean 3.6; user means 4, 4 and 3.
+TIED = Ratings(user=[1, 2, 3, 3, 2], item=[7, 7, 7, 9, 9], rating=[4.0, 3.0, 5.0, 1.0, 5.0])
+
+
+@pytest.mark.parametrize("user_based", [True, False])
+def test_surprise_formulas_by_hand_with_its_tie_order_and_was_impossible_reasons(user_based):
+    """Scikit-surprise's estimates worked out by hand on a table with a tie at the k-th neighbour (CI needs no
+    Surprise): ties="input" takes the rater of item 9 that comes first in the table (user 3), as Surprise's
+    heapq.nlargest over its trainset does; ties="id" the smaller id (user 2). Item-based on the transposed table.
+    scikit-surprise 1.1.5 gives the same numbers (1, 3, 2 and 4 for the input order; checked by hand, and by
+    the Surprise comparison below where it is installed)."""
+    table = TIED if user_based else Ratings(TIED.item, TIED.user, TIED.rating)
+
+    def predict(model, pairs):
+        pairs = pairs if user_based else [(item, user) for user, item in pairs]
+        predictions, reasons = model.fit(table).predict_with_reasons(*map(list, zip(*pairs)))
+        return predictions.tolist(), reasons.tolist()
+
+    options = dict(user_based=user_based, device="cpu", dtype=torch.float64)
+    # KNNBasic, k=1: the one neighbour's rating of item 9
+    assert predict(KNNBasic(1, ties="input", **options), [(1, 9)]) == ([1.0], [""])
+    assert predict(KNNBasic(1, ties="id", **options), [(1, 9)]) == ([5.0], [""])
+    # k=2: (1/2 * 1 + 1/2 * 5) / (1/2 + 1/2), whatever the order
+    assert predict(KNNBasic(2, **options), [(1, 9)]) == ([3.0], [""])
+    # KNNWithMeans, k=1: mean(1) + (r(v, 9) - mean(v)): 4 + (1 - 3) with user 3, 4 + (5 - 4) with user 2
+    assert predict(KNNWithMeans(1, ties="input", **options), [(1, 9)]) == ([2.0], [""])
+    assert predict(KNNWithMeans(1, ties="id", **options), [(1, 9)]) == ([5.0], [""])
+    # Surprise's was_impossible: an unknown user or item -> the global mean 3.6 and the reason
+    predictions, reasons = predict(KNNWithMeans(2, **options), [(1, 99), (42, 9), (42, 99)])
+    assert predictions == pytest.approx([3.6] * 3, rel=1e-7)  # predict returns float32
+    unknown = ["unknown item", "unknown user"] if user_based else ["unknown user", "unknown item"]  # transposed
+    assert reasons == unknown + ["unknown user and item"]
+    # fewer than min_k neighbours with a positive similarity: KNNWithMeans gives the row mean, 4 (Surprise's)
+    assert predict(KNNWithMeans(2, min_k=3, **options), [(1, 9)]) == ([4.0], ["not enough neighbours"])
+
+
 @pytest.mark.parametrize("surprise_name,centering", [("KNNBasic", "none"), ("KNNWithMeans", "mean"),
                                                     ("KNNBaseline", "baseline")])
 @pytest.mark.parametrize("user_based", [True, False])

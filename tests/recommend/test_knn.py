@@ -283,10 +283,12 @@ def test_ties_at_the_kth_neighbour_follow_the_documented_order(ties, user_based,
     model = KNN(**options, ties=ties, device="cpu", dtype=torch.float64).fit(table)
     reference = ReferenceKNN(table, **options, ties=ties)
     rng = np.random.default_rng(0)
-    users = rng.choice(np.unique(table.user), 400)
-    items = rng.choice(np.unique(table.item), 400)
-    expected = [reference.predict_one(u, i) for u, i in zip(users.tolist(), items.tolist())]
+    users = np.concatenate([rng.choice(np.unique(table.user), 400), [999, 999, int(table.user[0])]])
+    items = np.concatenate([rng.choice(np.unique(table.item), 400), [int(table.item[0]), 998, 998]])
+    expected, reasons = zip(*[reference.predict_with_reason(u, i) for u, i in zip(users.tolist(), items.tolist())])
     np.testing.assert_allclose(model.score(users, items).numpy(), expected, rtol=1e-9, atol=1e-12)
+    assert model.predict_with_reasons(users, items)[1].tolist() == list(reasons)  # Surprise's was_impossible cases
+    assert {"unknown user", "unknown item", "unknown user and item"} <= set(reasons)
     other = KNN(**options, ties="input" if ties == "id" else "id", device="cpu", dtype=torch.float64).fit(table)
     assert not np.allclose(other.score(users, items).numpy(), expected)  # the test does see ties
 
