@@ -206,8 +206,8 @@ def test_sst2_recipe_trains_on_your_own_files_with_their_class_names(tmp_path, o
                                                           "a long quiet movie"])
     assert [p["label"] for p in predictions] == ["positive", "negative", "neutral"]
 
-    with pytest.raises(ValueError, match="valid_data and test_data"):
-        run_recipe("sst2-textcnn", {"data": str(files["data"])}, run_dir=tmp_path / "no-dev")
+    with pytest.raises(ValueError, match="test_data"):  # a validation split is taken, a test file is not
+        run_recipe("sst2-textcnn", {"data": str(files["data"])}, run_dir=tmp_path / "no-test")
     labeled_reviews(tmp_path / "other.tsv", 20, labels=("positive", "mixed"))
     with pytest.raises(ValueError, match=r"other\.tsv has labels .*'mixed'"):
         run_recipe("sst2-textcnn", {**settings, "test_data": str(tmp_path / "other.tsv")}, run_dir=tmp_path / "bad")

@@ -106,6 +106,23 @@ def _cut(tensor: torch.Tensor, sizes: np.ndarray) -> torch.Tensor:
     return tensor[(slice(None), *(slice(0, max(int(size), 1)) for size in sizes))]
 
 
+def split_off(n: int, fraction: float, seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split of ``range(n)``: (the kept indices, the ``fraction`` held out), each sorted.
+
+    Raises:
+        ValueError: ``fraction`` is not in (0, 1), or it leaves one side empty; ``name`` is the setting's name.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"Expected {name} in (0, 1) to hold out part of the training file. "
+                         f"Received: {name}={fraction}")
+    held = int(round(n * fraction))
+    if held < 1 or held >= n:
+        raise ValueError(f"{name}={fraction} of {n} training examples leaves {held} for validation and {n - held} for "
+                         f"training; both need at least one")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
 class TimeBudget(Callback):
     """Stops training at the end of the first epoch that ends after ``minutes`` of training."""
 
@@ -132,15 +149,19 @@ class TextClassificationConfig:
 
     ``data``: empty for the recipe's dataset in ``$DEEPZEN_DATA``; otherwise a folder in the
     dataset's published format, or your own ``label<TAB>text`` file: the MR recipes cross-validate
-    it; the SST-2 recipes train on it and take ``valid_data`` (selects the epoch) and ``test_data``
-    files in the same format.
+    it; the SST-2 recipes train on it and take a ``test_data`` file in the same format, and a
+    ``valid_data`` file, or else hold out a seeded ``validation_split`` of the training file, to
+    select the epoch. Training stops once the validation accuracy has not improved for ``patience``
+    epochs (``epochs`` is only a cap) and keeps the weights of its best epoch.
     """
 
     model: str = "textcnn"              # "textcnn" or "bilstm-attention"
     data: str = ""
     valid_data: str = ""
     test_data: str = ""
-    epochs: int = 10
+    validation_split: float = 0.1       # data= a file without valid_data: the share of it held out (seeded)
+    epochs: int = 30                    # the cap; training stops earlier on a validation plateau
+    patience: int = 3                   # stop after this many epochs without a better validation accuracy (0: never)
     batch_size: int = 50
     learning_rate: float = 1e-3
     embedding_dim: int = 300
@@ -162,7 +183,6 @@ class TextClassificationConfig:
 @dataclass
 class BiLSTMAttentionConfig(TextClassificationConfig):
     model: str = "bilstm-attention"
-    epochs: int = 8
     batch_size: int = 32
     embedding_dim: int = 200
     embedding_scale: float = 0.1
@@ -202,15 +222,16 @@ def train_text_classifier(config: TextClassificationConfig, train: tuple[list, n
     model.compile(optimizer=deepzen.optimizers.Adam(learning_rate=config.learning_rate),
                   loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True),
                   metrics=["accuracy"], device=device)
-    best = EarlyStopping(monitor="val_accuracy", mode="max", patience=config.epochs, restore_best_weights=True)
+    best = EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience or config.epochs,
+                         restore_best_weights=True)
     training = batches(train_tokens, train[1], config.batch_size, True)
     callbacks = [FollowEpochs(training), best]
     if config.max_norm > 0 and config.model == "textcnn":
         callbacks.append(MaxNormConstraint(lambda: network.output.weight, config.max_norm))
     started = time.perf_counter()
-    model.fit(training, epochs=config.epochs,
-              validation_data=batches([tokenize(t) for t in dev[0]], dev[1], 256, False),
-              callbacks=callbacks, verbose=config.verbose)
+    history = model.fit(training, epochs=config.epochs,
+                        validation_data=batches([tokenize(t) for t in dev[0]], dev[1], 256, False),
+                        callbacks=callbacks, verbose=config.verbose)
     seconds = time.perf_counter() - started
     if best.best_weights is not None:
         model.load_state_dict(best.best_weights)
@@ -220,9 +241,11 @@ def train_text_classifier(config: TextClassificationConfig, train: tuple[list, n
         encoding = {"vocab": vocab.get_config(), "lower": tokenize.lower,
                     "split_punctuation": tokenize.split_punctuation, "classes": list(classes)}
         write_text(run_dir / "vocabulary.json", json.dumps(encoding, ensure_ascii=False))
+    epochs_run = len(history.history.get("loss", []))
     return {"test_accuracy": test_accuracy, "test_loss": test_loss, "best_epoch": (best.best_epoch or 0) + 1,
+            "epochs_run": epochs_run, "stopped_early": epochs_run < config.epochs,
             "dev_accuracy": best.best, "train_seconds": seconds, "vocab_size": len(vocab),
-            "train_samples": len(train[0])}
+            "train_samples": len(train[0]), "validation_samples": len(dev[0])}
 
 
 def _limit(config: TextClassificationConfig, texts: list, labels: np.ndarray) -> tuple[list, np.ndarray]:
@@ -277,16 +300,21 @@ def run_sst2(config: TextClassificationConfig, run_dir: Path) -> dict:
 
 def _labeled_text_splits(config: TextClassificationConfig) -> tuple[dict[str, tuple[list, np.ndarray]], list]:
     """Train, dev and test ``(texts, labels)`` from the ``label<TAB>text`` files ``data``, ``valid_data`` and
-    ``test_data``, labels indexing the training file's classes."""
+    ``test_data``, labels indexing the training file's classes; without ``valid_data``, the dev split is a
+    seeded ``validation_split`` of the training file."""
     from deepzen.data.text_datasets import load_labeled_text
 
-    if not config.valid_data or not config.test_data:
-        raise ValueError(f"{config.model} on a label<TAB>text file: data is a file, so valid_data and test_data "
-                         f"(files in the same format) are needed too. Received: valid_data={config.valid_data!r}, "
-                         f"test_data={config.test_data!r}")
+    if not config.test_data:
+        raise ValueError(f"{config.model} on a label<TAB>text file: data is a file, so test_data (a file in the same "
+                         f"format) is needed too. Received: test_data={config.test_data!r}")
     texts, labels, classes = load_labeled_text(config.data)
-    splits = {"train": (texts, labels)}
-    for split, path in (("dev", config.valid_data), ("test", config.test_data)):
+    if config.valid_data:
+        splits, files = {"train": (texts, labels)}, (("dev", config.valid_data), ("test", config.test_data))
+    else:
+        kept, held = split_off(len(texts), config.validation_split, config.seed, "validation_split")
+        splits = {"train": ([texts[i] for i in kept], labels[kept]), "dev": ([texts[i] for i in held], labels[held])}
+        files = (("test", config.test_data),)
+    for split, path in files:
         texts, labels, names = load_labeled_text(path)
         unknown = sorted(set(names) - set(classes))
         if unknown:
@@ -362,16 +390,19 @@ class ConllTaggingConfig:
 
     ``data``: empty for CoNLL-2003 in ``$DEEPZEN_DATA``, a folder with ``eng.train``/``eng.testa``/
     ``eng.testb``, or your own CoNLL-format training file (token first column, tag last; IOB1, BIO
-    or IOBES), with ``valid_data`` and ``test_data`` files beside it.
+    or IOBES), with a ``test_data`` file, and a ``valid_data`` file or else a seeded
+    ``validation_split`` of the training file to select the epoch. Training stops once the
+    validation F1 has not improved for ``patience`` epochs (``epochs`` is only a cap).
     """
 
     data: str = ""
     valid_data: str = ""
     test_data: str = ""
+    validation_split: float = 0.1       # data= a file without valid_data: the share of it held out (seeded)
     crf: bool = True  # a CRF output layer (false: softmax per token)
     char_encoder: str = "lstm"          # "lstm" (Lample), "cnn" (Ma & Hovy) or "none"
     scheme: str = "IOBES"               # the tags the model learns (scores are scheme-independent)
-    epochs: int = 20                    # the best dev-F1 epoch is kept (test F1 84.16 over 5 seeds, BENCHMARKS.md)
+    epochs: int = 50                    # the cap; the best dev-F1 epoch is kept
     batch_size: int = 16
     learning_rate: float = 2e-3
     lr_decay: float = 0.05              # epoch e trains at learning_rate / (1 + lr_decay * e) (Ma & Hovy's 0.05)
@@ -385,7 +416,7 @@ class ConllTaggingConfig:
     singleton_unk_rate: float = 0.5  # how often words seen once are replaced by <unk> in training
     lower: bool = False  # lower-case the words
     max_word_length: int = 20  # characters kept per word
-    patience: int = 0                   # stop after this many epochs without a better dev F1 (0: never)
+    patience: int = 5                   # stop after this many epochs without a better dev F1 (0: never)
     max_minutes: float = 0.0            # stop after the epoch that ends past this training time (0: no limit)
     max_train_sentences: int = 0        # train on the first k sentences (0: all), for quick checks
     max_eval_sentences: int = 0         # score the first k dev/test sentences (0: all)
@@ -397,11 +428,17 @@ def _conll_splits(config: ConllTaggingConfig) -> dict[str, tuple[list, list]]:
     from deepzen.data.text_datasets import load_conll, load_conll_file
 
     if config.data and Path(config.data).is_file():
-        if not config.valid_data or not config.test_data:
-            raise ValueError("conll-bilstm-crf: data is a file, so valid_data and test_data (CoNLL files) are "
-                             f"needed too. Received: valid_data={config.valid_data!r}, test_data={config.test_data!r}")
+        if not config.test_data:
+            raise ValueError("conll-bilstm-crf: data is a file, so test_data (a CoNLL file) is needed too. "
+                             f"Received: test_data={config.test_data!r}")
         files = {"train": config.data, "valid": config.valid_data, "test": config.test_data}
-        return {split: load_conll_file(path) for split, path in files.items()}
+        splits = {split: load_conll_file(path) for split, path in files.items() if path}
+        if not config.valid_data:  # a seeded share of the training file selects the epoch
+            sentences, tags = splits["train"]
+            kept, held = split_off(len(sentences), config.validation_split, config.seed, "validation_split")
+            splits["train"] = ([sentences[i] for i in kept], [tags[i] for i in kept])
+            splits["valid"] = ([sentences[i] for i in held], [tags[i] for i in held])
+        return splits
     return {split: load_conll(_data_path(config.data), split) for split in ("train", "valid", "test")}
 
 
@@ -457,7 +494,8 @@ def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
     epochs_run = len(history.history.get("loss", []))
     return {"test_f1": scores["test"]["f1"], "test_precision": scores["test"]["precision"],
             "test_recall": scores["test"]["recall"], "dev_f1": scores["valid"]["f1"],
-            "best_epoch": (best.best_epoch or 0) + 1, "epochs_run": epochs_run, "train_seconds": seconds,
+            "best_epoch": (best.best_epoch or 0) + 1, "epochs_run": epochs_run,
+            "stopped_early": epochs_run < config.epochs, "train_seconds": seconds,
             "seconds_per_epoch": seconds / max(epochs_run, 1), "train_sentences": len(train_sentences),
             "dev_f1_per_epoch": [round(v, 4) for v in history.history.get("val_f1", [])],
             "test_per_type_f1": {kind: round(s["f1"], 4) for kind, s in scores["test"]["per_type"].items()}}
