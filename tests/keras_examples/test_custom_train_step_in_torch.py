@@ -34,7 +34,7 @@ def _step_with_compiled_loss(self, data):
 
     # Update weights
     with torch.no_grad():
-        self.optimizer.step()  # deepzen: model.optimizer is a torch optimizer: step(), not apply(gradients, trainable_weights)
+        self.optimizer.apply(gradients, trainable_weights)
 
     # Update metrics (includes the metric that tracks the loss)
     for metric in self.metrics:
@@ -79,7 +79,7 @@ class LowLevelModel(keras.Model):
 
         # Update weights
         with torch.no_grad():
-            self.optimizer.step()  # deepzen: step(), not apply(gradients, trainable_weights)
+            self.optimizer.apply(gradients, trainable_weights)
 
         # Compute our own metrics
         self.loss_tracker.update_state(loss)
@@ -124,8 +124,8 @@ class GAN(keras.Model):
         self.latent_dim = latent_dim
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
-        self.seed_generator = torch.Generator().manual_seed(1337)  # deepzen: no keras.random; keras.random.SeedGenerator(1337) in the guide
-        # deepzen: the guide sets self.built = True; Model.built is a read-only property here
+        self.seed_generator = keras.random.SeedGenerator(1337)
+        self.built = True
 
     @property
     def metrics(self):
@@ -143,7 +143,9 @@ class GAN(keras.Model):
             real_images = real_images[0]
         # Sample random points in the latent space
         batch_size = real_images.shape[0]
-        random_latent_vectors = torch.randn((batch_size, self.latent_dim), generator=self.seed_generator).to(device)  # deepzen: keras.random.normal(shape=..., seed=self.seed_generator) in the guide
+        random_latent_vectors = keras.random.normal(
+            shape=(batch_size, self.latent_dim), seed=self.seed_generator
+        ).to(device)  # deepzen: keras.random draws on the CPU, hence .to(device)
 
         # Decode them to fake images
         generated_images = self.generator(random_latent_vectors)
@@ -161,7 +163,7 @@ class GAN(keras.Model):
             axis=0,
         )
         # Add random noise to the labels - important trick!
-        labels += 0.05 * torch.rand(labels.shape, generator=self.seed_generator).to(device)  # deepzen: keras.random.uniform(labels.shape, seed=...) in the guide
+        labels += 0.05 * keras.random.uniform(labels.shape, seed=self.seed_generator).to(device)
 
         # Train the discriminator
         self.zero_grad()
@@ -170,10 +172,12 @@ class GAN(keras.Model):
         d_loss.backward()
         grads = [v.grad for v in self.discriminator.trainable_weights]  # deepzen: v.grad, not v.value.grad
         with torch.no_grad():
-            self.d_optimizer.step()  # deepzen: a torch optimizer's step(), not apply(grads, weights)
+            self.d_optimizer.apply(grads, self.discriminator.trainable_weights)
 
         # Sample random points in the latent space
-        random_latent_vectors = torch.randn((batch_size, self.latent_dim), generator=self.seed_generator).to(device)  # deepzen: keras.random.normal in the guide
+        random_latent_vectors = keras.random.normal(
+            shape=(batch_size, self.latent_dim), seed=self.seed_generator
+        ).to(device)
 
         # Assemble labels that say "all real images"
         misleading_labels = torch.zeros((batch_size, 1), device=device)
@@ -186,7 +190,7 @@ class GAN(keras.Model):
         grads = g_loss.backward()
         grads = [v.grad for v in self.generator.trainable_weights]  # deepzen: v.grad, not v.value.grad
         with torch.no_grad():
-            self.g_optimizer.step()  # deepzen: step(), not apply(grads, weights)
+            self.g_optimizer.apply(grads, self.generator.trainable_weights)
 
         # Update metrics and return their value.
         self.d_loss_tracker.update_state(d_loss)
@@ -201,7 +205,7 @@ def test_a_first_simple_example():
     # Construct and compile an instance of CustomModel
     inputs = keras.Input(shape=(32,))
     outputs = keras.layers.Dense(1)(inputs)
-    model = CustomModel(keras.Model(inputs, outputs))  # deepzen: a Model subclass cannot be built as CustomModel(inputs, outputs); it wraps the graph model
+    model = CustomModel(inputs, outputs)
     model.compile(optimizer="adam", loss="mse", metrics=["mae"])
 
     # Just use `fit` as usual
@@ -216,7 +220,7 @@ def test_going_lower_level():
     # Construct an instance of CustomModel
     inputs = keras.Input(shape=(32,))
     outputs = keras.layers.Dense(1)(inputs)
-    model = LowLevelModel(keras.Model(inputs, outputs))  # deepzen: as above
+    model = LowLevelModel(inputs, outputs)
 
     # We don't pass a loss or metrics here.
     model.compile(optimizer="adam")
@@ -233,7 +237,7 @@ def test_supporting_sample_weight_and_evaluation_step():
     # Construct and compile an instance of CustomModel
     inputs = keras.Input(shape=(32,))
     outputs = keras.layers.Dense(1)(inputs)
-    model = CustomModel(keras.Model(inputs, outputs))  # deepzen: a Model subclass cannot be built as CustomModel(inputs, outputs); it wraps the graph model
+    model = CustomModel(inputs, outputs)
     model.compile(optimizer="adam", loss="mse", metrics=["mae"])
 
     # You can now use sample_weight argument
@@ -246,7 +250,7 @@ def test_supporting_sample_weight_and_evaluation_step():
     # Construct an instance of CustomModel
     inputs = keras.Input(shape=(32,))
     outputs = keras.layers.Dense(1)(inputs)
-    model = EvaluatingModel(keras.Model(inputs, outputs))  # deepzen: as above
+    model = EvaluatingModel(inputs, outputs)
     model.compile(loss="mse", metrics=["mae"])
 
     # Evaluate with our custom test_step
@@ -256,7 +260,7 @@ def test_supporting_sample_weight_and_evaluation_step():
     assert loss > 0 and mae > 0
 
 
-def test_end_to_end_gan(mnist_load_data):
+def test_end_to_end_gan():
     keras.config.set_image_data_format("channels_last")  # deepzen: channels_first is deepzen's default; the guide's (28, 28, 1) images need Keras's layout
     # Create the discriminator
     discriminator = keras.Sequential(
@@ -292,7 +296,8 @@ def test_end_to_end_gan(mnist_load_data):
 
     # Prepare the dataset. We use both the training & test MNIST digits.
     batch_size = 64
-    (x_train, _), (x_test, _) = mnist_load_data(n_train=192, n_test=64)  # deepzen: no keras.datasets; $DEEPZEN_DATA/mnist, sliced
+    (x_train, _), (x_test, _) = keras.datasets.mnist.load_data()
+    x_train, x_test = x_train[:192], x_test[:64]  # budget: the guide trains on all 70,000
     all_digits = np.concatenate([x_train, x_test])
     all_digits = all_digits.astype("float32") / 255.0
     all_digits = np.reshape(all_digits, (-1, 28, 28, 1))
@@ -302,13 +307,10 @@ def test_end_to_end_gan(mnist_load_data):
     # Create a DataLoader
     dataloader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
 
-    discriminator.build()  # deepzen: a Sequential that starts with keras.Input has no weights until it is built or called (Keras builds it at once)
-    generator.build()  # deepzen: as above
     gan = GAN(discriminator=discriminator, generator=generator, latent_dim=latent_dim)
     gan.compile(
-        # deepzen: keras.optimizers.Adam is a spec that build(params) turns into the torch optimizer the step calls
-        d_optimizer=keras.optimizers.Adam(learning_rate=0.0003).build(discriminator.parameters()),  # deepzen: see above
-        g_optimizer=keras.optimizers.Adam(learning_rate=0.0003).build(generator.parameters()),  # deepzen: see above
+        d_optimizer=keras.optimizers.Adam(learning_rate=0.0003),
+        g_optimizer=keras.optimizers.Adam(learning_rate=0.0003),
         loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
     )
 

@@ -190,6 +190,18 @@ class Optimizer(Serializable):
         optimizer.set_update_rules(schedule, accumulation, clipping if any(c is not None for c in clipping) else None)
         return optimizer
 
+    def apply(self, grads: list, trainable_variables: list) -> None:
+        """Keras's ``optimizer.apply(grads, trainable_variables)`` in a custom ``train_step``: the first call
+        builds the torch optimizer for ``trainable_variables``; every call applies one update."""
+        if getattr(self, "_built_for", None) is None:
+            self._built_for = self.build(list(trainable_variables))
+        self._built_for.apply(grads, trainable_variables)
+
+    def apply_gradients(self, grads_and_vars) -> None:
+        """Keras 2's ``apply_gradients(zip(grads, variables))``."""
+        pairs = list(grads_and_vars)
+        self.apply([g for g, _ in pairs], [v for _, v in pairs])
+
     def get_config(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self.argument_names()}
 
@@ -217,6 +229,28 @@ class KerasAttributes:
     def learning_rate(self, value: float) -> None:
         for group in self.param_groups:
             group["lr"] = float(value)
+
+    def apply(self, grads: list, trainable_variables: list | None = None) -> None:
+        """Keras's ``optimizer.apply(grads, trainable_variables)``: one update with these gradients (by default
+        for the parameters this optimizer was built with, in their order)."""
+        variables = list(trainable_variables) if trainable_variables is not None else \
+            [p for group in self.param_groups for p in group["params"]]
+        known = {id(p) for group in self.param_groups for p in group["params"]}
+        strangers = [i for i, v in enumerate(variables) if id(v) not in known]
+        if strangers or len(grads) != len(variables):
+            raise ValueError(f"{type(self).__name__}.apply expects one gradient per variable, for variables this "
+                             f"optimizer was built with. Received: {len(grads)} gradients for {len(variables)} "
+                             f"variables{f', of which {len(strangers)} it does not update' if strangers else ''}")
+        with torch.no_grad():
+            for variable, grad in zip(variables, grads):
+                if grad is not None and grad is not variable.grad:
+                    variable.grad = grad.detach().to(variable.dtype)
+            self.step()
+
+    def apply_gradients(self, grads_and_vars) -> None:
+        """Keras 2's ``apply_gradients(zip(grads, variables))``."""
+        pairs = list(grads_and_vars)
+        self.apply([g for g, _ in pairs], [v for _, v in pairs])
 
 
 @functools.cache

@@ -118,10 +118,11 @@ class Model(SubclassingAPI, nn.Module):
         return Model.graph_class
 
     def __init__(self, module: nn.Module | None = None, *args: Any, name: str | None = None, **kwargs: Any):
-        if graph_arguments((module, *args), kwargs):
+        positional = (module, *args) if module is not None else args
+        if graph_arguments(positional, kwargs):
             # Keras's functional subclass: a subclass's __init__ that calls super().__init__(inputs, outputs)
             self.__class__ = graph_subclass(type(self))
-            Model._graph().__init__(self, module, *args, name=name, **kwargs)
+            Model._graph().__init__(self, *positional, name=name, **kwargs)
             return
         if args or kwargs:
             raise TypeError(f"Model() takes a module (or inputs and outputs from deepzen.Input) and name=. "
@@ -191,7 +192,15 @@ class Model(SubclassingAPI, nn.Module):
     # -- building ------------------------------------------------------------------------------------
     @property
     def built(self) -> bool:
-        return self.input_spec is not None
+        return self.input_spec is not None or self.__dict__.get("_declared_built", False)
+
+    @built.setter
+    def built(self, value: bool) -> None:
+        """Keras's ``self.built = True`` in a model whose parts are built already (a GAN of two built models):
+        nothing probes it with data."""
+        if not isinstance(value, bool):
+            raise TypeError(f"built must be True or False. Received: {value!r}")
+        self.__dict__["_declared_built"] = value
 
     @property
     def device(self) -> torch.device:
