@@ -18,6 +18,7 @@ from torchvision_reference import ARCHITECTURES, PUBLISHED_NUM_PARAMS
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 FIXTURES = Path(__file__).parent / "fixtures"
+CREATE_KWARGS = {"inception_v3": {"aux_logits": True}}  # torchvision's file holds the auxiliary classifier
 
 
 def _fixture(name):
@@ -50,7 +51,7 @@ def test_fixture_is_torchvision_architecture(name):
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_every_torchvision_tensor_has_its_place_in_the_zoo_model(name):
     with torch.device("meta"):
-        model = models.create(name)
+        model = models.create(name, **CREATE_KWARGS.get(name, {}))
         state = {key: torch.empty(shape) for key, shape in _fixture(name)["tensors"]}
     mapping = model._torchvision_to_deepzen(state, "fixture")  # deepzen key -> torchvision key
     own = model.state_dict()
@@ -72,11 +73,12 @@ def test_each_tensor_lands_in_one_parameter_by_value_tags():
 
 
 @pytest.mark.parametrize("name, size", [("resnet18", 64), ("resnet50", 64), ("resnext50_32x4d", 64),
-                                        ("alexnet", 64), ("vgg11_bn", 32), ("vgg16", 32), ("mobilenet_v2", 64)])
+                                        ("alexnet", 64), ("vgg11_bn", 32), ("vgg16", 32), ("mobilenet_v2", 64),
+                                        ("inception_v3", 75)])
 def test_loaded_zoo_model_computes_what_the_torchvision_model_does(name, size):
     # Built on the meta device and then allocated: drawing VGG's initial weights twice would only cost time.
     with torch.device("meta"):
-        reference, model = ARCHITECTURES[name](), models.create(name)
+        reference, model = ARCHITECTURES[name](), models.create(name, **CREATE_KWARGS.get(name, {}))
     reference = _randomize(reference.to_empty(device="cpu"))
     model = model.to_empty(device="cpu").load_weights(reference.state_dict()).eval()
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))

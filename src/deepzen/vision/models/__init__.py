@@ -11,7 +11,7 @@ Every model is built by name and shares one interface (:class:`ImageClassifier`)
     same = models.create(**model.get_config())
 
 ``create(name, weights="file.pth")`` loads a state dict in deepzen's names or in torchvision's (ResNet,
-ResNeXt, VGG, AlexNet, MobileNet v2), mapped by name and checked tensor by tensor; nothing is downloaded.
+ResNeXt, VGG, AlexNet, MobileNet v2, Inception v3), mapped by name and checked tensor by tensor; nothing is downloaded.
 
 ImageNet models default to 1000 classes and 3 channels and accept inputs down to
 ``model.min_input_size``; LeNet-5 defaults to 1x28x28 MNIST digits and the CIFAR ResNets

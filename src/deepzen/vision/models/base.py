@@ -137,7 +137,7 @@ class ImageClassifier(nn.Module):
         """Loads a state dict in deepzen's names or in torchvision's (mapped by name), checking every tensor.
 
         torchvision's files (``resnet50-11ad3fa6.pth``, ``vgg16-397923af.pth``, ...) load into the model of
-        the same architecture; older files without BatchNorm's ``num_batches_tracked`` load too. Nothing is
+        the same architecture (the classes whose ``torchvision_names`` map the names); older files without BatchNorm's ``num_batches_tracked`` load too. Nothing is
         downloaded: ``weights`` is a file you have (``.pth``/``.pt`` read with ``torch.load(weights_only=True)``,
         or ``.safetensors``) or a state dict.
 

@@ -9,6 +9,12 @@ The auxiliary classifier on the last 17x17 module is off by default; with ``aux_
 the model returns ``(logits, aux)`` in training mode. Parameter counts at 1000 classes: 23.83M
 without it, 27.16M with it (torchvision's figure, which counts the auxiliary classifier).
 The stem's unpadded convolutions make 75x75 the smallest input (299x299 in the paper).
+
+torchvision's state dicts load by name (``create("inception_v3", aux_logits=True, weights=...)`` for its
+file, which holds the auxiliary classifier). Its ImageNet file, ported from TensorFlow, expects pixels
+scaled to [-1, 1], which torchvision's builder computes from ImageNet-normalized inputs
+(``transform_input``); give this model the [-1, 1] inputs. The auxiliary head pools adaptively, so its
+logits differ a little from torchvision's (the main logits are the same).
 """
 
 from __future__ import annotations
@@ -24,6 +30,34 @@ from deepzen.vision.models.blocks import ConvBNReLU
 from deepzen.vision.models.registry import register_model
 
 Conv = partial(ConvBNReLU, eps=1e-3)  # the TensorFlow original's BatchNorm epsilon
+
+
+def _torchvision_names() -> tuple[tuple[str, str], ...]:
+    """torchvision's names: ``Conv2d_1a_3x3``, ``Mixed_5b`` ... with numbered branch units (``branch5x5_1``)
+    where deepzen keeps each branch as a Sequential (``branch5x5.0``), plus ``AuxLogits`` and ``fc``."""
+    stem = {"Conv2d_1a_3x3": "conv1a", "Conv2d_2a_3x3": "conv2a", "Conv2d_2b_3x3": "conv2b",
+            "Conv2d_3b_1x1": "conv3b", "Conv2d_4a_3x3": "conv4a"}
+    rules = [(rf"{name}\.(.+)", rf"features.{ours}.\1") for name, ours in stem.items()]
+    numbered = {"branch5x5": 2, "branch3x3dbl": 3, "branch7x7": 3, "branch7x7dbl": 5, "branch7x7x3": 4}
+    for branch, units in numbered.items():
+        rules += [(rf"Mixed_(\w+)\.{branch}_{unit}\.(.+)", rf"features.mixed\1.{branch}.{unit - 1}.\2")
+                  for unit in range(1, units + 1)]
+    rules += [
+        (r"Mixed_7a\.branch3x3_1\.(.+)", r"features.mixed7a.branch3x3.0.\1"),  # InceptionD: two units
+        (r"Mixed_7a\.branch3x3_2\.(.+)", r"features.mixed7a.branch3x3.1.\1"),
+        (r"Mixed_(7[bc])\.branch3x3_1\.(.+)", r"features.mixed\1.branch3x3.\2"),  # InceptionE: one unit
+        (r"Mixed_(7[bc])\.branch3x3_2a\.(.+)", r"features.mixed\1.branch3x3_split.0.\2"),
+        (r"Mixed_(7[bc])\.branch3x3_2b\.(.+)", r"features.mixed\1.branch3x3_split.1.\2"),
+        (r"Mixed_(7[bc])\.branch3x3dbl_3a\.(.+)", r"features.mixed\1.branch3x3dbl_split.0.\2"),
+        (r"Mixed_(7[bc])\.branch3x3dbl_3b\.(.+)", r"features.mixed\1.branch3x3dbl_split.1.\2"),
+        (r"Mixed_(\w+)\.branch_pool\.(.+)", r"features.mixed\1.branch_pool.1.\2"),  # after the pool
+        (r"Mixed_(\w+)\.(branch1x1|branch3x3)\.(.+)", r"features.mixed\1.\2.\3"),
+        (r"AuxLogits\.conv0\.(.+)", r"aux_heads.mixed6e.pre_logits.1.\1"),
+        (r"AuxLogits\.conv1\.(.+)", r"aux_heads.mixed6e.pre_logits.2.\1"),
+        (r"AuxLogits\.fc\.(.+)", r"aux_heads.mixed6e.classifier.\1"),
+        (r"fc\.(.+)", r"classifier.\1"),
+    ]
+    return tuple(rules)
 
 
 class InceptionA(nn.Module):
@@ -171,6 +205,7 @@ class InceptionV3(ImageClassifier):
     """
 
     min_input_size = 75
+    torchvision_names = _torchvision_names()
 
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = False,
                  dropout: float = 0.5):

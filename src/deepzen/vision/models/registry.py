@@ -54,7 +54,7 @@ def create(name: str, *, num_classes: int | None = None, in_channels: int | None
             ImageNet models, 10 for LeNet-5 and the CIFAR ResNets); 0 gives a feature extractor.
         in_channels: channels of the input images (default: the model's own, 3 or 1 for LeNet-5).
         weights: a state dict file (``.pth``/``.pt``/``.safetensors``) or mapping, in deepzen's names or in
-            torchvision's for ResNet/ResNeXt, VGG, AlexNet and MobileNet v2:
+            torchvision's for ResNet/ResNeXt, VGG, AlexNet, MobileNet v2 and Inception v3:
             ``create("resnet50", weights="resnet50.pth")`` loads torchvision's ImageNet ResNet-50 file.
             Nothing is downloaded; every tensor is checked (see :meth:`~deepzen.vision.models.base.ImageClassifier.load_weights`).
         **kwargs: architecture options of that model, e.g. ``aux_logits=True`` or
