@@ -181,6 +181,27 @@ def test_bad_arguments_are_named():
         interpret.saliency_map(net, torch.randn(6, 6))
 
 
+def test_channels_last_models_are_refused():
+    from deepzen.layers import Conv2D, Flatten, Dense
+    from deepzen.models import Sequential
+
+    model = Sequential([Conv2D(2, 3, data_format="channels_last"), Flatten(), Dense(3)])
+    images = torch.randn(2, 6, 6, 1)
+    model.predict(images.numpy())  # builds the layers
+    with pytest.raises(ValueError, match="channels-first model.*data_format='channels_last'"):
+        interpret.grad_cam(model, images)
+    with pytest.raises(ValueError, match="channels-first"):
+        interpret.saliency_map(model, images)
+
+
+def test_saliency_and_grad_cam_work_inside_no_grad():
+    net = _tiny_cam_net()
+    images = torch.randn(2, 2, 6, 6)
+    with torch.no_grad():
+        assert interpret.saliency_map(net, images).shape == (2, 6, 6)
+        assert interpret.grad_cam(net, images).shape == (2, 6, 6)
+
+
 def test_plot_filters_shows_one_panel_per_kernel(tmp_path):
     net = _tiny_cam_net()
     figure = interpret.plot_filters(net, tmp_path / "filters.png")

@@ -60,7 +60,16 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 def _as_batch(model: nn.Module, images: ArrayLike, where: str) -> torch.Tensor:
-    """``(N, C, H, W)`` (or one ``(C, H, W)`` image) as a float tensor on the model's device."""
+    """``(N, C, H, W)`` (or one ``(C, H, W)`` image) as a float tensor on the model's device.
+
+    Models with channels-last image layers are refused: their maps are (N, H, W, C), and reading them as
+    channels first would give wrong maps without an error.
+    """
+    last = next((name for name, module in model.named_modules() if getattr(module, "channels_last", False) is True),
+                None)
+    if last is not None:
+        raise ValueError(f"{where} expects a channels-first model (PyTorch's layout, deepzen's default). "
+                         f"Received: layer {last!r} with data_format='channels_last'")
     batch = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
     if batch.dim() == 3:
         batch = batch[None]
@@ -138,7 +147,7 @@ def saliency_map(model: nn.Module, images: ArrayLike, target: int | ArrayLike | 
     """
     model = network(model)
     batch = _as_batch(model, images, "saliency_map").requires_grad_(True)
-    with _eval_mode(model):
+    with _eval_mode(model), torch.enable_grad():
         logits = _logits(model, batch, "saliency_map")
         scores = logits.gather(1, _targets(target, logits, "saliency_map")[:, None])  # (N, 1)
         # Images are independent in eval mode, so the gradient of the sum is each image's own gradient.
