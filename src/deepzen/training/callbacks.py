@@ -26,6 +26,7 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +43,32 @@ EVENTS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "o
 ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
 
 
+@dataclass
+class FitState:
+    """What one ``fit`` call is doing, as ``model.fit_state`` (read by callbacks; written by ``fit`` and by the
+    callback that resumes it).
+
+    Attributes:
+        epochs: the epoch to train up to (``fit(epochs=)``).
+        steps: batches per epoch (None for an iterable of unknown length).
+        batch_size: samples per batch.
+        initial_epoch: the first epoch to train; a resumed fit starts at the checkpoint's epoch.
+        shuffle_seed: the seed of this fit's epoch orders (epoch e shuffles with ``shuffle_seed + e``).
+        callbacks: every callback of this fit, in order.
+        epoch: the epoch in progress (None before the first).
+        resume_progress: the first epoch's progress to continue from, when a checkpoint was saved inside it.
+    """
+
+    epochs: int
+    steps: int | None
+    batch_size: int
+    initial_epoch: int
+    shuffle_seed: int
+    callbacks: list
+    epoch: int | None = None
+    resume_progress: Any = None
+
+
 class Callback:
     """Base class. ``self.model`` is set by ``fit`` before ``on_train_begin``."""
 
@@ -49,6 +76,13 @@ class Callback:
 
     def set_model(self, model) -> None:
         self.model = model
+
+    def resume_fit(self, state: FitState) -> None:
+        """Restores an interrupted fit into ``state`` (and the model, its optimizers and the other callbacks).
+
+        ``fit`` calls this once, after every callback's ``on_train_begin`` (so restored states are not reset)
+        and before the first epoch, on the one callback of the fit that overrides it (a checkpoint).
+        """
 
     def on_train_begin(self, logs: dict | None = None): ...
 
@@ -198,12 +232,24 @@ def format_logs(logs: dict[str, float]) -> str:
     return " - ".join(f"{key}: {value:.4g}" for key, value in logs.items())
 
 
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython's ZMQ shell, which Colab's shell extends). IPython is
+    only looked at if something already imported it: a plain script never imports it here."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
+    return shell is not None and any(klass.__name__ == "ZMQInteractiveShell" for klass in type(shell).__mro__)
+
+
 class ProgressBar(Callback):
-    """Keras-style progress: a per-step bar with rate and ETA on a terminal, one line per epoch otherwise.
+    """Keras-style progress: a per-step bar with rate and ETA on a terminal or in a notebook, one line per
+    epoch otherwise.
+
+    In a Jupyter notebook the bar is one line that each update rewrites after a carriage return (notebooks
+    render it in place but not the terminal's erase-line code, so the line is padded with spaces instead).
 
     Args:
-        verbose: 1 = step bar on a terminal (falls back to per-epoch lines when output is not a
-            terminal), 2 = one line per epoch.
+        verbose: 1 = step bar on a terminal or in a notebook (falls back to per-epoch lines when the output
+            is neither), 2 = one line per epoch.
         interval: seconds between bar updates (each update is a host sync).
         stream: where to write (default ``sys.stdout``).
 
@@ -214,15 +260,24 @@ class ProgressBar(Callback):
         self.stream = stream or sys.stdout
         self.interval = interval
         self.silent = not distributed.is_rank_zero()
-        interactive = (not self.silent and verbose == 1 and hasattr(self.stream, "isatty")
-                       and self.stream.isatty())
-        if interactive:  # only a terminal bar listens to the step event
+        self.notebook = not self.silent and verbose == 1 and in_notebook()
+        interactive = (not self.silent and verbose == 1 and (self.notebook or hasattr(self.stream, "isatty")
+                                                             and self.stream.isatty()))
+        if interactive:  # only a bar listens to the step event
             self.on_train_batch_end = self._update_bar
         self.interactive = interactive
+        self.erase = "" if self.notebook else "\x1b[K"  # the terminal's erase-to-end-of-line
+        self.last_width = 0
+
+    def _rewrite(self, text: str, end: str = "") -> None:
+        """Writes ``text`` over the current line (padded over a longer previous text in a notebook)."""
+        padding = " " * max(self.last_width - len(text), 0) if self.notebook else ""
+        self.last_width = 0 if end else len(text)
+        self.stream.write(f"\r{text}{padding}{self.erase}{end}")
 
     def on_train_begin(self, logs=None):
-        self.epochs = self.model.fit_state["epochs"]
-        self.steps = self.model.fit_state["steps"]
+        self.epochs = self.model.fit_state.epochs
+        self.steps = self.model.fit_state.steps
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = self.last_update = time.monotonic()
@@ -240,8 +295,7 @@ class ProgressBar(Callback):
         width = 24
         filled = int(width * done / max(self.steps, 1))
         bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + "." * (width - filled)
-        self.stream.write(f"\r{done}/{self.steps} [{bar}] {rate:.1f} steps/s - ETA {eta:.0f}s - "
-                          f"{format_logs(logs.read())}\x1b[K")
+        self._rewrite(f"{done}/{self.steps} [{bar}] {rate:.1f} steps/s - ETA {eta:.0f}s - {format_logs(logs.read())}")
         self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -249,7 +303,7 @@ class ProgressBar(Callback):
             return
         seconds = time.monotonic() - self.epoch_start
         if self.interactive:
-            self.stream.write(f"\r{self.steps}/{self.steps} - {seconds:.1f}s - {format_logs(logs or {})}\x1b[K\n")
+            self._rewrite(f"{self.steps}/{self.steps} - {seconds:.1f}s - {format_logs(logs or {})}", end="\n")
         else:
             self.stream.write(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - {format_logs(logs or {})}\n")
         self.stream.flush()
