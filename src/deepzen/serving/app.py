@@ -32,7 +32,6 @@ from deepzen.serving.metrics import CONTENT_TYPE as METRICS_TYPE
 from deepzen.serving.metrics import Metrics
 from deepzen.serving.requests import JSON_TYPE, RequestError, parse_json
 from deepzen.serving.servables import Servable, TensorServable, non_finite_error
-from deepzen.serving.settings import ServeSettings
 
 SERVE_EXTRA = "pip install 'deepzen[serve]'"
 try:
@@ -85,20 +84,20 @@ def error_response(status: int, message: str, headers: dict | None = None) -> Re
 class ServerState:
     """What the endpoints share: the servable, its settings and worker, and the counters."""
 
-    def __init__(self, servable: Servable, settings: ServeSettings):
-        self.servable, self.settings = servable, settings
+    def __init__(self, servable: Servable):
+        self.servable, self.settings = servable, servable.settings
         self.metrics = Metrics()
         self.batcher: MicroBatcher | None = None  # set while the app runs (between startup and shutdown)
 
 
-def create_app(servable: Servable, settings: ServeSettings | None = None) -> Any:
-    """The ASGI application serving ``servable`` (see the module docstring for the API).
+def create_app(servable: Servable) -> Any:
+    """The ASGI application serving ``servable`` under its settings (see the module docstring for the API).
 
     The model's worker starts with the application (its lifespan): use ``with TestClient(app)`` or
     a server that runs the lifespan (uvicorn does).
     """
-    settings = settings or ServeSettings()
-    state = ServerState(servable, settings)
+    settings = servable.settings
+    state = ServerState(servable)
 
     @asynccontextmanager
     async def lifespan(app):

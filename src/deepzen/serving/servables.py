@@ -137,22 +137,26 @@ class TensorServable:
 
     @torch.inference_mode()
     def run_batch(self, key: Hashable, payloads: Sequence[np.ndarray]) -> list:
+        """Each request's outputs; for a classifier, ``(outputs, probabilities)`` computed for the batch at once."""
         inputs = torch.as_tensor(np.concatenate(payloads), dtype=self.dtype, device=self.device)
         outputs = map_structure(lambda t: t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy(),
                                 self.model(inputs))
+        if getattr(self, "is_classifier", False):
+            outputs = (outputs, class_probabilities(outputs))
         rows, start = [], 0
         for payload in payloads:
             rows.append(map_structure(lambda o, s=start, n=len(payload): o[s:s + n], outputs))
             start += len(payload)
         return rows
 
-    def answer(self, outputs: np.ndarray) -> dict:
+    def answer(self, result) -> dict:
+        outputs, probabilities = result if self.is_classifier else (result, None)
         if not np.isfinite(outputs).all():
             raise non_finite_error()
         answer = {"outputs": outputs.tolist()}
-        if self.is_classifier:
+        if probabilities is not None:
             answer["classes"] = outputs.argmax(axis=1).tolist()
-            answer["probabilities"] = class_probabilities(outputs).tolist()
+            answer["probabilities"] = probabilities.tolist()
         return answer
 
 

@@ -47,7 +47,7 @@ class ModelServer(uvicorn.Server):
         self.on_ready = on_ready
         settings = servable.settings
         config = uvicorn.Config(create_app(servable), host=settings.host, port=settings.port,
-                                http=JSONErrorProtocol, loop="asyncio", lifespan="on", access_log=log_requests,
+                                http=JSONErrorProtocol, loop="auto", lifespan="on", access_log=log_requests,
                                 log_level="info" if log_requests else "warning",
                                 limit_concurrency=settings.max_connections,
                                 timeout_graceful_shutdown=int(settings.request_timeout) + 1, server_header=False)
