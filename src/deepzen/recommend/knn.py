@@ -304,6 +304,14 @@ def _similarity(name: str, stats, min_support: int, shrinkage: float) -> torch.T
     return similarity
 
 
+def _distinct(values: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(values, return_inverse=True)`` for integers in ``[0, size)``, by marking them: O(values +
+    size) instead of a sort, which matters for the millions of pairs of a full ranking."""
+    present = torch.zeros(size, dtype=torch.bool, device=values.device)
+    present[values] = True
+    return torch.nonzero(present).squeeze(1), (torch.cumsum(present, 0) - 1)[values]
+
+
 def _positive_int(owner: str, name: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{owner} expects {name} to be a positive integer. Received: {name}={value!r}")
@@ -512,14 +520,11 @@ class KNN(Recommender):
         active = torch.nonzero(count > 0).squeeze(1)  # pairs without candidates: prior
         if len(active):
             # The similarity blocks: the distinct rows of the batch against every candidate of the batch.
-            rows, position_in_rows = torch.unique(x[active], return_inverse=True)  # (R,), (A,)
-            columns = torch.unique(y[active])
-            slot = torch.arange(int(self.column_count[columns].sum()), device=x.device)  # host sync: once
-            column_of_slot = torch.repeat_interleave(torch.arange(len(columns), device=x.device),
-                                                     self.column_count[columns])
-            offsets = torch.cumsum(self.column_count[columns], 0) - self.column_count[columns]
-            raters = self.column_rows[self.column_start[columns][column_of_slot] + slot - offsets[column_of_slot]]
-            candidates = torch.unique(raters)  # (C,)
+            rows, position_in_rows = _distinct(x[active], len(self.x_mean))  # (R,), (A,)
+            in_batch = torch.zeros(len(self.column_count), dtype=torch.bool, device=x.device)
+            in_batch[y[active]] = True  # (n_y,) the columns of the batch
+            rated = in_batch.repeat_interleave(self.column_count)  # (N,) each rating: of a column of the batch?
+            candidates = _distinct(self.column_rows[:len(rated)][rated], len(self.x_mean))[0]  # (C,) their raters
             # The block column of the rater in each slot of the column arrays, looked up once for the
             # batch (O(ratings)), not per pair and neighbour. Rows that are no candidate get column 0:
             # they fill only the slots past a column's end, which the vote masks.
@@ -543,7 +548,9 @@ class KNN(Recommender):
                                                    candidate_matrices=candidate_matrices).to(self.device)
                 start = lo
                 while start < hi:
-                    pad = (np.arange(start + 1, hi + 1) - start) * count_np[start:hi]  # chunk elements
+                    # chunk elements of each possible end; the counts grow, so no end past `reach` fits
+                    reach = min(hi, start + CHUNK_ELEMENTS // max(1, int(count_np[start])) + 1)
+                    pad = (np.arange(start + 1, reach + 1) - start) * count_np[start:reach]
                     end = start + max(1, int(np.searchsorted(pad, CHUNK_ELEMENTS, side="right")))
                     pairs = active[start:end]
                     deviation[pairs], enough[pairs] = self._neighbours_vote(
