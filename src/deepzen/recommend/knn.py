@@ -12,8 +12,10 @@ neighbours and the same numbers, computed without an ``(n, n)`` similarity matri
   y = the item; item-based: the other way round) the candidates are the rows that rated y. The
   similarities of the batch's rows to the candidates are computed in blocks of rows, by sparse
   products over the co-rated columns only (:class:`SparseCoRated`), at most ``BLOCK_ELEMENTS`` at a
-  time; each block's pairs then keep the ``k`` most similar candidates and the neighbours with a
-  positive similarity vote. Memory: O(ratings + BLOCK_ELEMENTS), whatever the catalogue.
+  time; the few columns rated by many rows on both sides (popular items, in user-based CF) are
+  summed by dense matrix products instead, where that is cheaper. Each block's pairs then keep the
+  ``k`` most similar candidates and the neighbours with a positive similarity vote. Memory:
+  O(ratings + BLOCK_ELEMENTS), whatever the catalogue.
 - ``similarity_matrix`` (:class:`CoRated`) is the dense computation of the same similarities: the
   reference the tests compare the blocks against, and a tool for small tables.
 
