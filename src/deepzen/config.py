@@ -1,4 +1,4 @@
-"""Global settings, as in ``keras.config``: the image data format.
+"""Global settings, as in ``keras.config``: the image data format and the dtype policy.
 
 deepzen reads images channels first, ``(N, C, H, W)``, PyTorch's layout, unless told otherwise. Keras
 reads them channels last, ``(N, H, W, C)``. Code ported from Keras either passes
@@ -15,13 +15,19 @@ Example:
 
 A layer reads the global when it is constructed and saves the resolved value in its config, so a
 saved model loads with the layout it was trained with, whatever the global says then.
+
+The dtype policy (Keras's ``keras.config.set_dtype_policy``) is the precision ``compile`` uses when
+given none: ``"mixed_bfloat16"`` trains under bfloat16 autocast (weights stay float32), also on the
+CPU; ``"mixed_float16"`` under float16 autocast with loss scaling (CUDA). It is read at ``compile``.
 """
 
 from __future__ import annotations
 
 DATA_FORMATS = ("channels_first", "channels_last")
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 _image_data_format = "channels_first"
+_dtype_policy = "float32"
 
 
 def normalize_data_format(value: str | None, where: str = "data_format") -> str:
@@ -47,3 +53,21 @@ def set_image_data_format(data_format: str) -> None:
     """
     global _image_data_format
     _image_data_format = normalize_data_format(data_format, "set_image_data_format")
+
+
+def dtype_policy() -> str:
+    """The precision ``compile`` uses when given none: ``"float32"`` by default (Keras's ``dtype_policy()``)."""
+    return _dtype_policy
+
+
+def set_dtype_policy(policy: str) -> None:
+    """Sets the precision of the models compiled from now on (Keras's ``keras.config.set_dtype_policy``).
+
+    Args:
+        policy: ``"float32"``, ``"mixed_bfloat16"`` (bfloat16 autocast; see BENCHMARKS.md for what it does
+            on a CPU) or ``"mixed_float16"`` (float16 autocast with loss scaling, for CUDA).
+    """
+    global _dtype_policy
+    if policy not in DTYPE_POLICIES:
+        raise ValueError(f"set_dtype_policy expects one of {DTYPE_POLICIES}. Received: policy={policy!r}")
+    _dtype_policy = policy

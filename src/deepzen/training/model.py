@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepzen.config import dtype_policy
 from deepzen.data.arrays import ArrayData, leaves, map_structure, to_tensor
 from deepzen.layers.base import Layer, set_trainable, snake_case
 from deepzen.layers.input_layer import InputLayer
@@ -27,7 +28,7 @@ from deepzen.layers.subclassing import CALLS, SubclassingAPI, current_losses, fo
 from deepzen.layers.symbolic import SymbolicTensor, call_symbolic, has_symbolic
 from deepzen.serializable import custom_object_scope, register_serializable
 from deepzen.training import distributed
-from deepzen.training.callbacks import Callback, CallbackList, History, ProgressBar
+from deepzen.training.callbacks import Callback, CallbackList, FitState, History, ProgressBar
 from deepzen.training.diagnostics import named_layer_errors
 from deepzen.training.engine import Engine, call_model, predict_batches, run_test_steps, run_train_steps
 from deepzen.training.lr_finder import LRFinderResult, lr_find
@@ -135,7 +136,7 @@ class Model(SubclassingAPI, nn.Module):
         self.engine: Engine | None = None
         self.stop_training = False
         self.history: History | None = None
-        self.fit_state: dict[str, Any] = {}
+        self.fit_state: FitState | None = None  # set by fit
         self.input_spec = None  # per-sample (shape, dtype) of each input, recorded when built
         self.has_regularization = False
         self._penalties: list = []
@@ -355,7 +356,7 @@ class Model(SubclassingAPI, nn.Module):
 
     # -- compile -------------------------------------------------------------------------------------
     def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, loss_weights: Any = None,
-                jit: bool = False, precision: str = "float32", memory_format: str = "auto",
+                jit: bool = False, precision: str | None = None, memory_format: str = "auto",
                 device: Any = None, **kwargs: Any) -> None:
         """Configures training. Weights frozen with ``trainable = False`` stay out of the optimizer.
 
@@ -368,7 +369,8 @@ class Model(SubclassingAPI, nn.Module):
             metrics: names or metric objects (a dict maps output keys to lists for several outputs).
             loss_weights: weights of the output losses (a list or dict).
             jit: run the forward through ``torch.compile`` (costs a cold compile; measure first).
-            precision: "float32", "mixed_bfloat16" or "mixed_float16" (autocast).
+            precision: "float32", "mixed_bfloat16" or "mixed_float16" (autocast); None: the global dtype
+                policy (``deepzen.config.set_dtype_policy``, Keras's), "float32" unless set.
             memory_format: layout of 2-D convolution weights and 4-D inputs: "channels_last",
                 "channels_first", or "auto" (channels-last on the CPU, where oneDNN's convolutions run
                 it faster; the values, the inputs and outputs you see and the saved weights are the same).
@@ -377,6 +379,7 @@ class Model(SubclassingAPI, nn.Module):
         """
         from deepzen.runtime import default_device
 
+        precision = dtype_policy() if precision is None else precision
         if "jit_compile" in kwargs:
             jit_compile = kwargs.pop("jit_compile")
             jit = jit or jit_compile is True
@@ -541,30 +544,37 @@ class Model(SubclassingAPI, nn.Module):
 
         run = current_run()  # inside `deepzen train`, the run folder records and checkpoints every fit
         recorders = run.fit_callbacks() if run is not None else []
-        callback_list = CallbackList([*(callbacks or []), *extra, self.history, *recorders], self)  # History before
+        listed = [*(callbacks or []), *extra, self.history, *recorders]  # History before the recorders
+        # the callback that resumes a fit (a checkpoint) runs last at every event: it saves what the others did
+        resumers = [cb for cb in listed if type(cb).resume_fit is not Callback.resume_fit]
+        if len(resumers) > 1:
+            raise ValueError(f"fit: one callback may resume a fit; these all would: "
+                             f"{', '.join(type(cb).__name__ for cb in resumers)}")
+        callback_list = CallbackList([cb for cb in listed if cb not in resumers] + resumers, self)
         steps = data.num_batches(batch_size) if isinstance(data, ArrayData) else _length(data)
         if steps_per_epoch is not None:
             steps = steps_per_epoch if steps is None else min(steps, steps_per_epoch)
         shuffle_seed = distributed.broadcast_object(int(torch.randint(0, 2**62, ())))  # consumes the global RNG
-        # on_train_begin may move initial_epoch and set resume_progress (training/checkpoint.py resumes so)
-        self.fit_state = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "initial_epoch": initial_epoch,
-                          "shuffle_seed": shuffle_seed, "callbacks": callback_list.callbacks}
+        state = self.fit_state = FitState(epochs, steps, batch_size, initial_epoch, shuffle_seed,
+                                          callback_list.callbacks)
         self.stop_training = False
         callback_list.fire("on_train_begin", {})
-        for epoch in range(self.fit_state["initial_epoch"], epochs):
-            self.fit_state["epoch"] = epoch
+        for resumer in resumers:  # the resume step: may move initial_epoch and set resume_progress
+            resumer.resume_fit(state)
+        for epoch in range(state.initial_epoch, epochs):
+            state.epoch = epoch
             callback_list.fire("on_epoch_begin", epoch, {})
             if stream is not None:
                 batches = _device_batches(stream, self.device)
             else:
-                batches = self._batches(data, batch_size, shuffle, seed=self.fit_state["shuffle_seed"] + epoch)
+                batches = self._batches(data, batch_size, shuffle, seed=state.shuffle_seed + epoch)
             if steps_per_epoch is not None:
                 batches = itertools.islice(batches, steps_per_epoch)
+            progress, state.resume_progress = state.resume_progress, None
             if custom_train:
-                logs = run_train_steps(self, batches, callback_list, epoch, self.fit_state.pop("resume_progress", None))
+                logs = run_train_steps(self, batches, callback_list, epoch, progress)
             else:
-                logs = engine.train_epoch(batches, steps, callback_list, epoch,
-                                          self.fit_state.pop("resume_progress", None))
+                logs = engine.train_epoch(batches, steps, callback_list, epoch, progress)
             if validation is not None and validate_after(epoch + 1):
                 callback_list.fire("on_test_begin", {})
                 val_batches = self._batches(validation, validation_batch_size)
@@ -663,7 +673,8 @@ class Model(SubclassingAPI, nn.Module):
         if custom_train:
             logs = run_train_steps(self, data.batches(len(data)), callbacks)
         else:
-            logs = engine.train_epoch(data.batches(len(data)), 1, callbacks, self.fit_state.get("epoch", 0))
+            epoch = self.fit_state.epoch if self.fit_state is not None and self.fit_state.epoch is not None else 0
+            logs = engine.train_epoch(data.batches(len(data)), 1, callbacks, epoch)
         return _batch_result(logs, return_dict)
 
     def lr_find(self, x: Any, y: Any = None, **kwargs: Any) -> LRFinderResult:
