@@ -10,7 +10,7 @@ import pytest
 from deepzen import cli
 from deepzen.training.serialization import load_model
 
-VERBS = ("list", "train", "demo", "evaluate", "predict", "serve", "export", "experiment")
+VERBS = ("list", "train", "demo", "evaluate", "predict", "serve", "export", "interpret", "experiment")
 
 
 @pytest.mark.parametrize("verb", VERBS)
