@@ -65,19 +65,23 @@ def test_an_image_classifier_takes_arrays_and_png_or_jpeg_uploads(digits_run):
 
 
 # -- text classification -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def classifier_run(tmp_path_factory):
+def make_classifier_run(folder):
+    """A tiny mr-textcnn run on a separable label<TAB>text file (label 1: a good word) in ``folder/mr``."""
     rng = np.random.default_rng(0)
     lines = []
     for i in range(150):
         label = i % 2
         words = list(rng.choice(GOOD if label else BAD, 2)) + list(rng.choice(FILLER, 3))
         lines.append(f"{label}\t{' '.join(rng.permutation(words))}\n")
-    folder = tmp_path_factory.mktemp("runs")
     (folder / "reviews.tsv").write_text("".join(lines))
     train("mr-textcnn", folder / "mr", data=folder / "reviews.tsv", folds=3, max_folds=1, epochs=4,
           learning_rate=0.01, embedding_dim=16, num_filters=8, batch_size=20, seed=3)
     return folder / "mr"
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory):
+    return make_classifier_run(tmp_path_factory.mktemp("runs"))
 
 
 def test_a_text_classifier_answers_its_predictors_labels(classifier_run):

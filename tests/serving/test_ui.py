@@ -1,0 +1,111 @@
+"""The /ui page in headless Chromium (Playwright driving Debian's ``chromium``): draw a digit, press Predict,
+read the bar chart, and check that its probabilities are the model's for the drawn image; type a sentence
+for a text classifier. The page loads nothing from outside the server."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import ThreadedServer
+
+from deepzen.serving.servables import load_servable
+from deepzen.serving.settings import ServeSettings
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
+
+
+def chromium_path() -> str:
+    """Debian's chromium, installed with apt-get when missing (as .ci/run does); skips only when that fails."""
+    found = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+    if found:
+        return found
+    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if prefix and not shutil.which("sudo"):
+        pytest.skip("chromium is not installed and cannot be: not root and no sudo (apt-get install chromium)")
+    try:
+        install = subprocess.run(prefix + ["apt-get", "install", "-y", "-q", "chromium"], capture_output=True,
+                                 text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        pytest.skip(f"chromium is not installed and apt-get install chromium failed: {error}")
+    found = shutil.which("chromium")
+    if not found:
+        pytest.skip(f"chromium is not installed and apt-get install chromium failed: {install.stderr[-500:]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def open_ui(browser, url: str):
+    page = browser.new_page()
+    outside = []
+    page.on("request", lambda request: None if request.url.startswith(url) else outside.append(request.url))
+    page.goto(url + "/ui")
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    return page, outside
+
+
+def bars(page) -> dict[str, float]:
+    page.wait_for_selector("#bars .row", timeout=30_000)
+    return {row.get_attribute("data-label"): float(row.get_attribute("data-probability"))
+            for row in page.query_selector_all("#bars .row")}
+
+
+def test_draw_a_digit_predict_and_read_the_bars(browser, digits_run, tmp_path):
+    from deepzen.data.images import read_image
+    from deepzen.training.serialization import load_model
+
+    model = load_model(digits_run / "model.dz", compile=False).eval()
+    with ThreadedServer(load_servable(digits_run, ServeSettings(port=0))) as server:
+        page, outside = open_ui(browser, server.server.url)
+        box = page.query_selector("#canvas").bounding_box()
+        page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.15 * box["height"])
+        page.mouse.down()
+        for step in range(1, 11):  # a vertical stroke: a "1"
+            page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + (0.15 + 0.07 * step) * box["height"])
+        page.mouse.up()
+        drawn = page.evaluate("document.getElementById('canvas').toDataURL('image/png')")
+        page.click("#predict")
+        shown = bars(page)
+        prediction = page.inner_text("#prediction")
+        page.screenshot(path=str(tmp_path / "ui-digit.png"))
+        page.close()
+    assert not outside  # no CDN: every request went to the server
+    image = read_image(base64.b64decode(drawn.split(",", 1)[1]), (1, 8, 8))
+    assert image.max() > 0.5 and image.min() == 0.0  # the stroke reached the model's input
+    scores = model.predict(image[None])[0]
+    expected = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    assert sorted(shown) == [str(c) for c in range(10)]
+    assert np.allclose([shown[str(c)] for c in range(10)], expected, atol=1e-5)
+    assert prediction == f"Prediction: {int(expected.argmax())}"
+    assert (tmp_path / "ui-digit.png").stat().st_size > 1000
+
+
+def test_type_a_sentence_for_a_text_classifier(browser, tmp_path):
+    from test_recipes import make_classifier_run
+
+    from deepzen.text.recipes import predict_text_classes
+
+    run = make_classifier_run(tmp_path)
+    with ThreadedServer(load_servable(run, ServeSettings(port=0))) as server:
+        page, outside = open_ui(browser, server.server.url)
+        page.fill("#text", "a superb and lovely movie")
+        page.click("#predict")
+        shown = bars(page)
+        prediction = page.inner_text("#prediction")
+        page.screenshot(path=str(tmp_path / "ui-text.png"))
+        page.close()
+    [expected] = predict_text_classes(run, ["a superb and lovely movie"])
+    assert not outside
+    assert shown == pytest.approx({entry["label"]: entry["probability"] for entry in expected["top"]}, abs=1e-6)
+    assert prediction == f"Prediction: {expected['label']}"
