@@ -103,7 +103,7 @@ def _targets(target: int | Sequence[int] | ArrayLike | None, logits: torch.Tenso
 
 
 def _conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, plots._conv_layers())]
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, plots.conv_layer_types())]
 
 
 def conv_layer(model: nn.Module, layer: str | nn.Module | None = None, *, which: str = "last",
@@ -357,14 +357,14 @@ def plot_heatmaps(images: ArrayLike, maps: ArrayLike, path: str | Path, *, title
     Returns:
         The figure, with 2N panels.
     """
-    images = plots._images(images, "plot_heatmaps")
+    images = plots.check_images(images, "plot_heatmaps")
     maps = np.asarray(maps, dtype=np.float32)
     if maps.shape != (images.shape[0], *images.shape[2:]):
         raise ValueError(f"plot_heatmaps expects maps (N, H, W) = {(images.shape[0], *images.shape[2:])}. "
                          f"Received: {maps.shape}")
-    figure, axes = plots._grid(2 * len(images), 2 * columns, panel_size=2.0)
+    figure, axes = plots.image_panels(2 * len(images), 2 * columns, panel_size=2.0)
     for index, image in enumerate(images):
-        picture, options = plots._as_display(image, None)
+        picture, options = plots.display_image(image, None)
         axes[2 * index].imshow(picture, **options)
         axes[2 * index + 1].imshow(picture, **options)
         scale = float(np.abs(maps[index]).max()) or 1.0
@@ -389,14 +389,14 @@ def plot_top_losses(images: ArrayLike, found: TopLosses, path: str | Path, *,
         class_names: names of the class ids.
         columns: panels per row.
     """
-    images = plots._images(images, "plot_top_losses")
+    images = plots.check_images(images, "plot_top_losses")
     if len(images) != len(found.indices):
         raise ValueError(f"plot_top_losses expects one image per top loss ({len(found.indices)}). "
                          f"Received: {len(images)}")
     name = (lambda c: str(int(c))) if class_names is None else (lambda c: str(class_names[int(c)]))  # noqa: E731
-    figure, axes = plots._grid(len(images), columns, panel_size=1.9)
+    figure, axes = plots.image_panels(len(images), columns, panel_size=1.9)
     for index, axis in enumerate(axes):
-        picture, options = plots._as_display(images[index], None)
+        picture, options = plots.display_image(images[index], None)
         axis.imshow(picture, **options)
         axis.set_title(f"{name(found.y_pred[index])} / {name(found.y_true[index])}\n"
                        f"{found.losses[index]:.2f} / {found.true_probability[index]:.2f}", fontsize=8,
@@ -427,9 +427,9 @@ def plot_filters(model: nn.Module, path: str | Path, *, layer: str | nn.Module |
     kernels = kernel.detach().float().cpu().numpy()[:max_filters]  # (K, C, kh, kw)
     if kernels.shape[1] not in (1, 3):
         kernels = kernels.mean(axis=1, keepdims=True)
-    figure, axes = plots._grid(len(kernels), columns, panel_size=1.0)
+    figure, axes = plots.image_panels(len(kernels), columns, panel_size=1.0)
     for index, axis in enumerate(axes):
-        picture, options = plots._as_display(kernels[index], None)
+        picture, options = plots.display_image(kernels[index], None)
         axis.imshow(picture, **options)
     figure.suptitle(f"filters of {name} {tuple(kernel.shape)}", fontsize=10)
     figure.tight_layout()

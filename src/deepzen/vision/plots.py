@@ -20,7 +20,7 @@ from torch import nn
 from deepzen.training.plots import pyplot, save_figure
 
 
-def _as_display(image: np.ndarray, value_range: tuple[float, float] | None) -> tuple[np.ndarray, dict]:
+def display_image(image: np.ndarray, value_range: tuple[float, float] | None) -> tuple[np.ndarray, dict]:
     """``(C, H, W)`` -> what ``imshow`` takes: ``(H, W)`` grey with vmin/vmax, or ``(H, W, 3)`` in [0, 1]."""
     low, high = value_range if value_range is not None else (float(image.min()), float(image.max()))
     if image.shape[0] == 1:
@@ -28,7 +28,7 @@ def _as_display(image: np.ndarray, value_range: tuple[float, float] | None) -> t
     return np.clip((image.transpose(1, 2, 0) - low) / max(high - low, 1e-12), 0.0, 1.0), {}
 
 
-def _grid(count: int, columns: int, panel_size: float = 1.6):
+def image_panels(count: int, columns: int, panel_size: float = 1.6):
     """A figure with ``count`` image panels (axes off) in rows of ``columns``; unused cells removed."""
     plt = pyplot()
     columns = max(1, min(columns, count))
@@ -43,7 +43,8 @@ def _grid(count: int, columns: int, panel_size: float = 1.6):
     return figure, axes[:count]
 
 
-def _images(images: np.ndarray | torch.Tensor, where: str) -> np.ndarray:
+def check_images(images: np.ndarray | torch.Tensor, where: str) -> np.ndarray:
+    """``(N, C, H, W)`` images with C = 1 or 3 as a float NumPy array; a ValueError naming ``where`` otherwise."""
     images = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"{where} expects images (N, C, H, W) with C = 1 or 3. Received: shape {images.shape}")
@@ -115,7 +116,7 @@ def plot_misclassified(images: np.ndarray | torch.Tensor, y_true: Sequence[int],
     Returns:
         The figure, with N panels.
     """
-    images = _images(images, "plot_misclassified")
+    images = check_images(images, "plot_misclassified")
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if not len(images) == len(y_true) == len(y_pred) or (confidences is not None and len(confidences) != len(images)):
         raise ValueError(f"plot_misclassified expects one label, prediction (and confidence) per image. Received: "
@@ -123,9 +124,9 @@ def plot_misclassified(images: np.ndarray | torch.Tensor, y_true: Sequence[int],
     if not len(images):
         raise ValueError("plot_misclassified expects at least one image. Received: none")
     name = (lambda c: str(c)) if class_names is None else (lambda c: str(class_names[int(c)]))  # noqa: E731
-    figure, axes = _grid(len(images), columns)
+    figure, axes = image_panels(len(images), columns)
     for index, axis in enumerate(axes):
-        picture, options = _as_display(images[index], value_range)
+        picture, options = display_image(images[index], value_range)
         axis.imshow(picture, **options)
         label = f"{name(y_true[index])} → {name(y_pred[index])}"
         if confidences is not None:
@@ -137,7 +138,8 @@ def plot_misclassified(images: np.ndarray | torch.Tensor, y_true: Sequence[int],
     return figure
 
 
-def _conv_layers() -> tuple[type, ...]:
+def conv_layer_types() -> tuple[type, ...]:
+    """The 2-D convolution classes: torch's and deepzen's (plain, depthwise, separable)."""
     from deepzen.layers.conv import Conv2D, DepthwiseConv2D, SeparableConv2D
 
     return nn.Conv2d, Conv2D, DepthwiseConv2D, SeparableConv2D
@@ -146,13 +148,13 @@ def _conv_layers() -> tuple[type, ...]:
 def _find_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
     named = dict(model.named_modules())
     if layer is None:
-        convs = [(name, module) for name, module in named.items() if isinstance(module, _conv_layers())]
+        convs = [(name, module) for name, module in named.items() if isinstance(module, conv_layer_types())]
         if not convs:
             raise ValueError(f"plot_feature_maps found no 2-D convolution in {type(model).__name__}; pass layer=")
         return convs[0]
     if isinstance(layer, str):
         if layer not in named:
-            candidates = ", ".join(name for name, m in named.items() if isinstance(m, _conv_layers()))
+            candidates = ", ".join(name for name, m in named.items() if isinstance(m, conv_layer_types()))
             raise ValueError(f"plot_feature_maps expects a layer name of model.named_modules() (convolutions: "
                              f"{candidates}). Received: layer={layer!r}")
         return layer, named[layer]
@@ -216,11 +218,11 @@ def plot_feature_maps(model: nn.Module, image: np.ndarray | torch.Tensor, path: 
     if max_maps < 1:
         raise ValueError(f"plot_feature_maps expects max_maps >= 1. Received: max_maps={max_maps}")
     pixels = image.detach().float().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    source = _images(pixels.reshape(-1, *pixels.shape[-3:])[:1], "plot_feature_maps")[0]  # (C, H, W)
+    source = check_images(pixels.reshape(-1, *pixels.shape[-3:])[:1], "plot_feature_maps")[0]  # (C, H, W)
     name, maps = feature_maps(model, source, layer)
     maps = maps[:max_maps].numpy()  # (K, H', W')
-    figure, axes = _grid(1 + len(maps), columns)
-    picture, options = _as_display(source, None)
+    figure, axes = image_panels(1 + len(maps), columns)
+    picture, options = display_image(source, None)
     axes[0].imshow(picture, **options)
     axes[0].set_title("input", fontsize=8)
     for channel, (axis, feature_map) in enumerate(zip(axes[1:], maps)):
