@@ -439,7 +439,8 @@ def plot_filters(model: nn.Module, path: str | Path, *, layer: str | nn.Module |
 
 def plot_attention(tokens: Sequence[Sequence[str]], weights: ArrayLike, path: str | Path, *,
                    titles: Sequence[str] | None = None):
-    """Each sentence as a row of tokens shaded by their attention weight (darker = more).
+    """Each sentence as a row of tokens shaded by their attention weight (darker = more; the darkest shade is
+    the larger of the row's largest weight and twice the uniform weight 1/T).
 
     Args:
         tokens: N token lists.
@@ -457,10 +458,12 @@ def plot_attention(tokens: Sequence[Sequence[str]], weights: ArrayLike, path: st
                                 squeeze=False)
     for index, (axis, words) in enumerate(zip(axes[:, 0], tokens)):
         row = weights[index, :len(words)]
-        axis.imshow(row[None], cmap="Reds", vmin=0.0, vmax=max(float(row.max()), 1e-12), aspect="auto")
+        # Full colour at twice the uniform weight (or the largest weight): even attention shows as mid-tone.
+        top = max(float(row.max()), 2.0 / len(words))
+        axis.imshow(row[None], cmap="Reds", vmin=0.0, vmax=top, aspect="auto")
         for position, (word, weight) in enumerate(zip(words, row)):
             axis.text(position, 0, f"{word}\n{weight:.2f}", ha="center", va="center", fontsize=8,
-                      color="white" if weight > 0.6 * row.max() else "black")
+                      color="white" if weight > 0.6 * top else "black")
         axis.set_xticks([])
         axis.set_yticks([])
         if titles is not None:
