@@ -145,6 +145,14 @@ def test_missing_and_unexpected_keys_are_named(resnet18_state):
         models.create("resnet18", weights=bigger)
 
 
+def test_a_deepzen_state_dict_with_a_stray_key_is_read_as_deepzen_names():
+    with torch.device("meta"):
+        state = {**models.create("resnet18").state_dict(), "features.extra.weight": torch.empty(1)}
+        with pytest.raises(ValueError, match=r"\(deepzen's names\) do not fit.*unexpected \(1\): "
+                                             r"features\.extra\.weight"):
+            models.create("resnet18", weights=state)
+
+
 def test_bad_files_and_architectures_without_a_torchvision_map_are_refused(tmp_path, resnet18_state):
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(ValueError, match="expected a state dict"):

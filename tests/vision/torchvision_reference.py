@@ -80,7 +80,8 @@ class ResNet(nn.Module):
                                        nn.BatchNorm2d(planes * block.expansion))
         stage = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width)]
         self.inplanes = planes * block.expansion
-        stage += [block(self.inplanes, planes, groups=self.groups, base_width=self.base_width) for _ in range(1, blocks)]
+        stage += [block(self.inplanes, planes, groups=self.groups, base_width=self.base_width)
+                  for _ in range(1, blocks)]
         return nn.Sequential(*stage)
 
     def forward(self, x):

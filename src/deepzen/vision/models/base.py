@@ -137,9 +137,9 @@ class ImageClassifier(nn.Module):
         """Loads a state dict in deepzen's names or in torchvision's (mapped by name), checking every tensor.
 
         torchvision's files (``resnet50-11ad3fa6.pth``, ``vgg16-397923af.pth``, ...) load into the model of
-        the same architecture (the classes whose ``torchvision_names`` map the names); older files without BatchNorm's ``num_batches_tracked`` load too. Nothing is
-        downloaded: ``weights`` is a file you have (``.pth``/``.pt`` read with ``torch.load(weights_only=True)``,
-        or ``.safetensors``) or a state dict.
+        the same architecture (the classes whose ``torchvision_names`` map the names); older files without
+        BatchNorm's ``num_batches_tracked`` load too. Nothing is downloaded: ``weights`` is a file you have
+        (``.pth``/``.pt`` read with ``torch.load(weights_only=True)``, or ``.safetensors``) or a state dict.
 
         Args:
             weights: a path or a ``{name: tensor}`` mapping.
@@ -159,7 +159,8 @@ class ImageClassifier(nn.Module):
             raise ValueError(f"{source}: expected a state dict of name -> tensor. Received entries such as {bad[:3]}")
         own = self.state_dict()
         names = {key: key for key in state}  # deepzen key -> the key in the file
-        if set(state) - set(own) and self.torchvision_names:
+        # torchvision's names when most keys are not deepzen's (a deepzen file with a stray key stays deepzen's).
+        if self.torchvision_names and 2 * len(set(state) & set(own)) < len(state):
             names = self._torchvision_to_deepzen(state, source)
             state, origin = {key: state[file_key] for key, file_key in names.items()}, "torchvision's names, mapped"
         else:
