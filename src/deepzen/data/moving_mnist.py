@@ -8,7 +8,9 @@ arguments give the same clips, bit for bit.
 Here each digit moves along one axis, in one of four directions (:data:`DIRECTIONS`), at a speed
 drawn from ``speeds`` pixels per frame, and bounces off the canvas's edges. Its start is placed so
 that it keeps its first direction for at least ``straight`` frames: the direction a clip is labelled
-with is seen before any bounce. The two digits of a clip are different classes.
+with is seen before any bounce. The two digits of a clip are different classes; by default they set
+off in the same direction (``shared_direction=True``: the clip has one direction of motion), each
+at its own speed and place; with ``shared_direction=False`` each draws its own.
 
 The task label (:func:`digit_directions`) says which digits appear and how each one moves: a row of
 10 ids, one per digit class, ``0`` for a digit that is absent and ``1 + direction`` for one that
@@ -49,7 +51,7 @@ def _bounce(position: np.ndarray, limit: int) -> np.ndarray:
 
 def make_moving_mnist(images: np.ndarray, labels: np.ndarray, count: int, *, frames: int = 20, size: int = 64,
                       digits: int = 2, speeds: tuple[float, float] = (2.0, 3.5), straight: int = 8,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      shared_direction: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draws ``count`` clips of ``digits`` moving digits taken from ``images``.
 
     Args:
@@ -61,6 +63,7 @@ def make_moving_mnist(images: np.ndarray, labels: np.ndarray, count: int, *, fra
         digits: digits per clip, of different classes.
         speeds: ``(slowest, fastest)`` speed in pixels per frame, drawn uniformly.
         straight: frames during which every digit keeps its first direction (no bounce before).
+        shared_direction: the digits of a clip set off in one direction; False: each draws its own.
         seed: the generator's seed.
 
     Returns:
@@ -90,9 +93,10 @@ def make_moving_mnist(images: np.ndarray, labels: np.ndarray, count: int, *, fra
     time = np.arange(frames)
     for clip in range(count):
         chosen = rng.choice(classes_available, size=digits, replace=False)
+        clip_direction = int(rng.integers(len(DIRECTIONS)))
         for slot, digit_class in enumerate(chosen):
             image = images[rng.choice(by_class[digit_class])]
-            direction = int(rng.integers(len(DIRECTIONS)))
+            direction = clip_direction if shared_direction else int(rng.integers(len(DIRECTIONS)))
             speed = rng.uniform(*speeds)
             step = _STEPS[direction]
             # Along the motion axis, start where `straight` frames of travel stay on the canvas.
