@@ -298,14 +298,21 @@ def top_losses(model: nn.Module, x: ArrayLike, y: ArrayLike, k: int = 9, batch_s
         k: how many (at most N).
         batch_size: examples per forward pass.
     """
-    model = network(model)
+    if len(x) != len(np.asarray(y).reshape(-1)):
+        raise ValueError(f"top_losses expects one label per example. Received: {len(x)} examples, "
+                         f"{len(np.asarray(y).reshape(-1))} labels")
+    return rank_losses(predict_logits(model, x, batch_size, where="top_losses"), y, k)
+
+
+def rank_losses(logits: torch.Tensor, y: ArrayLike, k: int = 9) -> TopLosses:
+    """:func:`top_losses` from ``(N, classes)`` logits already computed."""
     labels = torch.as_tensor(np.asarray(y)).long().reshape(-1)
-    if len(labels) != len(x) or not len(labels):
+    if len(labels) != len(logits) or not len(labels):
         raise ValueError(f"top_losses expects one label per example and at least one example. Received: "
-                         f"{len(x)} examples, {len(labels)} labels")
+                         f"{len(logits)} examples, {len(labels)} labels")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"top_losses expects k to be a positive integer. Received: k={k!r}")
-    logits = predict_logits(model, x, batch_size, where="top_losses")
+    logits = logits.float().cpu()
     if bool(((labels < 0) | (labels >= logits.shape[1])).any()):
         raise ValueError(f"top_losses expects labels in [0, {logits.shape[1]}). Received: values "
                          f"{labels.min().item()}..{labels.max().item()}")
@@ -522,10 +529,11 @@ def interpret_images(model: nn.Module, images: ArrayLike, out_dir: str | Path, *
     plots.plot_feature_maps(net, batch[0].cpu(), out_dir / "feature_maps.png")
     written += [out_dir / "filters.png", out_dir / "feature_maps.png"]
     if test_x is not None and test_y is not None:
-        found = top_losses(net, test_x, test_y, k=min(k, len(test_y)))
+        logits = predict_logits(net, test_x)  # (N, classes), once for both plots
+        found = rank_losses(logits, test_y, k=min(k, len(test_y)))
         plot_top_losses(show(np.asarray(test_x)[found.indices]), found, out_dir / "top_losses.png",
                         class_names=class_names)
-        matrix = confusion_matrix(np.asarray(test_y), predict_logits(net, test_x).numpy())
+        matrix = confusion_matrix(np.asarray(test_y), logits.numpy())
         accuracy = float(np.trace(matrix) / max(matrix.sum(), 1))
         plots.plot_confusion_matrix(matrix, out_dir / "confusion_matrix.png", class_names=class_names,
                                     title=f"test accuracy {accuracy:.2%}")
