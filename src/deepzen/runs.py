@@ -383,14 +383,14 @@ class Run:
 
 
 class _AcceptSettings(Callback):
-    """The last callback of a run's fit: once the checkpoint has restored the fit (or found none) and the fit
-    is going to train, the session's settings are accepted and written (:meth:`Run._accept`)."""
+    """Once the checkpoint has restored the fit (or found none) and the fit begins an epoch, the session's
+    settings are accepted and written (:meth:`Run._accept`); a fit that has nothing left to train accepts none."""
 
     def __init__(self, run: Run):
         self.run = run
 
-    def on_train_begin(self, logs=None):
-        if self.model.fit_state["initial_epoch"] < self.model.fit_state["epochs"]:
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.model.fit_state.initial_epoch:
             self.run._accept()
 
 

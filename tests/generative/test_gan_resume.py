@@ -19,13 +19,14 @@ EPOCHS, BATCH_SIZE, EVERY_STEPS = 3, 8, 2  # 44 images: 5 full batches an epoch 
 
 
 class Crash(Callback):
-    """Raises after the batch ``step`` (0-based) of ``epoch``; put it after the TrainingCheckpoint."""
+    """Raises after the batch ``step`` (0-based) of ``epoch``, as the next one begins (the checkpoint, last at
+    every event, has saved that step by then)."""
 
     def __init__(self, epoch: int, step: int):
         self.epoch, self.step = epoch, step
 
-    def on_train_batch_end(self, step, logs=None):
-        if (self.model.fit_state["epoch"], step) == (self.epoch, self.step):
+    def on_train_batch_begin(self, step, logs=None):
+        if (self.model.fit_state.epoch, step - 1) == (self.epoch, self.step):
             raise RuntimeError("simulated crash")
 
 

@@ -31,8 +31,14 @@ class Crash(Callback):
         self.at = (epoch, step)
 
     def on_train_batch_end(self, step, logs=None):
-        if (self.model.fit_state["epoch"], step) == self.at:
+        self.due = (self.model.fit_state.epoch, step) == self.at
+
+    # the crash comes as the next step begins or the epoch ends: the checkpoint (last at every event) saved first
+    def on_train_batch_begin(self, step, logs=None):
+        if getattr(self, "due", False):
             raise RuntimeError("simulated crash")
+
+    on_epoch_end = on_train_batch_begin
 
 
 def train(path, epochs=4, crash=None, every_steps=3, batch_size=16):

@@ -219,13 +219,14 @@ def test_a_gan_trains_both_networks_with_its_own_optimizers_under_fit():
 
 # -- checkpoints inside an epoch of an overriding step ---------------------------------------------------
 class CrashAfter(Callback):
-    """Raises after batch ``step`` (0-based) of ``epoch``; put it after the TrainingCheckpoint."""
+    """Raises after batch ``step`` (0-based) of ``epoch``, as the next one begins (the checkpoint, last at every
+    event, has saved that step by then)."""
 
     def __init__(self, epoch, step):
         self.epoch, self.step = epoch, step
 
-    def on_train_batch_end(self, step, logs=None):
-        if (self.model.fit_state["epoch"], step) == (self.epoch, self.step):
+    def on_train_batch_begin(self, step, logs=None):
+        if (self.model.fit_state.epoch, step - 1) == (self.epoch, self.step):
             raise RuntimeError("simulated crash")
 
 
@@ -288,7 +289,8 @@ def test_a_custom_step_whose_metric_keeps_no_state_gets_epoch_end_checkpoints_on
 
 
 class InterruptAfter(Callback):
-    """Acts as a Ctrl-C after batch ``step`` of the first epoch (put it before the TrainingCheckpoint)."""
+    """Acts as a Ctrl-C after batch ``step`` of the first epoch (the TrainingCheckpoint, last at every event,
+    sees it at once)."""
 
     def __init__(self, checkpoint, step):
         self.checkpoint, self.step = checkpoint, step

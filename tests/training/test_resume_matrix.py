@@ -167,25 +167,27 @@ class CrashAtEpochBegin(Callback):
 
 
 class WaitForKillAfterStep(Callback):
-    """After TrainingCheckpoint (later in the list) saved at ``at`` = (epoch, steps done): say so, wait to be killed."""
+    """Once TrainingCheckpoint saved at ``at`` = (epoch, steps done) -- it runs last at every event -- the next
+    step begins: say so there, and wait to be killed."""
 
     def __init__(self, at: tuple[int, int]):
         self.at = at
 
-    def on_train_batch_end(self, step, logs=None):
-        if (self.model.fit_state["epoch"], step + 1) == self.at:
+    def on_train_batch_begin(self, step, logs=None):
+        if (self.model.fit_state.epoch, step) == self.at:
             print(f"ready {os.getpid()}", flush=True)
             time.sleep(600)
 
 
 class WaitForKillInsideWrite(Callback):
-    """Before TrainingCheckpoint (earlier in the list) saves at ``at``: makes that file write say so and wait."""
+    """Before TrainingCheckpoint (which runs last at every event) saves at ``at``: makes that file write say so
+    and wait."""
 
     def __init__(self, at: tuple[int, int], path: Path):
         self.at, self.path = at, path
 
     def on_train_batch_end(self, step, logs=None):
-        if (self.model.fit_state["epoch"], step + 1) == self.at:
+        if (self.model.fit_state.epoch, step + 1) == self.at:
             real_replace = os.replace
 
             def replace(source, target):  # the temporary file is written; the rename would commit it
@@ -389,11 +391,13 @@ def test_a_channels_last_cnn_with_fused_adam_resumes_after_epoch_1_of_2_exactly(
 
 # -- malformed checkpoints ---------------------------------------------------------------------------
 class CrashAfterStep(Callback):
+    """Crashes as the step after ``at`` = (epoch, steps done) begins, once TrainingCheckpoint saved at ``at``."""
+
     def __init__(self, at: tuple[int, int]):
         self.at = at
 
-    def on_train_batch_end(self, step, logs=None):
-        if (self.model.fit_state["epoch"], step + 1) == self.at:
+    def on_train_batch_begin(self, step, logs=None):
+        if (self.model.fit_state.epoch, step) == self.at:
             raise RuntimeError("simulated crash")
 
 

@@ -291,7 +291,7 @@ class CosineDecay(Callback):
     def on_train_begin(self, logs=None):
         from deepzen.training.callbacks import get_learning_rate
 
-        total = max(1, self.model.fit_state["epochs"] * self.model.fit_state["steps"])
+        total = max(1, self.model.fit_state.epochs * self.model.fit_state.steps)
         self.schedule = schedules.CosineDecay(get_learning_rate(self.model.optimizer), decay_steps=total)
         self.done = 0
 

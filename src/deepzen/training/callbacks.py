@@ -81,7 +81,8 @@ class Callback:
         """Restores an interrupted fit into ``state`` (and the model, its optimizers and the other callbacks).
 
         ``fit`` calls this once, after every callback's ``on_train_begin`` (so restored states are not reset)
-        and before the first epoch, on the one callback of the fit that overrides it (a checkpoint).
+        and before the first epoch, on the one callback of the fit that overrides it (a checkpoint). That
+        callback runs after the others at every event, so what it saves includes what they did.
         """
 
     def on_train_begin(self, logs: dict | None = None): ...

@@ -248,8 +248,8 @@ def save_checkpoint(path: str | os.PathLike, model, *, epoch: int, step: int, ca
     metadata = {
         "checkpoint": CHECKPOINT_VERSION,
         "epoch": epoch, "step": step, "finished": finished,
-        "epochs": model.fit_state["epochs"], "steps": model.fit_state["steps"],
-        "batch_size": model.fit_state["batch_size"], "shuffle_seed": model.fit_state["shuffle_seed"],
+        "epochs": model.fit_state.epochs, "steps": model.fit_state.steps,
+        "batch_size": model.fit_state.batch_size, "shuffle_seed": model.fit_state.shuffle_seed,
         "stopped": bool(model.stop_training),
         "world_size": len(ranks),
         "optimizers": {name: flatten_state(optimizer.state_dict(), f"optimizer/{name}", tensors)
@@ -408,28 +408,30 @@ class TrainingCheckpoint(Callback):
 
     # -- events ------------------------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
-        self.callbacks = [cb for cb in self.model.fit_state["callbacks"] if cb is not self]
+        self.callbacks = [cb for cb in self.model.fit_state.callbacks if cb is not self]
         self.interrupted = False
         if self.read_only and not self.path.is_file():
             raise FileNotFoundError(f"No checkpoint at {self.path}: this fit never finished an epoch")
-        if (self.resume or self.read_only) and self.path.is_file():
-            self._restore()
         if self.catch_interrupt and not self.read_only and threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGINT, self._request_stop)
             self._handling_interrupts = True
 
+    def resume_fit(self, state):
+        if (self.resume or self.read_only) and self.path.is_file():
+            self._restore(state)
+
     def on_train_batch_end(self, step, logs=None):
         done = step + 1
-        if done == self.model.fit_state["steps"]:
+        if done == self.model.fit_state.steps:
             return  # the epoch's last step: the epoch-end checkpoint follows validation
         if self.interrupted:
-            saved = self._save(self.model.fit_state["epoch"], done, collective=False)
-            self._stop(f"in epoch {self.model.fit_state['epoch'] + 1} after step {done}", saved=saved)
+            saved = self._save(self.model.fit_state.epoch, done, collective=False)
+            self._stop(f"in epoch {self.model.fit_state.epoch + 1} after step {done}", saved=saved)
         if self.every_steps is not None and done % self.every_steps == 0:
-            self._save(self.model.fit_state["epoch"], done)
+            self._save(self.model.fit_state.epoch, done)
 
     def on_epoch_end(self, epoch, logs=None):
-        finished = self.model.stop_training or epoch + 1 >= self.model.fit_state["epochs"]
+        finished = self.model.stop_training or epoch + 1 >= self.model.fit_state.epochs
         self._save(epoch + 1, 0, history_logs=(epoch, logs or {}), finished=finished,
                    collective=not self.interrupted)
         if self.interrupted:
@@ -485,16 +487,16 @@ class TrainingCheckpoint(Callback):
                         history=_history_with(self.model.history, history_logs), finished=finished)
         return True
 
-    def _restore(self):
+    def _restore(self, state):
         metadata, tensors = read_checkpoint(self.path, self.model)
-        model, state, path = self.model, self.model.fit_state, self.path
+        model, path = self.model, self.path
         if self.read_only and not metadata["finished"]:
             raise CheckpointError(f"{path} is from epoch {metadata['epoch'] + 1} of {metadata['epochs']}, step "
                                   f"{metadata['step']}: that fit did not finish. Resume the run to finish it first")
-        if metadata["step"] and (metadata["batch_size"], metadata["steps"]) != (state["batch_size"], state["steps"]):
+        if metadata["step"] and (metadata["batch_size"], metadata["steps"]) != (state.batch_size, state.steps):
             raise CheckpointError(f"{path} was saved inside an epoch of {metadata['steps']} steps of "
-                                  f"{metadata['batch_size']} samples; this fit has {state['steps']} steps of "
-                                  f"{state['batch_size']}. Resume with the same batch size and data")
+                                  f"{metadata['batch_size']} samples; this fit has {state.steps} steps of "
+                                  f"{state.batch_size}. Resume with the same batch size and data")
         with _refusing(path, "its model weights do not fit this model"):
             model.load_state_dict({key[len("model/"):]: value for key, value in tensors.items()
                                    if key.startswith("model/")})
@@ -519,11 +521,11 @@ class TrainingCheckpoint(Callback):
             own = unflatten_state(ranks[distributed.rank() if distributed.rank() < len(ranks) else 0], tensors)
             _check_rank_state(own, metadata["step"])
             set_rng_state(own["rng"])
-        state["shuffle_seed"] = metadata["shuffle_seed"]
-        state["initial_epoch"] = state["epochs"] if metadata["stopped"] else metadata["epoch"]
+        state.shuffle_seed = metadata["shuffle_seed"]
+        state.initial_epoch = state.epochs if metadata["stopped"] else metadata["epoch"]
         if own["progress"] is not None:
             progress = own["progress"]
-            state["resume_progress"] = EpochProgress(progress["step"], progress["losses"], progress["sizes"],
+            state.resume_progress = EpochProgress(progress["step"], progress["losses"], progress["sizes"],
                                                      progress["metric_states"])
         self.resumed_from = {key: metadata[key] for key in ("epoch", "step", "epochs", "saved_at")}
 

@@ -560,7 +560,7 @@ class Model(SubclassingAPI, nn.Module):
         self.stop_training = False
         callback_list.fire("on_train_begin", {})
         for resumer in resumers:  # the resume step: may move initial_epoch and set resume_progress
-            resumer.resume_fit(state)
+            CallbackList.fire_handler(resumer.resume_fit, "resume_fit", state)
         for epoch in range(state.initial_epoch, epochs):
             state.epoch = epoch
             callback_list.fire("on_epoch_begin", epoch, {})
