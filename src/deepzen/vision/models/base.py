@@ -158,49 +158,54 @@ class ImageClassifier(nn.Module):
         if bad:
             raise ValueError(f"{source}: expected a state dict of name -> tensor. Received entries such as {bad[:3]}")
         own = self.state_dict()
-        names = {key: key for key in state}  # deepzen key -> the key in the file
-        # torchvision's names when most keys are not deepzen's (a deepzen file with a stray key stays deepzen's).
-        if self.torchvision_names and 2 * len(set(state) & set(own)) < len(state):
-            names = self._torchvision_to_deepzen(state, source)
-            state, origin = {key: state[file_key] for key, file_key in names.items()}, "torchvision's names, mapped"
-        else:
-            origin = "deepzen's names"
-        optional = {key for key in own if key.endswith(".num_batches_tracked")}  # absent from torchvision's older files
-        missing = [key for key in own if key not in state and key not in optional]
-        unexpected = [names[key] for key in state if key not in own]
-        mismatched = [key for key in own if key in state and state[key].shape != own[key].shape]
-        if missing or unexpected or mismatched:
-            shapes = [f"{key}{'' if names[key] == key else f' (file: {names[key]})'} is {tuple(state[key].shape)} in "
-                      f"the file, {tuple(own[key].shape)} in the model" for key in mismatched]
-            problems = [f"{label} ({len(keys)}): {', '.join(keys[:8])}{', ...' if len(keys) > 8 else ''}"
-                        for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                            ("shapes differ", shapes)) if keys]
+        # Read the keys as deepzen's names and, for architectures with a map, as torchvision's; keep the reading
+        # that fits best (VGG and AlexNet share their ``features`` names with torchvision, so no key decides).
+        readings = [self._check_reading("deepzen's names", {key: key for key in state}, [], state, own)]
+        if self.torchvision_names:
+            names, unmatched = self._torchvision_to_deepzen(state)
+            readings.append(self._check_reading("torchvision's names, mapped", names, unmatched, state, own))
+        origin, names, problems = min(readings, key=lambda reading: sum(map(len, reading[2].values())))
+        if any(problems.values()):
+            listed = [f"{label} ({len(keys)}): {', '.join(keys[:8])}{', ...' if len(keys) > 8 else ''}"
+                      for label, keys in problems.items() if keys]
             hint = (" For another number of classes, create the model with the file's and call reset_classifier(n) "
-                    "after loading." if any(key.startswith("classifier.") for key in mismatched) else "")
+                    "after loading." if any(key.startswith("classifier.") for key in problems["shapes differ"]) else "")
             name = (self.model_config or {}).get("name", type(self).__name__)
             raise ValueError(f"{name}: the weights in {source} ({origin}) do not fit the model. "
-                             f"{'; '.join(problems)}.{hint}")
-        self.load_state_dict(state, strict=False)  # every key was checked above; num_batches_tracked may be absent
+                             f"{'; '.join(listed)}.{hint}")
+        # Every key was checked above; num_batches_tracked may be absent (torchvision's older files).
+        self.load_state_dict({key: state[file_key] for key, file_key in names.items()}, strict=False)
         return self
 
-    def _torchvision_to_deepzen(self, state: Mapping[str, torch.Tensor], source: str) -> dict[str, str]:
-        """``{deepzen key: torchvision key}`` by :attr:`torchvision_names`; a key no rule matches is refused."""
+    @staticmethod
+    def _check_reading(origin: str, names: dict[str, str], unmatched: list[str], state: Mapping[str, torch.Tensor],
+                       own: Mapping[str, torch.Tensor]) -> tuple[str, dict[str, str], dict[str, list[str]]]:
+        """``(origin, {deepzen key: file key}, problems)`` of one way of reading the file's keys."""
+        optional = {key for key in own if key.endswith(".num_batches_tracked")}
+        mismatched = [key for key in own if key in names and state[names[key]].shape != own[key].shape]
+        problems = {
+            "missing": [key for key in own if key not in names and key not in optional],
+            "unexpected": [file_key for key, file_key in names.items() if key not in own] + unmatched,
+            "shapes differ": [f"{key}{'' if names[key] == key else f' (file: {names[key]})'} is "
+                              f"{tuple(state[names[key]].shape)} in the file, {tuple(own[key].shape)} in the model"
+                              for key in mismatched],
+        }
+        return origin, names, problems
+
+    def _torchvision_to_deepzen(self, state: Mapping[str, torch.Tensor]) -> tuple[dict[str, str], list[str]]:
+        """``({deepzen key: torchvision key}, keys no rule matches)`` by :attr:`torchvision_names`.
+
+        A key whose deepzen name another key already took counts as unmatched (never loaded over it).
+        """
         names, unmatched = {}, []
         for key in state:
-            for pattern, replacement in self.torchvision_names:
-                if re.fullmatch(pattern, key):
-                    target = re.sub(f"^(?:{pattern})$", replacement, key)
-                    if target in names:  # two file tensors for one parameter: refuse rather than keep either
-                        raise ValueError(f"{source}: {names[target]} and {key} both map to {target}")
-                    names[target] = key
-                    break
-            else:
+            target = next((re.sub(f"^(?:{pattern})$", replacement, key)
+                           for pattern, replacement in self.torchvision_names if re.fullmatch(pattern, key)), None)
+            if target is None or target in names:
                 unmatched.append(key)
-        if unmatched:
-            raise ValueError(f"{type(self).__name__}: {source} has keys that are neither deepzen's nor torchvision's "
-                             f"names for this architecture ({len(unmatched)}): {', '.join(unmatched[:8])}"
-                             f"{', ...' if len(unmatched) > 8 else ''}")
-        return names
+            else:
+                names[target] = key
+        return names, unmatched
 
     def init_weights(self) -> None:
         """He-normal convolutions (fan-out, for the ReLUs after them) with zero bias.
