@@ -138,3 +138,13 @@ def test_built_can_be_declared_as_in_keras():
     assert Pair().built is True
     with pytest.raises(TypeError, match="built must be True or False"):
         Pair().built = "yes"
+
+
+def test_a_torch_optimizer_given_to_compile_takes_keras_learning_rate():
+    model = keras.Sequential([keras.Input(shape=(2,)), layers.Dense(1)])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=1, verbose=0)
+    assert model.optimizer is optimizer and isinstance(optimizer, torch.optim.SGD)
+    model.optimizer.learning_rate = 0.01  # as a Keras callback would
+    assert optimizer.param_groups[0]["lr"] == 0.01 and "learning_rate" not in optimizer.__dict__

@@ -231,6 +231,10 @@ class Engine:
             return
         if isinstance(self.optimizer_spec, torch.optim.Optimizer):
             self.optimizer = self.optimizer_spec
+            if not isinstance(self.optimizer, optimizers.KerasAttributes):
+                # Keras's learning_rate / apply on the user's own torch optimizer (still an instance of its class):
+                # model.optimizer.learning_rate = x must change the rate, not add an unused attribute
+                self.optimizer.__class__ = optimizers.with_keras_attributes(type(self.optimizer))
             return
         if not params:
             self.optimizer = None
