@@ -170,7 +170,8 @@ class SparseCoRated:
 
     def _heavy_columns(self, a_mask, b_mask_t) -> np.ndarray:
         """The columns to sum by dense products (see the class docstring), at most ``BLOCK_ELEMENTS``
-        dense entries on each side; none when the light columns carry at least half the work."""
+        dense entries in each of the (values, mask, squares) matrices of a side; none when the light columns carry
+        at least half the work."""
         n_a, n_b = self.shape
         work = np.bincount(a_mask.indices, minlength=a_mask.shape[1]).astype(np.int64) * np.diff(b_mask_t.indptr)
         heavy = np.flatnonzero(work * DENSE_SPEEDUP > n_a * n_b)
