@@ -137,6 +137,8 @@ def sample_array(inputs: Any, shape: tuple[int, ...], dtype: torch.dtype, vocabu
             raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"Expected numbers within +-{max_abs_number:g} in "
                                f"\"inputs\". Received: {np.abs(array).max():g}")
         return array.astype(np.float32)
+    if array.dtype.kind == "f" and np.all(np.abs(array) <= max_abs_number) and np.all(array == np.round(array)):
+        array = array.astype(np.int64)  # 19.0 is an integer to JSON Schema too
     if array.dtype.kind not in "iu":
         raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"The model takes integer ids. Received: "
                            f"{_kind_name(array.dtype)} in \"inputs\"")

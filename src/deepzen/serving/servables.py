@@ -23,7 +23,7 @@ from typing import Annotated, Any, Hashable, Sequence, Union
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 from torch import nn
 
 from deepzen.data.arrays import map_structure
@@ -50,6 +50,18 @@ def validate(model: type[BaseModel], value: Any) -> BaseModel:
         return model.model_validate(value)
     except ValidationError as error:
         raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, validation_message(error)) from None
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integers: whole numbers, 19.0 included; not booleans or strings (which lax ints take)."""
+    if isinstance(value, (bool, str)):
+        raise ValueError(f"expected an integer. Received: {type(value).__name__}")
+    return value
+
+
+def integer(low: int, high: int, **field) -> Any:
+    """An integer field in [low, high] as JSON Schema has it (2.0 is an integer too)."""
+    return Annotated[int, Field(ge=low, le=high, strict=False, **field), BeforeValidator(_json_integer)]
 
 
 def non_finite_error() -> RequestError:
@@ -95,7 +107,8 @@ class TensorServable:
         if self.dtype.is_floating_point:
             item: Any = Annotated[float, Field(ge=-limit, le=limit, allow_inf_nan=False)]
         else:
-            item = Annotated[int, Field(ge=0, le=(self.vocabulary or int(limit) + 1) - 1)]
+            low, high = (0, self.vocabulary - 1) if self.vocabulary else (-int(limit), int(limit))
+            item = integer(low, high)
         for size in reversed(self.shape):
             item = Annotated[list[item], Field(min_length=size, max_length=size)]
         samples = Annotated[list[item], Field(min_length=1, max_length=self.settings.max_samples,
@@ -235,7 +248,7 @@ class PredictorServable:
             "PredictorRequest", __config__=STRICT,
             inputs=(Annotated[list[text], Field(min_length=1, max_length=settings.max_samples,
                                                 description="texts, sentences or user ids")], ...),
-            top=(Annotated[int, Field(ge=1, le=settings.max_top)] | None,
+            top=(integer(1, settings.max_top) | None,
                  Field(None, description="classes or items to list (default: the predictor's)")))
         self.metadata = {**(description or {}), "kind": self.kind}
 
@@ -273,19 +286,22 @@ class GeneratorServable:
     def __init__(self, model: nn.Module, defaults: Any, settings: ServeSettings, description: dict | None = None):
         self.model, self.settings = model.eval(), settings
         vocabulary = len(model.vocab)
+        self.characters = {token for token in model.vocab.tokens if isinstance(token, str) and len(token) == 1}
         temperature = min(float(getattr(defaults, "temperature", 1.0)), settings.max_temperature)
         top_k = getattr(defaults, "top_k", 0) or None
         self.top_p = getattr(defaults, "top_p", 1.0)
         self.request_model = create_model(
             "GeneratorRequest", __config__=STRICT,
-            prompt=(Annotated[str, Field(min_length=1, max_length=settings.max_text_chars)], ...),
-            max_tokens=(Annotated[int, Field(ge=1, le=settings.max_generation_tokens)],
+            prompt=(Annotated[str, Field(min_length=1, max_length=settings.max_text_chars,
+                                         pattern=_characters_pattern(self.characters),
+                                         description="characters of the model's vocabulary")], ...),
+            max_tokens=(integer(1, settings.max_generation_tokens),
                         min(200, settings.max_generation_tokens)),
             temperature=(Annotated[float, Field(ge=0, le=settings.max_temperature, allow_inf_nan=False)],
                          Field(temperature, description="0: greedy")),
-            top_k=(Annotated[int, Field(ge=1, le=min(settings.max_top, vocabulary))] | None,
+            top_k=(integer(1, min(settings.max_top, vocabulary)) | None,
                    Field(None if top_k is None else min(top_k, settings.max_top, vocabulary))),
-            seed=(Annotated[int, Field(ge=0, le=2 ** 31 - 1)] | None,
+            seed=(integer(0, int(min(2 ** 31 - 1, settings.max_abs_number))) | None,
                   Field(getattr(defaults, "seed", None), description="the same seed gives the same text")))
         self.metadata = {**(description or {}), "kind": self.kind, "vocabulary_size": vocabulary}
 
@@ -293,6 +309,11 @@ class GeneratorServable:
         json_object(value, {"prompt": "text", "max_tokens": f"1 to {self.settings.max_generation_tokens}",
                             "temperature": f"0 to {self.settings.max_temperature:g}", "top_k": "integer or null",
                             "seed": "integer or null"}, ("prompt",))
+        prompt = value["prompt"]
+        unknown = sorted(set(prompt) - self.characters) if isinstance(prompt, str) else []
+        if unknown:
+            raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"The prompt has characters the model's vocabulary "
+                               f"lacks: {unknown[:20]}. Expected characters of: {''.join(sorted(self.characters))!r}")
         return validate(self.request_model, value), 1, None
 
     def run_batch(self, key: Hashable, requests: Sequence[Any]) -> list:
@@ -302,6 +323,15 @@ class GeneratorServable:
 
     def answer(self, result: dict) -> dict:
         return result
+
+
+def _characters_pattern(characters: set[str]) -> str | None:
+    """A regular expression (the same in JSON Schema's and pydantic's dialects) matching text made only of
+    ``characters``; None when one is outside the Basic Multilingual Plane."""
+    characters = sorted(characters)
+    if not characters or any(ord(c) > 0xFFFF for c in characters):
+        return None
+    return "^[" + "".join(c if c.isalnum() and c.isascii() else f"\\u{ord(c):04x}" for c in characters) + "]+$"
 
 
 Servable = Union[TensorServable, PredictorServable, GeneratorServable]
