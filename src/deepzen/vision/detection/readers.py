@@ -16,8 +16,8 @@ Bad input, and what happens to it:
   object and its coordinates; with ``on_invalid="drop"`` the box is left out with a warning;
 - an image with no objects is kept: it teaches the detector the background (its target is empty);
 - a class name that ``class_names`` does not list: ``ValueError`` naming it, the file and the
-  names expected. Without ``class_names`` the classes are the sorted names of the training split,
-  and a test split naming another class is refused the same way.
+  names expected. Without ``class_names`` a VOC reader takes the sorted names its files use (a
+  dataset folder: the names of both splits), a COCO reader the file's categories in id order.
 
 Example:
     >>> import tempfile, pathlib
@@ -304,7 +304,8 @@ def load_detection_folder(folder: PathLike, class_names: Sequence[str] | None = 
     for testing.
 
     Returns:
-        ``(train, test)`` datasets sharing one list of class names.
+        ``(train, test)`` datasets sharing one list of class names: ``class_names``, else the COCO
+        training file's categories, else the sorted names used in the VOC files of both splits.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -347,8 +348,12 @@ def load_detection_folder(folder: PathLike, class_names: Sequence[str] | None = 
             raise DatasetCorruptedError(f"{folder}: the split names {len(missing)} images with no annotation in "
                                         f"{annotations}, e.g. {missing[0]}")
         train_files, test_files = [by_stem[s] for s in split[0]], [by_stem[s] for s in split[1]]
-    train = read_voc(train_files, images, class_names, on_invalid=on_invalid)
-    return train, read_voc(test_files, images, train.class_names, on_invalid=on_invalid)
+    if class_names is None:  # the sorted names of every split, so that no split has a class the other lacks
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the splits below warn about the same boxes
+            class_names = read_voc(train_files + test_files, images, on_invalid=on_invalid).class_names
+    return (read_voc(train_files, images, class_names, on_invalid=on_invalid),
+            read_voc(test_files, images, class_names, on_invalid=on_invalid))
 
 
 def load_image(path: PathLike, size: int | None = None) -> np.ndarray:

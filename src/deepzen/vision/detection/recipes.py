@@ -82,10 +82,11 @@ def draw_detections(image: Image.Image, detections: dict[str, np.ndarray], class
         colour = COLOURS[int(label) % len(COLOURS)]
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=line)
         text = f"{class_names[int(label)]} {float(score):.2f}"
-        left, top, right, bottom = draw.textbbox((x1, y1), text)
-        lift = bottom - top + 2
-        draw.rectangle([x1, y1 - lift, x1 + right - left + 4, y1], fill=colour)
-        draw.text((x1 + 2, y1 - lift), text, fill="white")
+        left, top, right, bottom = draw.textbbox((0, 0), text)
+        height = bottom - top + 4
+        label_top = y1 - height if y1 >= height else y1  # above the box, or inside it at the image's top edge
+        draw.rectangle([x1, label_top, x1 + right - left + 4, label_top + height], fill=colour)
+        draw.text((x1 + 2, label_top + 1), text, fill="white")
     return picture
 
 
@@ -179,12 +180,12 @@ class MnistDetectionConfig:
     """SSD-style detector on 128x128 scenes of 2-5 MNIST digits, 20-64 pixels each (see scenes.py)."""
 
     data: str | None = None  # the MNIST folder (default $DEEPZEN_DATA/mnist)
-    train_scenes: int = 8000
+    train_scenes: int = 6000
     test_scenes: int = 1000
     canvas: int = 128
     digits: tuple = (2, 5)  # fewest, most digits per scene
     sizes: tuple = (20, 64)  # smallest, largest side a 28x28 digit is resized to
-    epochs: int = 12
+    epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 3e-3
     weight_decay: float = 5e-4
@@ -220,13 +221,13 @@ class RaccoonDetectionConfig:
 
     data: str | None = None  # a VOC or COCO dataset folder (default $DEEPZEN_DATA/raccoon)
     class_names: tuple = ()  # the classes in id order (empty: the sorted names of the training split)
-    image_size: int = 256  # photos are stretched to image_size x image_size
-    epochs: int = 60
+    image_size: int = 192  # photos are stretched to image_size x image_size
+    epochs: int = 30
     batch_size: int = 16
     learning_rate: float = 3e-3
     weight_decay: float = 5e-4
-    width: int = 16
-    pyramid_channels: int = 64
+    width: int = 8
+    pyramid_channels: int = 32
     aspect_ratios: tuple = (1.0, 0.5, 2.0)
     flip: bool = True
     scale: tuple = (0.6, 1.4)  # augmentation zoom range (crop above 1, pad below)
