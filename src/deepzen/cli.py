@@ -351,12 +351,21 @@ def add_serve_settings(parser: argparse.ArgumentParser) -> None:
 
 
 def command_export(args) -> int:
-    from deepzen.export import export_onnx, verify_onnx
+    from deepzen.export import (EXPORTED_GENERATOR, export_generator, export_onnx, generator_kind, verify_generator,
+                                verify_onnx)
     from deepzen.runs import model_file
     from deepzen.training.serialization import load_model
 
     path = model_file(args.run, args.model)
     model = load_model(path, compile=False)
+    if generator_kind(model) is not None:  # translators and language models: the graphs a decoding loop needs
+        folder = Path(args.output) if args.output else Path(args.run) / "onnx"
+        paths = export_generator(model, folder, opset_version=args.opset)
+        difference = verify_generator(paths, model)
+        print(f"Exported {path} ({generator_kind(model).replace('_', ' ')}) to "
+              f"{', '.join(str(p) for p in paths.values())}: {EXPORTED_GENERATOR}. onnxruntime matches deepzen "
+              f"within {difference:.2g} (max abs difference of the step's log-probabilities)")
+        return 0
     output = Path(args.output) if args.output else Path(args.run) / "model.onnx"
     export_onnx(model, output, opset_version=args.opset)
     difference = verify_onnx(output, model)
@@ -524,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Export to ONNX (torch.onnx) with a dynamic batch axis, then compare "
                               "onnxruntime's outputs with deepzen's on random inputs.")
     export.add_argument("run", metavar="RUN", help="a run folder")
-    export.add_argument("--output", help="the .onnx file (default: RUN/model.onnx)")
+    export.add_argument("--output", help="the .onnx file (default: RUN/model.onnx); for translators and language "
+                        "models the folder of encoder.onnx and decoder_step.onnx (default: RUN/onnx)")
     export.add_argument("--model", default="auto", choices=["auto", "final", "best", "last"])
     export.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: torch's)")
     export.set_defaults(handler=command_export)
