@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from deepzen.data import text
-from deepzen.data.text import CharTokenizer, Vocab, WordTokenizer, length_buckets, pad_sequences
+from deepzen.data.text import CharTokenizer, Vocab, WordTokenizer, length_buckets, pad_ids
+from deepzen.utils import pad_sequences
 
 
 def test_doctests():
@@ -96,16 +97,17 @@ def test_pad_sequences_matches_a_reference(padding, truncating):
     rng = np.random.default_rng(1)
     sequences = [list(rng.integers(1, 50, rng.integers(0, 9))) for _ in range(20)]
     for maxlen in (None, 0, 3, 12):
-        out = pad_sequences(sequences, maxlen, padding=padding, truncating=truncating, value=-1)
+        out = pad_sequences(sequences, maxlen, dtype="int64", padding=padding, truncating=truncating, value=-1)
         width = max(map(len, sequences)) if maxlen is None else maxlen
-        assert out.dtype == torch.long and out.shape == (20, width)
+        assert out.dtype == np.int64 and out.shape == (20, width)
         assert out.tolist() == reference_pad(sequences, width, padding, truncating, -1)
 
 
-def test_pad_sequences_accepts_arrays_and_tensors_and_checks_options():
-    out = pad_sequences([np.array([1, 2, 3]), torch.tensor([4])])
-    assert out.tolist() == [[1, 2, 3], [4, 0, 0]]
-    assert pad_sequences([]).shape == (0, 0)
+def test_pad_ids_pads_at_the_end_into_a_long_tensor_and_accepts_arrays_and_tensors():
+    out = pad_ids([np.array([1, 2, 3]), torch.tensor([4])])
+    assert out.dtype == torch.long and out.tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert pad_ids([[1, 2, 3]], maxlen=2, value=9).tolist() == [[1, 2]]  # cut at the end too
+    assert pad_ids([]).shape == (0, 0)
     with pytest.raises(ValueError, match="padding="):
         pad_sequences([[1]], padding="middle")
 

@@ -15,10 +15,9 @@ from deepzen.callbacks import Callback
 from deepzen.layers import Dense
 from deepzen.training.callbacks import CallbackError
 from deepzen.training.checkpoint import TrainingCheckpoint, checkpoint_position
-from deepzen.training.engine import LossTracker
 from deepzen.training.model import Model, Sequential
 
-Mean = getattr(deepzen_metrics, "Mean", LossTracker)  # Keras's keras.metrics.Mean(name=...)
+Mean = deepzen_metrics.Mean  # Keras's keras.metrics.Mean(name=...)
 
 
 def _data(n=256, seed=0):
@@ -67,7 +66,7 @@ class LowLevelModel(Model):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_tracker = Mean(name="loss")
-        self.mae_metric = LossTracker(name="mae")  # a Mean of |y - y_pred|, kept in the step itself
+        self.mae_metric = Mean(name="mae")  # a Mean of |y - y_pred|, kept in the step itself
         self.loss_fn = torch.nn.MSELoss()
 
     def train_step(self, data):

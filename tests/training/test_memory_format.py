@@ -30,7 +30,7 @@ def test_layout_follows_the_setting_and_training_matches_channels_first(memory_f
     reference, model = small_cnn("channels_first"), small_cnn(memory_format)
     reference_history = reference.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
     history = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
-    weight = model.layers[1].weight
+    weight = model.layers[0].weight  # the Conv2D (Keras: the Input is not one of model.layers)
     assert model.engine.channels_last is expected
     assert weight.is_contiguous(memory_format=torch.channels_last) is expected
     np.testing.assert_allclose(history.history["loss"], reference_history.history["loss"], rtol=1e-4)

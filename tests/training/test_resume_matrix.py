@@ -385,7 +385,7 @@ def test_a_channels_last_cnn_with_fused_adam_resumes_after_epoch_1_of_2_exactly(
     assert resumed.engine.channels_last and resumed.optimizer.defaults["fused"]
     assert_same_tree(resumed.state_dict(), reference.state_dict(), "weights")
     assert resumed.history.history == reference.history.history
-    conv = resumed.layers[1].weight
+    conv = resumed.layers[0].weight  # the Conv2D
     assert resumed.optimizer.state[conv]["exp_avg"].stride() == conv.stride()
 
 

@@ -9,7 +9,7 @@ Example:
     ['<pad>', '<unk>', '<bos>', '<eos>', 'c', 'b']
     >>> vocab.encode(["c", "a"], add_eos=True)
     [4, 1, 3]
-    >>> pad_sequences([[4, 5], [6]])
+    >>> pad_ids([[4, 5], [6]])
     tensor([[4, 5],
             [6, 0]])
 """
@@ -27,6 +27,7 @@ import torch
 
 from deepzen.data.paths import PathLike
 from deepzen.serializable import register_serializable
+from deepzen.utils.sequence_padding import pad_sequences
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 DEFAULT_SPECIALS = (PAD, UNK, BOS, EOS)
@@ -185,37 +186,17 @@ class Vocab:
         return f"Vocab(size={len(self)}, specials={list(self.specials)})"
 
 
-def pad_sequences(sequences: Sequence[Sequence[int]], maxlen: int | None = None, *, padding: str = "post",
-                  truncating: str = "post", value: int = 0) -> torch.Tensor:
-    """Pads (and truncates) integer sequences into one LongTensor.
+def pad_ids(sequences: Sequence[Sequence[int]], maxlen: int | None = None, value: int = 0) -> torch.Tensor:
+    """Token-id sequences padded (and cut) at the end into one LongTensor ``(N, maxlen)``: Keras's
+    ``pad_sequences`` (:func:`deepzen.utils.pad_sequences`) with ``padding="post", truncating="post"``.
 
     Args:
         sequences: N sequences of ints (lists, arrays or 1-d tensors).
         maxlen: output length; default the longest sequence.
-        padding: ``"post"`` pads at the end, ``"pre"`` at the start.
-        truncating: ``"post"`` drops the end of longer sequences, ``"pre"`` the start.
         value: the padding index.
-
-    Returns:
-        LongTensor ``(N, maxlen)``.
     """
-    for name, arg in (("padding", padding), ("truncating", truncating)):
-        if arg not in ("pre", "post"):
-            raise ValueError(f"Expected {name}='pre' or 'post'. Received: {name}={arg!r}")
-    lengths = [len(s) for s in sequences]
-    maxlen = max(lengths, default=0) if maxlen is None else maxlen
-    out = torch.full((len(sequences), maxlen), value, dtype=torch.long)
-    for row, (sequence, length) in enumerate(zip(sequences, lengths)):
-        kept = min(length, maxlen)
-        if kept == 0:
-            continue
-        start = length - kept if truncating == "pre" else 0
-        piece = torch.as_tensor(sequence[start:start + kept], dtype=torch.long)
-        if padding == "post":
-            out[row, :kept] = piece
-        else:
-            out[row, maxlen - kept:] = piece
-    return out
+    return torch.from_numpy(pad_sequences(sequences, maxlen, dtype="int64", padding="post", truncating="post",
+                                          value=value))
 
 
 def length_buckets(lengths: Sequence[int], batch_size: int, *, shuffle: bool = True,

@@ -200,7 +200,7 @@ def train_text_classifier(config: TextClassificationConfig, train: tuple[list, n
     :func:`predict_text_classes` reads).
     """
     from deepzen.callbacks import EarlyStopping
-    from deepzen.data.text import Vocab, WordTokenizer, pad_sequences
+    from deepzen.data.text import Vocab, WordTokenizer, pad_ids
     from deepzen.initializers import RandomUniform
     from deepzen.text.classification import MaxNormConstraint, text_classifier
 
@@ -210,7 +210,7 @@ def train_text_classifier(config: TextClassificationConfig, train: tuple[list, n
     device = deepzen.default_device()
 
     def batches(tokens, labels, batch_size, shuffle):
-        ids = pad_sequences([vocab.encode(t) or [vocab.pad_index] for t in tokens]).to(device)
+        ids = pad_ids([vocab.encode(t) or [vocab.pad_index] for t in tokens]).to(device)
         return BucketedBatches(ids, torch.as_tensor(labels).to(device), batch_size, shuffle=shuffle, seed=config.seed)
 
     options = {"embedding_dim": config.embedding_dim, "dropout": config.dropout,
@@ -335,7 +335,7 @@ def predict_text_classes(run_dir: Path, texts: list[str], top: int | None = None
         ``[{"input": text, "label": best class, "probability": p, "top": [{"label", "probability"}, ...]}]``
         with the ``top`` most probable classes (default 3).
     """
-    from deepzen.data.text import Vocab, WordTokenizer, pad_sequences
+    from deepzen.data.text import Vocab, WordTokenizer, pad_ids
     from deepzen.training.serialization import load_model
 
     encoding = _read_json(run_dir, "vocabulary.json", "the classifier's vocabulary")
@@ -347,7 +347,7 @@ def predict_text_classes(run_dir: Path, texts: list[str], top: int | None = None
     empty = next((text for text, words in zip(texts, tokens) if not words), None)
     if empty is not None:
         raise ValueError(f"Cannot classify {empty!r}: expected a text with at least one word")
-    ids = pad_sequences([vocab.encode(words) for words in tokens])                    # (N, T)
+    ids = pad_ids([vocab.encode(words) for words in tokens])                    # (N, T)
     with torch.no_grad():
         probabilities = torch.softmax(model.predict(ids).float(), dim=-1).cpu()       # (N, C)
     ranked = probabilities.argsort(dim=-1, descending=True)[:, :top or 3]

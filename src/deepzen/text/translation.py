@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from deepzen import initializers
-from deepzen.data.text import length_buckets, pad_sequences
+from deepzen.data.text import length_buckets, pad_ids
 from deepzen.layers import (GRU, LSTM, AdditiveAttention, Attention, Dense, Dropout, Embedding, PositionalEncoding,
                             TransformerDecoder, TransformerEncoder)
 from deepzen.text.decoding import beam_search, greedy_search
@@ -68,9 +68,9 @@ def teacher_forcing_tensors(source_ids: Sequence[Sequence[int]], target_ids: Seq
     if len(source_ids) != len(target_ids):
         raise ValueError(f"Expected one target per source sequence. Received: {len(source_ids)} sources, "
                          f"{len(target_ids)} targets")
-    source = pad_sequences(source_ids, value=pad_index)
-    target_in = pad_sequences([[bos_index, *ids] for ids in target_ids], value=pad_index)
-    target_out = pad_sequences([[*ids, eos_index] for ids in target_ids], value=IGNORE_INDEX)
+    source = pad_ids(source_ids, value=pad_index)
+    target_in = pad_ids([[bos_index, *ids] for ids in target_ids], value=pad_index)
+    target_out = pad_ids([[*ids, eos_index] for ids in target_ids], value=IGNORE_INDEX)
     return source, target_in, target_out
 
 
@@ -229,7 +229,7 @@ class Seq2Seq(Model):
         translations: list[str] = [""] * len(ids)
         for start in range(0, len(order), batch_size):
             chosen = order[start:start + batch_size]
-            source = pad_sequences([ids[i] or [self.pad_index] for i in chosen], value=self.pad_index)
+            source = pad_ids([ids[i] or [self.pad_index] for i in chosen], value=self.pad_index)
             output = self.generate(source.to(self.device), beam_size, length_penalty, max_len).cpu()
             for row, i in zip(output.tolist(), chosen):
                 end = row.index(self.eos_index) if self.eos_index in row else len(row)

@@ -217,7 +217,7 @@ class Engine:
             self.model.to(memory_format=torch.channels_last)
         if self.optimizer is None:
             self.build_optimizer()
-        self.loss_tracker = LossTracker()
+        self.loss_tracker = metrics.Mean(name="loss")  # the "loss" of Model.metrics: a train_step's update_state(loss)
         self.compiled_metrics = CompiledMetrics(self)
         self.ready = True
 
@@ -503,34 +503,6 @@ class Engine:
 
 
 # -- overriding steps: Model.train_step / test_step / predict_step -----------------------------------
-class LossTracker:
-    """The running mean of the step losses on the device: the "loss" entry of ``Model.metrics`` (Keras's
-    ``metrics.Mean(name="loss")``) that an overriding ``train_step`` updates with ``update_state(loss)``."""
-
-    def __init__(self, name: str = "loss"):
-        self.name = name
-        self.state: dict[str, torch.Tensor] | None = None  # {"total", "count"} once updated
-        self.reset_state()
-
-    def update_state(self, values: Any, sample_weight: Any = None) -> None:
-        values = torch.as_tensor(values).detach().float()
-        if sample_weight is None:
-            total, count = values.sum(), torch.full((), float(values.numel()), device=values.device)  # a fill, no copy
-        else:
-            weight = torch.as_tensor(sample_weight, device=values.device).float().expand_as(values)
-            total, count = (values * weight).sum(), weight.sum()
-        if self.state is None:
-            self.state = {"total": total, "count": count}
-        else:
-            self.state = {"total": self.state["total"] + total, "count": self.state["count"] + count}
-
-    def result(self) -> torch.Tensor:
-        return torch.zeros(()) if self.state is None else self.state["total"] / self.state["count"]
-
-    def reset_state(self) -> None:
-        self.state = None
-
-
 class MetricView:
     """A compiled metric as Keras's step code uses it: ``update_state(y_true, y_pred)``, ``result()``,
     ``reset_state()``. The update goes through ``Engine.update_metrics``, the one place metrics are fed.

@@ -1,5 +1,5 @@
 """``pad_sequences``: Keras's ``keras.utils.pad_sequences`` (NumPy out, padding and truncating at the start
-by default). ``deepzen.data.text.pad_sequences`` is the tensor version the text recipes use (end by default)."""
+by default), the one padder of the project (the text recipes' ``deepzen.data.text.pad_ids`` calls it)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepzen.data.images import load_digits_split
-from deepzen.data.text import Vocab, WordTokenizer, pad_sequences
+from deepzen.data.text import Vocab, WordTokenizer, pad_ids
 from deepzen.runs import model_file, read_json
 from deepzen.training.plots import pyplot, save_figure
 from deepzen.training.serialization import load_model
@@ -664,7 +664,7 @@ def interpret_text_run(run_dir: str | Path, texts: Sequence[str], *, which: str 
     empty = next((text for text, words in zip(texts, tokens) if not words), None)
     if empty is not None or not tokens:
         raise ValueError(f"interpret expects texts with at least one word. Received: {empty!r}")
-    ids = pad_sequences([vocab.encode(words) for words in tokens])  # (N, T)
+    ids = pad_ids([vocab.encode(words) for words in tokens])  # (N, T)
     weights = attention_weights(model, ids)
     probabilities = torch.softmax(predict_logits(model, ids), -1)
     classes = encoding["classes"]
