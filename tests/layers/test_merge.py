@@ -72,3 +72,32 @@ def test_merge_layers_save_and_load(tmp_path):
     x, y = torch.randn(4, 3), torch.randn(4, 3)
     for got, want in zip(load_model(path)(x, y), model(x, y)):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("merge", ["add", "concatenate"])
+def test_padding_masks_flow_through_merges_as_in_keras(merge):
+    """Post-padded sequences through Embedding(mask_zero=True), a merge and an LSTM give what the unpadded
+    sequences give: the merge passes the combined mask on, so the LSTM skips the padding."""
+    import deepzen
+    from deepzen.layers import LSTM, Embedding, Input
+
+    torch.manual_seed(0)
+    a, b = Input((None,), dtype="int64"), Input((None,), dtype="int64")
+    joined = getattr(deepzen.layers, merge)([Embedding(10, 4, mask_zero=True)(a), Embedding(10, 4, mask_zero=True)(b)])
+    model = deepzen.Model([a, b], LSTM(3)(joined))
+    padded = model(torch.tensor([[3, 4, 0, 0]]), torch.tensor([[5, 6, 0, 0]]))
+    unpadded = model(torch.tensor([[3, 4]]), torch.tensor([[5, 6]]))
+    torch.testing.assert_close(padded, unpadded)
+    assert not torch.allclose(padded, model(torch.tensor([[3, 4, 1, 1]]), torch.tensor([[5, 6, 1, 1]])))
+
+
+def test_merge_masks_follow_keras_rules():
+    m1, m2 = torch.tensor([[True, True, False]]), torch.tensor([[True, False, False]])
+    x = torch.zeros(1, 3, 2)
+    assert Add().compute_mask([x, x], [m1, m2]).tolist() == [[True, False, False]]
+    assert Add().compute_mask([x, x], [None, None]) is None
+    # Concatenate along features: a position is kept where any input keeps it; an unmasked input keeps all
+    assert Concatenate().compute_mask([x, x], [m1, m2]).tolist() == [[True, True, False]]
+    assert Concatenate().compute_mask([x, x], [m2, None]).tolist() == [[True, True, True]]
+    assert Concatenate(axis=1).compute_mask([x, x], [m1, m2]).tolist() == [[True, True, False, True, False, False]]
+    assert Dot(axes=-1).compute_mask([x, x], [m1, m2]) is None

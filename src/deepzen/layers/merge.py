@@ -50,6 +50,12 @@ class Merge(Layer):
         self.built = True
         self._build_hook.remove()
 
+    def compute_mask(self, inputs: list[torch.Tensor], mask: list[torch.Tensor | None] | None = None):
+        """Keras's rule for element-wise merges: a position is kept where every masked input keeps it (the
+        masks given, AND-ed); None when no input has a mask."""
+        given = [m for m in (mask or []) if m is not None]
+        return functools.reduce(torch.logical_and, given) if given else None
+
     def build(self, input_shapes: list[tuple[int, ...]]) -> None:
         """Element-wise merges: every input has the same shape (after the batch axis)."""
         first = input_shapes[0]
@@ -127,6 +133,15 @@ class Concatenate(Merge):
     def forward(self, inputs):
         return torch.cat(inputs, dim=self.axis)
 
+    def compute_mask(self, inputs, mask=None):
+        """Keras's rule: each input's mask (all kept where it has none) broadcast to its shape, joined along
+        ``axis``, then a position is kept where any of its features is."""
+        if mask is None or all(m is None for m in mask):
+            return None
+        full = [torch.ones_like(x, dtype=torch.bool) if m is None else
+                (m[..., None].expand_as(x) if m.dim() < x.dim() else m) for x, m in zip(inputs, mask)]
+        return torch.cat(full, dim=self.axis).any(dim=-1)
+
 
 class Dot(Merge):
     """The dot product of two batches of vectors or matrices along ``axes`` (Keras's ``batch_dot``).
@@ -166,6 +181,9 @@ class Dot(Merge):
             raise ValueError(f"Layer '{self.display_name}' (Dot) cannot contract axes {self.axes} (batch axis "
                              f"excluded) of inputs of shapes {', '.join(shapes)}")
         self._axes = axes
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # Keras's rule: the contraction leaves no per-position mask
 
     def forward(self, inputs):
         a, b = inputs

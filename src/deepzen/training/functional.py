@@ -27,6 +27,7 @@ from torch import nn
 
 from deepzen.layers.base import Layer, shape_str, snake_case
 from deepzen.layers.input_layer import InputLayer
+from deepzen.layers.merge import Merge
 from deepzen.layers.symbolic import SymbolicTensor, layer_name, leaves, map_leaves
 from deepzen.layers.subclassing import weight_tensors
 from deepzen.serializable import (ModelFileError, config_value, custom_object_scope, register_serializable,
@@ -58,17 +59,23 @@ def _fill(template: Any, values: list) -> Any:
 
 class _Replay:
     """A layer call with several arguments or outputs: rebuilds the arguments from the slots, stores the
-    outputs in theirs."""
+    outputs in theirs. A merge of masked tensors also sets its output's mask (``compute_mask`` of the list
+    of inputs and their masks, Keras's rule)."""
 
-    __slots__ = ("args", "kwargs", "targets")
+    __slots__ = ("args", "kwargs", "targets", "mask_sources", "mask_target")
 
-    def __init__(self, args, kwargs, targets):
+    def __init__(self, args, kwargs, targets, mask_sources=None, mask_target=None):
         self.args, self.kwargs, self.targets = args, kwargs, targets
+        self.mask_sources, self.mask_target = mask_sources, mask_target
 
     def __call__(self, layer, values, extra):
-        output = layer(*_fill(self.args, values), **{**extra, **_fill(self.kwargs, values)})  # the call's own win
+        args = _fill(self.args, values)
+        output = layer(*args, **{**extra, **_fill(self.kwargs, values)})  # the call's own arguments win
         for target, value in zip(self.targets, leaves(output)):
             values[target] = value
+        if self.mask_target is not None:
+            values[self.mask_target] = layer.compute_mask(
+                args[0], [values[s] if s is not None else None for s in self.mask_sources])
 
 
 class _Masked:
@@ -196,7 +203,9 @@ class Functional(Model):
         for tensor in self._inputs:
             slots[id(tensor)] = len(slots)
         plan = []
-        with_masks = any(hasattr(node.layer, "compute_mask") for node in self._nodes)
+        # masks flow when a layer makes them (Embedding(mask_zero=True), Masking, ...); merges only combine them
+        with_masks = any(hasattr(node.layer, "compute_mask") and not isinstance(node.layer, Merge)
+                         for node in self._nodes)
         masks: dict[int, int] = {}  # id(tensor) -> slot of its mask, in graphs with mask producers
         mask_slots = iter(range(1 << 20, 1 << 30))  # renumbered below, after the tensors
         for node in self._nodes:
@@ -220,12 +229,20 @@ class Functional(Model):
                 replay = _Replay(map_leaves(to_slot, node.args), map_leaves(to_slot, node.kwargs),
                                  [slots[id(t)] if isinstance(t, SymbolicTensor) else -1  # the spare slot
                                   for t in leaves(node.outputs)])
+                merged = node.args[0] if len(node.args) == 1 and not node.kwargs else None
+                if with_masks and isinstance(merged, (list, tuple)) and hasattr(node.layer, "compute_mask") and \
+                        isinstance(node.outputs, SymbolicTensor) and any(id(t) in masks for t in merged):
+                    replay.mask_sources = [masks.get(id(t)) for t in merged]
+                    replay.mask_target = masks[id(node.outputs)] = next(mask_slots)
                 plan.append((node.layer, None, None, replay))
         renumber = {old: len(slots) + index for index, old in enumerate(sorted(set(masks.values())))}
         for _, _, _, call in plan:
             if isinstance(call, _Masked):
                 call.mask_source = renumber.get(call.mask_source)
                 call.mask_target = renumber.get(call.mask_target)
+            elif isinstance(call, _Replay) and call.mask_target is not None:
+                call.mask_sources = [renumber.get(source) for source in call.mask_sources]
+                call.mask_target = renumber[call.mask_target]
         self._plan = plan
         self._slot_count = len(slots) + len(renumber) + 1  # one spare slot catches non-tensor outputs
         self._input_slots = [slots[id(t)] for t in self._inputs]
