@@ -2,9 +2,9 @@
 
 from deepzen.training.callbacks import (Callback, CallbackError, CSVLogger, EarlyStopping, GradientMonitor, History,
                                         LearningRateScheduler, ModelCheckpoint, ProgressBar, ReduceLROnPlateau,
-                                        TerminateOnNaN, WeightAverage)
+                                        TerminateOnNaN, TimeBudget, WeightAverage)
 from deepzen.training.tensorboard import TensorBoard
 
 __all__ = ["Callback", "CallbackError", "CSVLogger", "EarlyStopping", "GradientMonitor", "History",
            "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TensorBoard",
-           "TerminateOnNaN", "WeightAverage"]
+           "TerminateOnNaN", "TimeBudget", "WeightAverage"]

@@ -35,19 +35,19 @@ import deepzen
 from deepzen.callbacks import Callback
 from deepzen.optimizers import schedules
 from deepzen.recipes import register_recipe, run_file, write_text
-from deepzen.training.callbacks import FollowEpochs, set_learning_rate
+from deepzen.training.callbacks import FollowEpochs, TimeBudget, set_learning_rate
 from deepzen.training.serialization import atomic_write, load_model
 
 _FOREVER = 10 ** 9  # epochs: the time budget or max_steps ends training
 
 
-class TrainingBudget(Callback):
-    """Ends training after ``minutes`` of training time or ``max_steps`` steps and schedules the learning rate.
+class TrainingBudget(TimeBudget):
+    """A :class:`~deepzen.callbacks.TimeBudget` that also schedules the learning rate over the budget.
 
     The rate rises linearly over ``warmup_steps`` and then decays along a cosine from
     ``learning_rate`` to ``min_fraction * learning_rate`` as the budget is used up (progress =
-    the larger of elapsed/budget and steps/max_steps). Time spent in validation is not counted.
-    Each epoch end appends ``(steps, training seconds, loss, val_loss)`` to :attr:`curve`.
+    the larger of elapsed/budget and steps/max_steps). Each epoch end appends
+    ``(steps, training seconds, loss, val_loss)`` to :attr:`curve`.
 
     Args:
         learning_rate: peak learning rate.
@@ -59,56 +59,30 @@ class TrainingBudget(Callback):
 
     def __init__(self, learning_rate: float, minutes: float, max_steps: int = 0, warmup_steps: int = 0,
                  min_fraction: float = 0.1):
-        if minutes <= 0 and max_steps <= 0:
-            raise ValueError(f"TrainingBudget expects minutes > 0 or max_steps > 0. Received: minutes={minutes}, "
-                             f"max_steps={max_steps}")
-        self.learning_rate, self.seconds, self.max_steps = learning_rate, minutes * 60.0, max_steps
-        self.warmup_steps, self.min_fraction = warmup_steps, min_fraction
+        super().__init__(minutes, max_steps)
+        self.learning_rate, self.warmup_steps, self.min_fraction = learning_rate, warmup_steps, min_fraction
         # the cosine runs over the budget's progress in [0, 1]: one "decay step" is the whole budget
         self.decay = schedules.CosineDecay(learning_rate, decay_steps=1, alpha=min_fraction)
         self.curve: list[dict] = []
-        self.start, self.paused, self.steps = time.perf_counter(), 0.0, 0
-
-    @property
-    def training_seconds(self) -> float:
-        return time.perf_counter() - self.start - self.paused
-
-    def progress(self) -> float:
-        by_time = self.training_seconds / self.seconds if self.seconds > 0 else 0.0
-        by_steps = self.steps / self.max_steps if self.max_steps > 0 else 0.0
-        return max(by_time, by_steps)
-
-    def on_train_begin(self, logs=None):
-        self.start, self.paused, self.steps = time.perf_counter(), 0.0, 0
 
     def on_train_batch_begin(self, step, logs=None):
         warmup = min(1.0, (self.steps + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         set_learning_rate(self.model.optimizer, warmup * self.decay(self.progress()))
 
-    def on_train_batch_end(self, step, logs=None):
-        self.steps += 1
-        if self.progress() >= 1.0:
-            self.model.stop_training = True
-
-    def on_test_begin(self, logs=None):
-        self.pause_start = time.perf_counter()
-
-    def on_test_end(self, logs=None):
-        self.paused += time.perf_counter() - self.pause_start
-
     def state_dict(self) -> dict:
         """The steps and training time used and the curve so far: a resumed fit continues the budget and the
         learning-rate schedule where they were."""
-        return {"steps": self.steps, "seconds": self.training_seconds, "curve": [dict(point) for point in self.curve]}
+        return {**super().state_dict(), "curve": [dict(point) for point in self.curve]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.steps, self.curve = int(state["steps"]), [dict(point) for point in state["curve"]]
-        self.start, self.paused = time.perf_counter() - float(state["seconds"]), 0.0
+        super().load_state_dict(state)
+        self.curve = [dict(point) for point in state["curve"]]
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self.curve.append({"steps": self.steps, "seconds": round(self.training_seconds, 1),
                            "loss": logs.get("loss"), "val_loss": logs.get("val_loss")})
+        super().on_epoch_end(epoch, logs)
 
 
 class GeneratorState(Callback):

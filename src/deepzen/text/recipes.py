@@ -8,7 +8,7 @@
   entity F1 (conlleval) of the epoch with the best development F1; ``crf=false`` trains the same
   network with a softmax output.
 
-Sections: shared helpers (length-bucketed batches, a time budget); text classification; sequence
+Sections: shared helpers (length-bucketed batches, a seeded validation split); text classification; sequence
 labeling. Each recipe is a plain function of its config dataclass and a run directory, returning
 its metrics.
 
@@ -32,10 +32,10 @@ import torch
 import deepzen
 from deepzen.data.text import length_buckets
 from deepzen.recipes import register_recipe, run_file, write_text
-from deepzen.training.callbacks import Callback, FollowEpochs
+from deepzen.training.callbacks import FollowEpochs, TimeBudget
 
 
-# == shared by the text recipes: length-bucketed batches, a time budget ======================================
+# == shared by the text recipes: length-bucketed batches, a validation split =================================
 class BucketedBatches:
     """Re-iterable ``(x, y)`` batches of similar-length sequences, each cut to its longest sequence.
 
@@ -121,20 +121,6 @@ def split_off(n: int, fraction: float, seed: int, name: str) -> tuple[np.ndarray
                          f"training; both need at least one")
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[held:]), np.sort(order[:held])
-
-
-class TimeBudget(Callback):
-    """Stops training at the end of the first epoch that ends after ``minutes`` of training."""
-
-    def __init__(self, minutes: float):
-        self.seconds = 60.0 * minutes
-
-    def on_train_begin(self, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if time.perf_counter() - self.started > self.seconds:
-            self.model.stop_training = True
 
 
 def _data_path(value: str) -> str | None:
@@ -483,7 +469,7 @@ def run_conll(config: ConllTaggingConfig, run_dir: Path) -> dict:
     if config.lr_decay:
         callbacks.append(LearningRateScheduler(lambda epoch, lr: config.learning_rate / (1 + config.lr_decay * epoch)))
     if config.max_minutes:
-        callbacks.append(TimeBudget(config.max_minutes))
+        callbacks.append(TimeBudget(config.max_minutes, at_epoch_end=True))
     history = tagger.fit(training, epochs=config.epochs, verbose=config.verbose, callbacks=callbacks)
     seconds = time.perf_counter() - started
     if best.best_weights is not None:

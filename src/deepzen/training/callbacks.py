@@ -671,6 +671,63 @@ class WeightAverage(Callback):
         self.live = None
 
 
+class TimeBudget(Callback):
+    """Ends training once ``minutes`` of training time or ``max_steps`` steps are used up.
+
+    Time spent in validation does not count. Training stops after the step that uses the budget up, or with
+    ``at_epoch_end=True`` at the end of that epoch (so every epoch is whole). :meth:`progress` says how much
+    of the budget is used (schedules over the budget read it), and the steps and time used are in the
+    checkpoints, so a resumed fit continues the budget.
+
+    Args:
+        minutes: training-time budget (0: none).
+        max_steps: step budget (0: none). At least one budget must be set.
+        at_epoch_end: stop at the end of the epoch in which the budget runs out.
+    """
+
+    def __init__(self, minutes: float = 0.0, max_steps: int = 0, at_epoch_end: bool = False):
+        if minutes <= 0 and max_steps <= 0:
+            raise ValueError(f"{type(self).__name__} expects minutes > 0 or max_steps > 0. Received: "
+                             f"minutes={minutes}, max_steps={max_steps}")
+        self.seconds, self.max_steps, self.at_epoch_end = minutes * 60.0, max_steps, at_epoch_end
+        self.start, self.paused, self.steps = time.perf_counter(), 0.0, 0
+
+    @property
+    def training_seconds(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+    def progress(self) -> float:
+        """The share of the budget used: the larger of elapsed/minutes and steps/max_steps (1 or more: spent)."""
+        by_time = self.training_seconds / self.seconds if self.seconds > 0 else 0.0
+        by_steps = self.steps / self.max_steps if self.max_steps > 0 else 0.0
+        return max(by_time, by_steps)
+
+    def on_train_begin(self, logs=None):
+        self.start, self.paused, self.steps = time.perf_counter(), 0.0, 0
+
+    def on_train_batch_end(self, step, logs=None):
+        self.steps += 1
+        if not self.at_epoch_end and self.progress() >= 1.0:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.progress() >= 1.0:
+            self.model.stop_training = True
+
+    def on_test_begin(self, logs=None):
+        self.pause_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.paused += time.perf_counter() - self.pause_start
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "seconds": self.training_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+        self.start, self.paused = time.perf_counter() - float(state["seconds"]), 0.0
+
+
 class FollowEpochs(Callback):
     """Sets a batch source's ``epoch`` to the fit's at each epoch start.
 
