@@ -72,3 +72,30 @@ def test_raccoon_detection_tiny_run(tmp_path):
     assert (metrics["train_images"], metrics["test_images"]) == (160, 40)
     assert all(math.isfinite(metrics[k]) for k in ("test_map", "test_map_50", "test_map_75"))
     assert set(metrics["test_ap_50_per_class"]) <= {"raccoon"}
+
+
+def test_any_coco_folder_trains_with_data(tmp_path):
+    """data= takes another dataset folder: here a COCO one with two classes and an image without objects."""
+    folder = tmp_path / "shapes"
+    rng = np.random.default_rng(0)
+    images, annotations = [], []
+    for split, count in (("train", 6), ("val", 3)):
+        (folder / split).mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 60, (48, 64, 3), dtype=np.uint8)
+            objects = [] if i == 0 else [(1, (8, 8, 30, 40)), (2, (36, 10, 60, 30))]
+            for category, (x1, y1, x2, y2) in objects:
+                pixels[y1:y2, x1:x2] = 200 if category == 1 else 120
+                annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": category,
+                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": 1, "iscrowd": 0})
+            Image.fromarray(pixels).save(folder / split / f"{i}.png")
+            images.append({"id": i + 1, "file_name": f"{i}.png", "height": 48, "width": 64})
+        (folder / "annotations").mkdir(exist_ok=True)
+        (folder / "annotations" / f"instances_{split}.json").write_text(json.dumps(
+            {"images": images, "annotations": annotations,
+             "categories": [{"id": 1, "name": "bright"}, {"id": 2, "name": "dim"}]}))
+        images, annotations = [], []
+    run = Run.create("raccoon-detection", {"data": str(folder), "image_size": 64, "epochs": 1, **TINY}, tmp_path / "run")
+    metrics = run.execute()
+    assert (metrics["train_images"], metrics["test_images"]) == (6, 3)
+    assert json.loads((run.path / MODEL_FILE).read_text())["class_names"] == ["bright", "dim"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
@@ -77,16 +77,17 @@ def draw_detections(image: Image.Image, detections: dict[str, np.ndarray], class
     picture = image.convert("RGB")
     draw = ImageDraw.Draw(picture)
     line = max(1, round(min(picture.size) / 200))
+    font = ImageFont.load_default(size=max(10, min(picture.size) // 30))  # labels readable on large photos
     for box, score, label in zip(detections["boxes"], detections["scores"], detections["labels"]):
         x1, y1, x2, y2 = (float(v) * scale[i % 2] for i, v in enumerate(box))
         colour = COLOURS[int(label) % len(COLOURS)]
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=line)
         text = f"{class_names[int(label)]} {float(score):.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), text)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         height = bottom - top + 4
         label_top = y1 - height if y1 >= height else y1  # above the box, or inside it at the image's top edge
         draw.rectangle([x1, label_top, x1 + right - left + 4, label_top + height], fill=colour)
-        draw.text((x1 + 2, label_top + 1), text, fill="white")
+        draw.text((x1 + 2, label_top + 1 - top), text, fill="white", font=font)
     return picture
 
 
