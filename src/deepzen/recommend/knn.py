@@ -593,7 +593,8 @@ class KNN(Recommender):
             kth = chosen.topk(self.k, dim=1, sorted=False).values.amin(1, keepdim=True)  # (B, 1)
             taken = chosen >= kth  # (B, W) k of them, or more where several equal the k-th
             surplus = taken.sum(1, dtype=torch.int32) > self.k
-            tied_rows = torch.nonzero(surplus & (kth[:, 0] > 0)).squeeze(1)  # ties among voters: the rule decides
+            # Rows with a tie at the k-th place among voters (similarity > 0): the rule decides who votes.
+            tied_rows = torch.nonzero(surplus & (kth[:, 0] > 0)).squeeze(1)  # host sync: once per chunk
             if len(tied_rows):
                 some, some_kth = chosen[tied_rows], kth[tied_rows]  # (T, W), (T, 1)
                 above, tied = some > some_kth, some == some_kth
