@@ -4,8 +4,10 @@ in the same run, interleaved round by round.
 
 Each server runs in its own process on 127.0.0.1 with a free port and serves the same model file;
 ``--concurrency`` client threads of this process send ``--requests`` single-sample ``POST /predict``
-requests in all over keep-alive connections (default: 8 clients x 250 requests). Every answer is
-compared with the model's own output for the same sample (max abs difference <= 1e-4).
+requests in all over keep-alive connections (default: 8 clients x 250 requests), with a minimal
+HTTP/1.1 client (prepared request bytes, answers read by Content-Length) so that the clients take
+little of the CPU they share with the server. Every answer is compared with the model's own output
+for the same sample (max abs difference <= 1e-4).
 
 The old server's code is not kept in the package: it is read from git (``git show
 OLD_SERVER_COMMIT:src/deepzen/serving.py``) into a temporary module when the benchmark runs.
@@ -19,10 +21,10 @@ Prints one line per round and server, a summary with medians, and, last, one JSO
 from __future__ import annotations
 
 import argparse
-import http.client
 import itertools
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -97,6 +99,44 @@ class ServerProcess:
 
 
 # -- the clients ------------------------------------------------------------------------------------------
+class KeepAliveConnection:
+    """A minimal HTTP/1.1 client on one keep-alive connection (a load generator's, like wrk's): requests are
+    sent as prepared bytes and answers read by their Content-Length, so the clients, which share the
+    machine with the server, spend little CPU per request."""
+
+    def __init__(self, port: int, timeout: float):
+        self.socket = socket.create_connection((LOOPBACK, port), timeout=timeout)
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    @staticmethod
+    def request(body: bytes) -> bytes:
+        return (b"POST /predict HTTP/1.1\r\nHost: " + LOOPBACK.encode() + b"\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    def post(self, request: bytes) -> tuple[int, bytes]:
+        """Sends one prepared request; returns the answer's status and body."""
+        self.socket.sendall(request)
+        while b"\r\n\r\n" not in self.buffer:
+            self._receive()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = next(int(line.split(b":", 1)[1]) for line in lines[1:] if line.lower().startswith(b"content-length:"))
+        while len(self.buffer) < length:
+            self._receive()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(lines[0].split()[1]), body
+
+    def _receive(self) -> None:
+        chunk = self.socket.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
+
+    def close(self) -> None:
+        self.socket.close()
+
+
 def load_test(port: int, pool: np.ndarray, expected: np.ndarray, requests: int, concurrency: int,
               max_seconds: float) -> dict:
     """``requests`` single-sample requests from ``concurrency`` keep-alive clients; the report as a dict."""
@@ -106,10 +146,11 @@ def load_test(port: int, pool: np.ndarray, expected: np.ndarray, requests: int, 
     latencies: list[float] = []
     statuses: Counter = Counter()
     outcome: Counter = Counter()
-    bodies = [json.dumps({"inputs": [sample]}) for sample in pool.tolist()]  # encoded before the clock starts
+    requests_bytes = [KeepAliveConnection.request(json.dumps({"inputs": [sample]}).encode())
+                      for sample in pool.tolist()]  # encoded before the clock starts
 
     def client() -> None:
-        connection = http.client.HTTPConnection(LOOPBACK, port, timeout=max_seconds)
+        connection = KeepAliveConnection(port, max_seconds)
         while time.monotonic() < deadline:
             with lock:
                 ticket = next(tickets)
@@ -118,14 +159,12 @@ def load_test(port: int, pool: np.ndarray, expected: np.ndarray, requests: int, 
             row = ticket % len(pool)
             started = time.perf_counter()
             try:
-                connection.request("POST", "/predict", body=bodies[row], headers={"Content-Type": "application/json"})
-                response = connection.getresponse()
-                answer = json.loads(response.read())
-                status = response.status
-            except (OSError, http.client.HTTPException, json.JSONDecodeError) as error:
+                status, body = connection.post(requests_bytes[row])
+                answer = json.loads(body)
+            except (OSError, ValueError) as error:
                 status = type(error).__name__
                 connection.close()
-                connection = http.client.HTTPConnection(LOOPBACK, port, timeout=max_seconds)
+                connection = KeepAliveConnection(port, max_seconds)
             elapsed = time.perf_counter() - started
             correct = status == 200 and np.abs(np.asarray(answer["outputs"][0]) - expected[row]).max() <= TOLERANCE
             with lock:
@@ -138,18 +177,20 @@ def load_test(port: int, pool: np.ndarray, expected: np.ndarray, requests: int, 
         connection.close()
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
-    started = time.perf_counter()
+    started, client_cpu = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=max(deadline - time.monotonic(), 0) + 10)
     seconds = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu  # this process's CPU: the clients' share of the machine
     milliseconds = np.asarray(latencies) * 1000
     percentile = (lambda q: round(float(np.percentile(milliseconds, q)), 3)) if len(latencies) else (lambda q: None)
     return {"sent": outcome["sent"], "answered": outcome["answered"], "correct": outcome["correct"],
             "wrong": outcome["wrong"], "lost": outcome["sent"] - outcome["answered"],
             "stuck_clients": sum(thread.is_alive() for thread in threads), "statuses": dict(statuses),
             "seconds": round(seconds, 3), "throughput_rps": round(outcome["answered"] / seconds, 1),
+            "client_cpu_ms_per_request": round(1000 * client_cpu / max(outcome["sent"], 1), 3),
             "latency_ms": {"p50": percentile(50), "p90": percentile(90), "p99": percentile(99),
                            "max": round(float(milliseconds.max()), 3) if len(latencies) else None}}
 

@@ -298,7 +298,7 @@ def test_requests_over_the_concurrency_limit_or_the_timeout_get_503(small_model)
         first = []
         thread = threading.Thread(target=lambda: first.append(test_client.post("/predict", json={"inputs": [SAMPLE]})))
         thread.start()
-        while not test_client.app.in_flight:
+        while not test_client.app.state.in_flight:
             time.sleep(0.002)
         busy = test_client.post("/predict", json={"inputs": [SAMPLE]})
         thread.join(timeout=30)
@@ -321,6 +321,7 @@ def test_metrics_count_requests_by_status_with_a_latency_histogram(tensor_client
     buckets = [int(n) for n in re.findall(r'deepzen_request_seconds_bucket\{le="[^"]+"\} (\d+)', text)]
     assert buckets == sorted(buckets) and buckets[-1] == sum(counts.values())  # cumulative; +Inf counts them all
     assert "deepzen_batch_samples_sum 3" in text and "deepzen_batch_samples_count 2" in text
+    assert "\ndeepzen_requests_in_flight 1\n" in text  # the /metrics request itself
 
 
 def test_settings_refuse_unsafe_values():

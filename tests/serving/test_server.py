@@ -73,6 +73,12 @@ def test_a_chunked_body_over_the_limit_is_refused(real_server):
     assert status == 413 and "over the limit of 100000 bytes" in answer["error"]
 
 
+def in_flight(url: str) -> int:
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return int(text.split("\ndeepzen_requests_in_flight ")[1].split()[0])
+
+
 def test_deepzen_serve_finishes_the_request_in_flight_on_sigterm(digits_run):
     from deepzen.training.serialization import load_model
 
@@ -92,7 +98,8 @@ def test_deepzen_serve_finishes_the_request_in_flight_on_sigterm(digits_run):
         sender = threading.Thread(target=lambda: answers.append(urllib.request.urlopen(request, timeout=30).read()))
         started = time.monotonic()
         sender.start()
-        time.sleep(0.5)  # the request waits in its batch for 1.5 s
+        while in_flight(url) < 2:  # the /metrics request itself, and the prediction waiting in its batch for 1.5 s
+            time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
         sender.join(timeout=30)
         out, err = process.communicate(timeout=30)

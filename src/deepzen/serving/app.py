@@ -88,6 +88,7 @@ class ServerState:
         self.servable, self.settings = servable, servable.settings
         self.metrics = Metrics()
         self.batcher: MicroBatcher | None = None  # set while the app runs (between startup and shutdown)
+        self.in_flight = 0  # requests the guard is handling now
 
 
 def create_app(servable: Servable) -> Any:
@@ -133,7 +134,7 @@ def create_app(servable: Servable) -> Any:
     @app.get("/metrics", response_class=Response, summary="Prometheus metrics",
              responses={200: {"content": {METRICS_TYPE.split(";")[0]: {"schema": {"type": "string"}}}}})
     async def metrics():
-        return Response(state.metrics.render(), media_type=METRICS_TYPE)
+        return Response(state.metrics.render(state.in_flight), media_type=METRICS_TYPE)
 
     @app.get("/ui", response_class=HTMLResponse, summary="A page to try the model")
     async def ui():
@@ -238,7 +239,6 @@ class Guard:
         self.app, self.state = app, state
         self.settings = state.settings
         self.key = state.settings.api_key.encode() if state.settings.api_key else None
-        self.in_flight = 0
         self._paths: dict[str, list[str]] | None = None
 
     @property
@@ -291,8 +291,8 @@ class Guard:
         if length is not None and int(length) > self.settings.max_body_bytes:
             return error_response(413, f"The body is {int(length)} bytes; the limit is {self.settings.max_body_bytes} "
                                   f"bytes. Send fewer samples per request")
-        if self.in_flight >= self.settings.max_connections:
-            return error_response(503, f"The server is busy: {self.in_flight} requests in flight (the limit is "
+        if self.state.in_flight >= self.settings.max_connections:
+            return error_response(503, f"The server is busy: {self.state.in_flight} requests in flight (the limit is "
                                   f"{self.settings.max_connections}). Retry shortly")
         return None
 
@@ -328,7 +328,7 @@ class Guard:
                 started[0] = True
             await send(message)
 
-        self.in_flight += 1
+        self.state.in_flight += 1
         try:
             call = self._predict(scope, receive_limited, send_tracked) if direct else \
                 self.app(scope, receive_limited, send_tracked)
@@ -338,7 +338,7 @@ class Guard:
                 await error_response(503, f"The request did not finish within {self.settings.request_timeout:g} s "
                                      "(the request timeout)")(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            self.state.in_flight -= 1
 
     async def _predict(self, scope, receive, send) -> None:
         try:

@@ -59,8 +59,11 @@ class Metrics:
         self.requests[(path, status)] += 1
         self.latency.observe(seconds)
 
-    def render(self) -> str:
-        lines = ["# HELP deepzen_requests_total HTTP requests answered, by path and status.",
+    def render(self, in_flight: int = 0) -> str:
+        """The metrics as Prometheus text; ``in_flight``: the requests being handled now (this one included)."""
+        lines = ["# HELP deepzen_requests_in_flight Requests being handled now, this one included.",
+                 "# TYPE deepzen_requests_in_flight gauge", f"deepzen_requests_in_flight {in_flight}",
+                 "# HELP deepzen_requests_total HTTP requests answered, by path and status.",
                  "# TYPE deepzen_requests_total counter"]
         for (path, status), count in sorted(self.requests.items()):
             lines.append(f'deepzen_requests_total{{path="{_escape(path)}",status="{status}"}} {count}')
