@@ -426,8 +426,8 @@ class BaseDepthwiseConv(BaseConv):
     when the layer learns ``C_in`` on its first call.
 
     Args:
-        kernel_size, strides, padding, dilation_rate, activation, use_bias, bias_initializer,
-            bias_regularizer, activity_regularizer: as in :class:`BaseConv`.
+        kernel_size, strides, padding, dilation_rate, activation, use_bias: as in :class:`BaseConv`.
+        bias_initializer, bias_regularizer, activity_regularizer: as in :class:`BaseConv`.
         depth_multiplier: output channels per input channel.
         depthwise_initializer / depthwise_regularizer: for the kernel.
 
