@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 SHARED_DATA := $(wildcard ../shared/data)
 
-.PHONY: setup demo test bench-deps clean
+.PHONY: setup demo test docs bench-deps clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ demo: setup
 
 test: setup
 	DEEPZEN_DATA=$${DEEPZEN_DATA:-$(SHARED_DATA)} $(PY) -m pytest -q
+
+# The documentation site (mkdocs-material + mkdocstrings, in the test extra) into site/; warnings fail it.
+docs: setup
+	$(VENV)/bin/mkdocs build --strict
 
 # Peers for side-by-side benchmarks (Keras 3, Lightning, scikit-surprise, stable-baselines3); never runtime deps.
 bench-deps: setup
