@@ -38,12 +38,25 @@ def as_images(images: Any) -> torch.Tensor:
     return images
 
 
-def as_targets(targets: Any, count: int) -> torch.Tensor:
-    """(N, M, 5) padded ``x1, y1, x2, y2, class`` rows, checked: one row set per image, class -1 = padding."""
+def as_targets(targets: Any, count: int, num_classes: int | None = None) -> torch.Tensor:
+    """(N, M, 5) padded ``x1, y1, x2, y2, class`` rows, checked: one row set per image, class -1 = padding,
+    other classes in ``[0, num_classes)``, and every real box with ``x2 > x1`` and ``y2 > y1``."""
     targets = torch.as_tensor(targets, dtype=torch.float32)
     if targets.dim() != 3 or targets.shape[-1] != 5 or len(targets) != count:
         raise ValueError(f"Expected targets (N={count}, M, 5): x1, y1, x2, y2, class per row, class -1 for padding. "
                          f"Received: shape {tuple(targets.shape)}")
+    classes = targets[..., 4]
+    real = classes >= 0
+    bad_class = (classes != classes.round()) | (classes < -1)
+    if num_classes is not None:
+        bad_class |= classes >= num_classes
+    degenerate = real & ((targets[..., 2] <= targets[..., 0]) | (targets[..., 3] <= targets[..., 1])
+                         | ~torch.isfinite(targets[..., :4]).all(-1))
+    for problem, expected in ((bad_class, f"a class id in [0, {num_classes}) or -1 for padding"),
+                              (degenerate, "x2 > x1 and y2 > y1 (finite)")):
+        if problem.any():
+            image, row = (int(v) for v in problem.nonzero()[0])
+            raise ValueError(f"targets[{image}, {row}] = {targets[image, row].tolist()}: expected {expected}")
     return targets
 
 
@@ -70,7 +83,7 @@ def fit_detector(model: SSD, images: Any, targets: Any, *, epochs: int, batch_si
         ``seconds``, ``images_per_second``).
     """
     images = as_images(images)
-    targets = as_targets(targets, len(images))
+    targets = as_targets(targets, len(images), model.num_classes)
     loss = loss if loss is not None else MultiboxLoss(model.anchors)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(images) / batch_size)
