@@ -101,7 +101,7 @@ TINY: dict[str, Tiny] = {
     "multi30k-transformer": Tiny(TRANSLATOR, epoch_keys=(), interrupt=True),
     "multi30k-gru-attention": Tiny(TRANSLATOR, epoch_keys=(), interrupt=True),
     "mnist-segmentation": Tiny({"train_scenes": 32, "test_scenes": 8, "filters": 2, "depth": 2, "batch_size": 16,
-                                "verbose": 0}),
+                                "pretrain_samples": 128, "verbose": 0}),
     "moving-mnist-video": Tiny({"train_clips": 16, "test_clips": 8, "frames": 8, "filters": 2, "batch_size": 8,
                                 "verbose": 0}),
 }

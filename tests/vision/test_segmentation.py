@@ -97,7 +97,7 @@ def test_recipe_trains_saves_and_predicts_an_overlay_through_the_cli(real_datase
     assert "mnist-segmentation" in RECIPES and RECIPES.get("mnist-segmentation").predictor is not None
     run = tmp_path / "run"
     settings = ["train_scenes=64", "test_scenes=16", "epochs=1", "filters=4", "depth=2", "batch_size=16",
-                "verbose=0"]
+                "pretrain_samples=256", "verbose=0"]
     assert cli.main(["train", "mnist-segmentation", "--run-dir", str(run),
                      *[item for pair in settings for item in ("--set", pair)]]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
@@ -122,3 +122,15 @@ def test_recipe_trains_saves_and_predicts_an_overlay_through_the_cli(real_datase
     np.testing.assert_array_equal(written, overlay(np.asarray(grey), mask))
     assert cli.main(["predict", str(run), str(tmp_path / "missing.png")]) == 2
     assert "No image at" in capsys.readouterr().err
+
+
+def test_encoder_classifier_shares_the_unets_encoder():
+    model = unet(11, (1, 64, 64), filters=4, depth=3)
+    classifier = segmentation.encoder_classifier(model, 10, (1, 28, 28))
+    assert classifier(torch.rand(2, 1, 28, 28) * 255).shape == (2, 10)
+    shared = {id(p) for p in model.parameters()} & {id(p) for p in classifier.parameters()}
+    encoder = [p for name, p in model.named_parameters() if "down" in name or "bottleneck" in name]
+    assert shared == {id(p) for p in encoder} and encoder  # every encoder weight, nothing of the decoder
+    with torch.no_grad():
+        model.get_layer("down1_conv1").weight.add_(1.0)  # a change through the U-Net is the classifier's too
+    assert any(p is model.get_layer("down1_conv1").weight for p in classifier.parameters())

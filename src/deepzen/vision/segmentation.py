@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepzen.layers import (Activation, BatchNormalization, Concatenate, Conv2D, Conv2DTranspose, Input, MaxPooling2D,
-                            Permute, Rescaling)
+from deepzen.layers import (Activation, BatchNormalization, Concatenate, Conv2D, Conv2DTranspose, Dense,
+                            GlobalAveragePooling2D, Input, MaxPooling2D, Permute, Rescaling)
 from deepzen.models import Model
 
 PALETTE = np.array([
@@ -90,6 +90,39 @@ def unet(num_classes: int, input_shape: tuple[int, int, int] = (1, 64, 64), *, f
     x = Conv2D(num_classes, 1, name="classifier")(x)                    # (N, C, H, W)
     outputs = Permute((2, 3, 1), name="classes_last")(x)                # (N, H, W, C)
     return Model(inputs, outputs, name=name or ("unet" if skips else "fcn"))
+
+
+def encoder_classifier(model: Model, num_classes: int, input_shape: tuple[int, int, int]) -> Model:
+    """An image classifier built on the encoder of a :func:`unet` model, sharing its layers and weights.
+
+    The input goes through the U-Net's rescaling, down blocks and bottleneck, then a global average
+    and a new dense layer. Training it on labelled images (MNIST's digits for the digit scenes)
+    teaches the encoder what the classes look like, which per-pixel labels teach slowly: the
+    segmentation network starts from those weights, as U-Nets start from ImageNet encoders.
+
+    Args:
+        model: a :func:`unet` model.
+        num_classes: the classifier's classes.
+        input_shape: ``(channels, height, width)`` of its images (channels as the U-Net's).
+
+    Returns:
+        ``(N, *input_shape)`` -> ``(N, num_classes)`` logits.
+    """
+    inputs = Input(tuple(input_shape), name="classifier_image")
+    x = model.get_layer("rescale")(inputs)
+    blocks = [f"down{level}" for level in range(1, 100) if _has_layer(model, f"down{level}_conv1")] + ["bottleneck"]
+    for block in blocks:
+        for index in (1, 2):
+            for part in ("conv", "bn", "relu"):
+                x = model.get_layer(f"{block}_{part}{index}")(x)
+        if block != "bottleneck":
+            x = model.get_layer(f"pool{block[4:]}")(x)
+    x = GlobalAveragePooling2D(name="classifier_pool")(x)
+    return Model(inputs, Dense(num_classes, name="classifier_logits")(x), name=f"{model.name}_encoder_classifier")
+
+
+def _has_layer(model: Model, name: str) -> bool:
+    return any(getattr(module, "name", None) == name for module in model.modules())
 
 
 def colour_mask(mask: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import deepzen
 from deepzen.data.mask_scenes import CLASS_NAMES, NUM_CLASSES, load_mask_scenes
 from deepzen.metrics import MeanIoU
 from deepzen.recipes import register_recipe, run_file, write_text
-from deepzen.vision.segmentation import overlay, unet
+from deepzen.vision.segmentation import encoder_classifier, overlay, unet
 
 
 @dataclass
@@ -32,6 +32,8 @@ class SegmentationConfig:
     depth: int = 3  # poolings and transposed-convolution up-samplings
     skips: bool = True  # U-Net skip connections; false: a plain FCN decoder
     loss: str = "crossentropy+dice"  # "crossentropy", "dice", "jaccard", or "crossentropy+dice"
+    pretrain_epochs: int = 1  # first train the encoder as a digit classifier on MNIST's 28x28 training images (0: no)
+    pretrain_samples: int = 0  # training images for that (0: all 60,000; the scenes' digits come from the same set)
     epochs: int = 12
     batch_size: int = 32
     learning_rate: float = 3e-3
@@ -56,6 +58,23 @@ def segmentation_loss(name: str):
 
     summed_loss.__name__ = name.replace("+", "_plus_")
     return summed_loss
+
+
+def pretrain_encoder(model, config: SegmentationConfig) -> None:
+    """Trains the U-Net's encoder as a digit classifier on MNIST's training images (see
+    :func:`deepzen.vision.segmentation.encoder_classifier`): per-pixel labels teach a network what each
+    digit looks like slowly, image labels fast."""
+    from deepzen.data.images import load_mnist
+
+    images, labels, _, _ = load_mnist(config.data)
+    count = config.pretrain_samples or len(images)
+    order = np.random.default_rng(config.seed).permutation(len(images))[:count]
+    classifier = encoder_classifier(model, 10, (model.input_spec.shape[0], *images.shape[1:]))
+    classifier.compile(optimizer=deepzen.optimizers.Adam(learning_rate=config.learning_rate),
+                       loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True),
+                       metrics=["accuracy"])
+    x = np.repeat(images[order, None].astype(np.float32), model.input_spec.shape[0], axis=1)  # (N, C, 28, 28)
+    classifier.fit(x, labels[order], batch_size=128, epochs=config.pretrain_epochs, verbose=config.verbose)
 
 
 def mean_iou(model, x: np.ndarray, masks: np.ndarray, num_classes: int = NUM_CLASSES,
@@ -84,6 +103,8 @@ def mnist_segmentation(config: SegmentationConfig, run_dir: Path) -> dict:
                                                         test_scenes=config.test_scenes, seed=config.seed)
     x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)  # pixels 0..255; the model rescales
     model = unet(NUM_CLASSES, x_train.shape[1:], filters=config.filters, depth=config.depth, skips=config.skips)
+    if config.pretrain_epochs:
+        pretrain_encoder(model, config)
     model.compile(optimizer=deepzen.optimizers.Adam(learning_rate=config.learning_rate),
                   loss=segmentation_loss(config.loss), metrics=[MeanIoU(num_classes=NUM_CLASSES)])
     history = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
