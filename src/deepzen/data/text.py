@@ -225,3 +225,86 @@ def length_buckets(lengths: Sequence[int], batch_size: int, *, shuffle: bool = T
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+class BucketedBatches:
+    """Re-iterable ``(x, y)`` batches of similar-length sequences, each cut to its longest sequence.
+
+    Sentences vary in length (CoNLL-2003: 1 to 124 tokens); batching them at random pads every
+    batch to nearly the longest sentence. Here sequences are grouped by length
+    (:func:`deepzen.data.text.length_buckets`, a new random grouping and order every epoch) and
+    each batch is sliced to its own longest sequence, so the work per step follows the real
+    tokens. Pass an instance to ``Model.fit`` / ``evaluate`` as ``x`` (with no ``y``).
+
+    The tensors stay where they are (move them to the device first); a batch is one
+    ``index_select`` per tensor. Lengths are read once, on the host, at construction.
+
+    Args:
+        x: a padded (N, T, ...) long tensor, or a tuple of them (e.g. words (N, T) and chars
+            (N, T, W)); padding is ``pad_value`` and at the end of each axis (post-padding). Every axis
+            after the first is cut to the batch's longest extent along it.
+        y: targets: (N,) class ids, or (N, T) tags cut like the first input, or (N, T') target
+            sequences padded with ``y_pad_value`` and cut to their own longest extent.
+        batch_size: sequences per batch.
+        shuffle: draw a new grouping and batch order every epoch (False: shortest batches first).
+        seed: seed of the first epoch's order (the next epochs use seed + 1, seed + 2, ...).
+        pad_value: the padding id of ``x``.
+        y_pad_value: the padding of sequence targets that have lengths of their own (translation's
+            ``target_out``); None: ``y`` is cut like the first input.
+        by: what groups the sequences: "x" (the first input's lengths) or "y" (the targets' lengths,
+            with ``y_pad_value``).
+    """
+
+    def __init__(self, x: torch.Tensor | Sequence[torch.Tensor], y: torch.Tensor, batch_size: int = 32,
+                 *, shuffle: bool = True, seed: int = 0, pad_value: int = 0, y_pad_value: int | None = None,
+                 by: str = "x"):
+        self.x = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+        self.single_input = not isinstance(x, (tuple, list))
+        self.y = y
+        n = self.x[0].shape[0]
+        if any(t.shape[0] != n for t in self.x) or y.shape[0] != n:
+            raise ValueError(f"BucketedBatches expects inputs and targets with one number of sequences. Received: "
+                             f"x {[tuple(t.shape) for t in self.x]} and y {tuple(y.shape)}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"BucketedBatches expects batch_size >= 1. Received: batch_size={batch_size!r}")
+        if by not in ("x", "y") or by == "y" and y_pad_value is None:
+            raise ValueError(f"BucketedBatches expects by='x', or by='y' with a y_pad_value. Received: by={by!r}, "
+                             f"y_pad_value={y_pad_value!r}")
+        # extents[i][:, a - 1]: how far sequence n reaches along axis a of input i (its unpadded size).
+        self.extents = [_extents(t != pad_value) for t in self.x]
+        self.y_extents = _extents(y != y_pad_value) if y_pad_value is not None else None
+        self.lengths = (self.y_extents if by == "y" else self.extents[0])[:, 0]
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        order = length_buckets(self.lengths, self.batch_size, shuffle=self.shuffle, seed=self.seed + self.epoch)
+        self.epoch += 1
+        for indices in order:
+            index = torch.from_numpy(indices).to(self.x[0].device)
+            inputs = tuple(_cut(t, extents[indices].max(0)).index_select(0, index)
+                           for t, extents in zip(self.x, self.extents))
+            if self.y_extents is not None:
+                y = _cut(self.y, self.y_extents[indices].max(0)).index_select(0, index.to(self.y.device))
+            else:
+                y = self.y.index_select(0, index.to(self.y.device))
+                y = y[:, :inputs[0].shape[1]] if y.dim() > 1 else y
+            yield inputs[0] if self.single_input else inputs, y
+
+
+def _extents(present: torch.Tensor) -> np.ndarray:
+    """(N, A) for a (N, d_1, ..., d_A) bool tensor: per sample, 1 + the last index along each axis holding a True."""
+    extents = []
+    for axis in range(1, present.dim()):
+        along = present.movedim(axis, -1).reshape(len(present), -1, present.shape[axis]).any(1)  # (N, d_axis)
+        positions = torch.arange(1, present.shape[axis] + 1, device=present.device)
+        extents.append((along * positions).amax(-1))
+    return torch.stack(extents, 1).cpu().numpy()  # host sync: once
+
+
+def _cut(tensor: torch.Tensor, sizes: np.ndarray) -> torch.Tensor:
+    """``tensor[:, :sizes[0], :sizes[1], ...]`` (a view), at least 1 along every axis."""
+    return tensor[(slice(None), *(slice(0, max(int(size), 1)) for size in sizes))]

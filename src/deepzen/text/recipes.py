@@ -8,7 +8,7 @@
   entity F1 (conlleval) of the epoch with the best development F1; ``crf=false`` trains the same
   network with a softmax output.
 
-Sections: shared helpers (length-bucketed batches, a seeded validation split); text classification; sequence
+Sections: a shared helper (a seeded validation split); text classification; sequence
 labeling. Each recipe is a plain function of its config dataclass and a run directory, returning
 its metrics.
 
@@ -30,82 +30,12 @@ import numpy as np
 import torch
 
 import deepzen
-from deepzen.data.text import length_buckets
+from deepzen.data.text import BucketedBatches
 from deepzen.recipes import register_recipe, run_file, write_text
 from deepzen.training.callbacks import FollowEpochs, TimeBudget
 
 
-# == shared by the text recipes: length-bucketed batches, a validation split =================================
-class BucketedBatches:
-    """Re-iterable ``(x, y)`` batches of similar-length sequences, each cut to its longest sequence.
-
-    Sentences vary in length (CoNLL-2003: 1 to 124 tokens); batching them at random pads every
-    batch to nearly the longest sentence. Here sequences are grouped by length
-    (:func:`deepzen.data.text.length_buckets`, a new random grouping and order every epoch) and
-    each batch is sliced to its own longest sequence, so the work per step follows the real
-    tokens. Pass an instance to ``Model.fit`` / ``evaluate`` as ``x`` (with no ``y``).
-
-    The tensors stay where they are (move them to the device first); a batch is one
-    ``index_select`` per tensor. Lengths are read once, on the host, at construction.
-
-    Args:
-        x: a padded (N, T, ...) long tensor, or a tuple of them (e.g. words (N, T) and chars
-            (N, T, W)); padding is ``pad_value`` and at the end of each axis (post-padding). The first
-            tensor's axis 1 gives the sequence lengths. Every axis after the first is cut to the
-            batch's longest extent along it.
-        y: targets: (N,) class ids, or (N, T) tags cut like the sequences.
-        batch_size: sequences per batch.
-        shuffle: draw a new grouping and batch order every epoch (False: shortest batches first).
-        seed: seed of the first epoch's order (the next epochs use seed + 1, seed + 2, ...).
-        pad_value: the padding id of ``x``.
-    """
-
-    def __init__(self, x: torch.Tensor | Sequence[torch.Tensor], y: torch.Tensor, batch_size: int = 32,
-                 *, shuffle: bool = True, seed: int = 0, pad_value: int = 0):
-        self.x = tuple(x) if isinstance(x, (tuple, list)) else (x,)
-        self.single_input = not isinstance(x, (tuple, list))
-        self.y = y
-        n = self.x[0].shape[0]
-        if any(t.shape[0] != n for t in self.x) or y.shape[0] != n:
-            raise ValueError(f"BucketedBatches expects inputs and targets with one number of sequences. Received: "
-                             f"x {[tuple(t.shape) for t in self.x]} and y {tuple(y.shape)}")
-        if batch_size < 1:
-            raise ValueError(f"BucketedBatches expects batch_size >= 1. Received: batch_size={batch_size}")
-        # extents[i][:, a - 1]: how far sequence n reaches along axis a of input i (its unpadded size).
-        self.extents = [_extents(t != pad_value) for t in self.x]
-        self.lengths = self.extents[0][:, 0]
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
-
-    def __iter__(self):
-        order = length_buckets(self.lengths, self.batch_size, shuffle=self.shuffle, seed=self.seed + self.epoch)
-        self.epoch += 1
-        for indices in order:
-            index = torch.from_numpy(indices).to(self.x[0].device)
-            inputs = tuple(_cut(t, extents[indices].max(0)).index_select(0, index)
-                           for t, extents in zip(self.x, self.extents))
-            y = self.y.index_select(0, index.to(self.y.device))
-            yield inputs[0] if self.single_input else inputs, (y[:, :inputs[0].shape[1]] if y.dim() > 1 else y)
-
-
-def _extents(present: torch.Tensor) -> np.ndarray:
-    """(N, A) for a (N, d_1, ..., d_A) bool tensor: per sample, 1 + the last index along each axis holding a True."""
-    extents = []
-    for axis in range(1, present.dim()):
-        along = present.movedim(axis, -1).reshape(len(present), -1, present.shape[axis]).any(1)  # (N, d_axis)
-        positions = torch.arange(1, present.shape[axis] + 1, device=present.device)
-        extents.append((along * positions).amax(-1))
-    return torch.stack(extents, 1).cpu().numpy()  # host sync: once
-
-
-def _cut(tensor: torch.Tensor, sizes: np.ndarray) -> torch.Tensor:
-    """``tensor[:, :sizes[0], :sizes[1], ...]`` (a view), at least 1 along every axis."""
-    return tensor[(slice(None), *(slice(0, max(int(size), 1)) for size in sizes))]
-
-
+# == shared by the text recipes: a validation split ==========================================================
 def split_off(n: int, fraction: float, seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random split of ``range(n)``: (the kept indices, the ``fraction`` held out), each sorted.
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from deepzen import initializers
-from deepzen.data.text import length_buckets, pad_ids
+from deepzen.data.text import BucketedBatches, pad_ids
 from deepzen.layers import (GRU, LSTM, AdditiveAttention, Attention, Dense, Dropout, Embedding, PositionalEncoding,
                             TransformerDecoder, TransformerEncoder)
 from deepzen.text.decoding import beam_search, greedy_search
@@ -74,48 +74,25 @@ def teacher_forcing_tensors(source_ids: Sequence[Sequence[int]], target_ids: Seq
     return source, target_in, target_out
 
 
-class ParallelBatches:
-    """Re-iterable ``((source, target_in), target_out)`` batches of similar-length sentence pairs.
+class ParallelBatches(BucketedBatches):
+    """Re-iterable ``((source, target_in), target_out)`` batches of similar-length sentence pairs: the
+    length-bucketed batcher (:class:`deepzen.data.text.BucketedBatches`) grouping pairs by target length.
 
-    Pairs are grouped by target length (:func:`deepzen.data.text.length_buckets`; a new grouping
-    and batch order every epoch) and each tensor is cut to the batch's longest sequence, so a step
-    costs what its real tokens cost. Pass an instance to ``Model.fit`` / ``evaluate`` as ``x``.
+    Each tensor is cut to the batch's longest sequence, so a step costs what its real tokens cost; a new
+    grouping and batch order every epoch. Pass an instance to ``Model.fit`` / ``evaluate`` as ``x``.
 
     Args:
         source, target_in, target_out: the tensors of :func:`teacher_forcing_tensors`.
         batch_size: pairs per batch.
         shuffle: a new random grouping every epoch (False: shortest batches first, always the same).
         seed: seed of the first epoch (then seed + 1, seed + 2, ...).
-        pad_index: the padding id of ``source``.
+        pad_index: the padding id of ``source`` and ``target_in``.
     """
 
     def __init__(self, source: torch.Tensor, target_in: torch.Tensor, target_out: torch.Tensor,
                  batch_size: int = 64, *, shuffle: bool = True, seed: int = 0, pad_index: int = 0):
-        if not source.shape[0] == target_in.shape[0] == target_out.shape[0]:
-            raise ValueError(f"ParallelBatches expects one number of pairs. Received: source {tuple(source.shape)}, "
-                             f"target_in {tuple(target_in.shape)}, target_out {tuple(target_out.shape)}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"ParallelBatches expects batch_size >= 1. Received: batch_size={batch_size!r}")
-        self.source, self.target_in, self.target_out = source, target_in, target_out
-        self.source_lengths = (source != pad_index).sum(1).cpu().numpy()      # host sync: once
-        self.target_lengths = (target_out != IGNORE_INDEX).sum(1).cpu().numpy()
-        self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
-
-    def __len__(self) -> int:
-        return -(-len(self.target_lengths) // self.batch_size)
-
-    def __iter__(self):
-        order = length_buckets(self.target_lengths, self.batch_size, shuffle=self.shuffle,
-                               seed=self.seed + self.epoch)
-        self.epoch += 1 if self.shuffle else 0
-        for indices in order:
-            index = torch.from_numpy(indices).to(self.source.device)
-            source_len = max(int(self.source_lengths[indices].max()), 1)
-            target_len = int(self.target_lengths[indices].max())
-            source = self.source[:, :source_len].index_select(0, index)              # (B, S)
-            target_in = self.target_in[:, :target_len].index_select(0, index)        # (B, T)
-            target_out = self.target_out[:, :target_len].index_select(0, index)      # (B, T)
-            yield (source, target_in), target_out
+        super().__init__((source, target_in), target_out, batch_size, shuffle=shuffle, seed=seed,
+                         pad_value=pad_index, y_pad_value=IGNORE_INDEX, by="y")
 
 
 # -- the shared interface ----------------------------------------------------------------------------------
