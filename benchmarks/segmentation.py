@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
     x, y, _, _ = load_mask_scenes(config.data, train_scenes=config.batch_size * 20, test_scenes=1, seed=1)
     model = unet(NUM_CLASSES, x.shape[1:], filters=config.filters, depth=config.depth, skips=config.skips)
-    speed = training_throughput(model, segmentation_loss(config.loss), x.astype(np.float32), y, config.batch_size)
+    speed = training_throughput(model, segmentation_loss(config.loss, config.background_weight), x.astype(np.float32), y, config.batch_size)
     peak = matmul_peak_gflops()
 
     per_class = " | ".join(f"{metrics[f'test_iou_{name}']:.3f}" for name in

@@ -713,3 +713,22 @@ def test_overlap_loss_checks_targets():
     with pytest.raises(ValueError, match=r"smooth >= 0\. Received: smooth=-1"):
         losses.Dice(smooth=-1)
     assert dice.prepare_targets(np.array([[1, 2]])).dtype == torch.int64
+
+
+def test_sparse_crossentropy_class_weight_is_torchs_weighted_mean():
+    logits, ids = _randn(3, 6, 4, seed=7), _ids(3, 6, classes=4, seed=8)
+    ids[0, 2] = -100
+    weights = [0.1, 1.0, 2.0, 0.5]
+    loss = losses.get("sparse_categorical_crossentropy", from_logits=True, class_weight=weights)
+    torch.testing.assert_close(loss(ids, logits), F.cross_entropy(
+        logits.reshape(-1, 4), ids.reshape(-1), weight=torch.tensor(weights, dtype=F64)))
+    # "none": each sample's weighted mean over its counted positions, by hand.
+    nll = -_log_softmax(logits)
+    expected = []
+    for sample_ids, sample_nll in zip(ids.tolist(), nll):
+        kept = [(weights[y], sample_nll[t, y]) for t, y in enumerate(sample_ids) if y != -100]
+        expected.append(sum(w * v for w, v in kept) / sum(w for w, _ in kept))
+    torch.testing.assert_close(losses.get("sparse_categorical_crossentropy", from_logits=True, class_weight=weights,
+                                          reduction="none")(ids, logits), torch.stack(expected))
+    with pytest.raises(ValueError, match=r"one weight >= 0 per class\. Received: class_weight=\[1, -1\]"):
+        losses.get("sparse_categorical_crossentropy", class_weight=[1, -1])

@@ -424,7 +424,11 @@ class SparseCategoricalCrossentropy(Loss):
         from_logits: as for :class:`CategoricalCrossentropy`.
         ignore_index: targets equal to this id (padding) add no loss and do not count in the means.
         label_smoothing: in [0, 1]; as for :class:`CategoricalCrossentropy`.
-        reduction: see :class:`Loss`; with "none", a sample's value is the mean over its counted positions.
+        class_weight: optional ``(C,)`` weights, torch's ``weight``: a position of true class c counts
+            ``class_weight[c]`` times, and the means divide by the summed weights (e.g. a small weight
+            for the background of a segmentation mask, whose pixels outnumber the objects').
+        reduction: see :class:`Loss`; with "none", a sample's value is the (weighted) mean over its
+            counted positions.
 
     Call arguments:
         y_true: int64 class ids in ``[0, C)`` (or ``ignore_index``), ``(N,)`` or ``(N, T)``; a
@@ -436,22 +440,35 @@ class SparseCategoricalCrossentropy(Loss):
 
     def __init__(self, from_logits: bool = False, ignore_index: int = -100, label_smoothing: float = 0.0,
                  reduction: str | None = "sum_over_batch_size",
-                 name: str | None = None):
+                 name: str | None = None, class_weight: Any = None):
         super().__init__(name=name, reduction=reduction)
         self.from_logits = bool(from_logits)
         self.ignore_index = int(ignore_index)
         self.label_smoothing = _check_label_smoothing(self, label_smoothing)
+        if class_weight is not None and (len(class_weight) < 2 or min(class_weight) < 0):
+            raise ValueError(f"SparseCategoricalCrossentropy expects class_weight with one weight >= 0 per class. "
+                             f"Received: class_weight={class_weight!r}")
+        self.class_weight = None if class_weight is None else [float(w) for w in class_weight]
+
+    def _weights(self, y_pred: torch.Tensor) -> torch.Tensor | None:
+        if self.class_weight is None:
+            return None
+        return torch.tensor(self.class_weight, dtype=y_pred.dtype, device=y_pred.device)  # (C,)
 
     def compute(self, y_true, y_pred, reduction):
         target = y_true if y_true.dim() == 1 else y_true.reshape(-1)  # (N*T,)
-        return _class_last_cross_entropy(y_pred, target, self.from_logits, reduction,
+        return _class_last_cross_entropy(y_pred, target, self.from_logits, reduction, weight=self._weights(y_pred),
                                          ignore_index=self.ignore_index, label_smoothing=self.label_smoothing)
 
     def per_sample(self, losses, y_true):
-        if losses.dim() == 1:
+        if losses.dim() == 1 and self.class_weight is None:
             return losses  # one position per sample: an ignored one already counts 0
-        counted = (y_true.reshape(losses.shape) != self.ignore_index).flatten(1).sum(1)  # (N,)
-        return losses.flatten(1).sum(1) / counted.clamp_min(1)
+        ids = y_true.reshape(losses.shape)
+        counted = ids != self.ignore_index
+        if self.class_weight is not None:  # each position counts its class's weight
+            counted = self._weights(losses)[torch.where(counted, ids, 0)] * counted
+        counted = counted.reshape(len(losses), -1).sum(1)  # (N,)
+        return losses.reshape(len(losses), -1).sum(1) / counted.clamp_min(1e-12)
 
     def prepare_targets(self, y_true, dtype=None):
         """The class ids as int64; float targets must hold whole numbers (raises ``ValueError``)."""

@@ -31,7 +31,8 @@ class SegmentationConfig:
     filters: int = 8  # the U-Net's first level's filters (doubled at each of the `depth` levels)
     depth: int = 3  # poolings and transposed-convolution up-samplings
     skips: bool = True  # U-Net skip connections; false: a plain FCN decoder
-    loss: str = "crossentropy+dice"  # "crossentropy", "dice", "jaccard", or "crossentropy+dice"
+    loss: str = "crossentropy"  # "crossentropy", "dice", "jaccard", or a sum such as "crossentropy+dice"
+    background_weight: float = 0.1  # cross-entropy weight of a background pixel (a digit pixel's is 1)
     pretrain_epochs: int = 1  # first train the encoder as a digit classifier on MNIST's 28x28 training images (0: no)
     pretrain_samples: int = 0  # training images for that (0: all 60,000; the scenes' digits come from the same set)
     epochs: int = 12
@@ -41,9 +42,11 @@ class SegmentationConfig:
     verbose: int = 2
 
 
-def segmentation_loss(name: str):
-    """The pixel loss named in the config: cross-entropy, an overlap loss, or their sum."""
-    terms = {"crossentropy": deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True),
+def segmentation_loss(name: str, background_weight: float = 1.0, num_classes: int = NUM_CLASSES):
+    """The pixel loss named in the config: cross-entropy (background pixels weighted by
+    ``background_weight``), an overlap loss, or their sum."""
+    class_weight = None if background_weight == 1.0 else [background_weight] + [1.0] * (num_classes - 1)
+    terms = {"crossentropy": deepzen.losses.SparseCategoricalCrossentropy(from_logits=True, class_weight=class_weight),
              "dice": deepzen.losses.Dice(from_logits=True), "jaccard": deepzen.losses.Jaccard(from_logits=True)}
     parts = name.split("+")
     if not parts or any(part not in terms for part in parts):
@@ -106,7 +109,7 @@ def mnist_segmentation(config: SegmentationConfig, run_dir: Path) -> dict:
     if config.pretrain_epochs:
         pretrain_encoder(model, config)
     model.compile(optimizer=deepzen.optimizers.Adam(learning_rate=config.learning_rate),
-                  loss=segmentation_loss(config.loss), metrics=[MeanIoU(num_classes=NUM_CLASSES)])
+                  loss=segmentation_loss(config.loss, config.background_weight), metrics=[MeanIoU(num_classes=NUM_CLASSES)])
     history = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
                         validation_data=(x_test[:200], y_test[:200]), verbose=config.verbose)
     model.save(run_dir / "model.dz")
