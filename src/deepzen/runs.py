@@ -107,7 +107,7 @@ class Run:
         self.resuming = ""  # where a resumed run continues, in words (set by open)
         self.restarted = False
         self.accepted = False  # this session's settings were accepted: a fit trains with them (or started over)
-        self.tensorboard = False  # every fit also logs for TensorBoard into tensorboard/ (`deepzen train --tensorboard`)
+        self.tensorboard = False  # every fit also logs for TensorBoard into tensorboard/ (deepzen train --tensorboard)
 
     # -- creating and opening ------------------------------------------------------------------------
     @classmethod

@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from deepzen._registry import Registry
-from deepzen.optimizers import schedules
+from deepzen.optimizers import schedules  # noqa: F401  (deepzen.optimizers.schedules, as in Keras)
 from deepzen.optimizers.schedules import LearningRateSchedule
 from deepzen.serializable import Serializable
 
@@ -272,7 +272,8 @@ class UpdateRules(KerasAttributes):
     accumulation: int = 1
     clipping: tuple | None = None
 
-    def set_update_rules(self, schedule: LearningRateSchedule | None, accumulation: int, clipping: tuple | None) -> None:
+    def set_update_rules(self, schedule: LearningRateSchedule | None, accumulation: int,
+                         clipping: tuple | None) -> None:
         self.schedule, self.accumulation, self.clipping = schedule, accumulation, clipping
         self.param_groups[0].setdefault("iterations", 0)
         self.param_groups[0].setdefault("micro_steps", 0)

@@ -72,7 +72,8 @@ class PiecewiseConstantDecay(LearningRateSchedule):
             raise ValueError(f"PiecewiseConstantDecay expects one more value than boundaries. Received: "
                              f"{len(boundaries)} boundaries and {len(values)} values")
         if list(boundaries) != sorted(boundaries):
-            raise ValueError(f"PiecewiseConstantDecay expects increasing boundaries. Received: boundaries={boundaries!r}")
+            raise ValueError(f"PiecewiseConstantDecay expects increasing boundaries. "
+                             f"Received: boundaries={boundaries!r}")
         self.boundaries, self.values, self.name = list(boundaries), [float(v) for v in values], name
 
     def __call__(self, step: int) -> float:
@@ -152,7 +153,8 @@ class CosineDecay(LearningRateSchedule):
         _positive("CosineDecay", "decay_steps", decay_steps)
         if warmup_steps < 0:
             raise ValueError(f"CosineDecay expects warmup_steps >= 0. Received: warmup_steps={warmup_steps!r}")
-        self.initial_learning_rate, self.decay_steps, self.alpha = float(initial_learning_rate), decay_steps, float(alpha)
+        self.initial_learning_rate, self.decay_steps = float(initial_learning_rate), decay_steps
+        self.alpha = float(alpha)
         self.name, self.warmup_steps = name, warmup_steps
         self.warmup_target = None if warmup_target is None else float(warmup_target)
 
@@ -223,7 +225,8 @@ class OneCycle(LearningRateSchedule):
             raise ValueError(f"OneCycle expects 0 <= pct_start <= 1. Received: pct_start={pct_start!r}")
         _positive("OneCycle", "div_factor", div_factor)
         _positive("OneCycle", "final_div_factor", final_div_factor)
-        self.max_learning_rate, self.total_steps, self.pct_start = float(max_learning_rate), total_steps, float(pct_start)
+        self.max_learning_rate, self.total_steps = float(max_learning_rate), total_steps
+        self.pct_start = float(pct_start)
         self.div_factor, self.final_div_factor, self.name = float(div_factor), float(final_div_factor), name
 
     @staticmethod

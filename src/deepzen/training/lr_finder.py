@@ -79,7 +79,7 @@ def lr_find(model, x: Any, y: Any = None, *, batch_size: int = 32, start_lr: flo
             through the data if it has fewer than ``num_iter`` batches.
         batch_size: samples per batch.
         start_lr, end_lr: the sweep's first and last rates (``0 < start_lr < end_lr``).
-        num_iter: batches at most (the rate of batch ``i`` is ``start_lr * (end_lr / start_lr) ** (i / (num_iter - 1))``).
+        num_iter: batches at most; batch ``i`` trains at ``start_lr * (end_lr / start_lr) ** (i / (num_iter - 1))``.
         stop_factor: stop once the smoothed loss exceeds this times its minimum (None: never).
         seed: seed of the batch order.
         plot: where to write the plot of smoothed loss against rate (log scale), or None.
@@ -91,7 +91,6 @@ def lr_find(model, x: Any, y: Any = None, *, batch_size: int = 32, start_lr: flo
         raise ValueError(f"lr_find expects 0 < start_lr < end_lr. Received: start_lr={start_lr}, end_lr={end_lr}")
     if num_iter < 2:
         raise ValueError(f"lr_find expects num_iter >= 2. Received: num_iter={num_iter}")
-    optimizer = model.optimizer
     if getattr(model, "engine", None) is None:
         raise ValueError("lr_find needs a compiled model: call model.compile(optimizer=..., loss=...) first")
     data = model._as_data(x, y, call="lr_find")
