@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import JSON, client
+from serving_helpers import JSON, client
 
 import deepzen
 from deepzen.layers import Dense, Embedding, Flatten

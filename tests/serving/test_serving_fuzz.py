@@ -79,7 +79,7 @@ def test_the_text_classifier_api_keeps_its_schema(tmp_path):
     """A recipe's run needs training first, so its schema is loaded inside the test (not at collection)."""
     from hypothesis import given
     from schemathesis import GenerationMode
-    from test_recipes import make_classifier_run
+    from serving_helpers import make_classifier_run
 
     from deepzen import cli
 

@@ -11,22 +11,13 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import client
+from serving_helpers import client, make_classifier_run, train
 
 from deepzen import cli
 from deepzen.serving.servables import GeneratorServable, PredictorServable, TensorServable, load_servable
 from deepzen.serving.settings import ServeSettings
 
-GOOD, BAD = ["great", "superb", "fine", "lovely"], ["awful", "dull", "poor", "bad"]
-FILLER = ["movie", "plot", "the", "a"]
 SHAKESPEARE = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
-
-
-def train(recipe: str, folder, **settings) -> None:
-    arguments = ["train", recipe, "--run-dir", str(folder)]
-    for key, value in settings.items():
-        arguments += ["--set", f"{key}={value}"]
-    assert cli.main(arguments) == 0
 
 
 def serve(folder, **settings):
@@ -65,20 +56,6 @@ def test_an_image_classifier_takes_arrays_and_png_or_jpeg_uploads(digits_run):
 
 
 # -- text classification -----------------------------------------------------------------------------------
-def make_classifier_run(folder):
-    """A tiny mr-textcnn run on a separable label<TAB>text file (label 1: a good word) in ``folder/mr``."""
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(150):
-        label = i % 2
-        words = list(rng.choice(GOOD if label else BAD, 2)) + list(rng.choice(FILLER, 3))
-        lines.append(f"{label}\t{' '.join(rng.permutation(words))}\n")
-    (folder / "reviews.tsv").write_text("".join(lines))
-    train("mr-textcnn", folder / "mr", data=folder / "reviews.tsv", folds=3, max_folds=1, epochs=4,
-          learning_rate=0.01, embedding_dim=16, num_filters=8, batch_size=20, seed=3)
-    return folder / "mr"
-
-
 @pytest.fixture(scope="module")
 def classifier_run(tmp_path_factory):
     return make_classifier_run(tmp_path_factory.mktemp("runs"))

@@ -16,7 +16,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import JSON, read_all, responses
+from serving_helpers import JSON, read_all, responses
 
 IMAGE = np.zeros((1, 8, 8)).tolist()
 

@@ -11,7 +11,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import ThreadedServer
+from serving_helpers import ThreadedServer
 
 from deepzen.serving.servables import load_servable
 from deepzen.serving.settings import ServeSettings
@@ -92,7 +92,7 @@ def test_draw_a_digit_predict_and_read_the_bars(browser, digits_run, tmp_path):
 
 
 def test_type_a_sentence_for_a_text_classifier(browser, tmp_path):
-    from test_recipes import make_classifier_run
+    from serving_helpers import make_classifier_run
 
     from deepzen.text.recipes import predict_text_classes
 
