@@ -113,8 +113,8 @@ def create_app(servable: Servable) -> Any:
     app = FastAPI(title="deepzen model server", version="1", lifespan=lifespan, responses=ERRORS, redoc_url=None,
                   description=f"Serves a {servable.kind} model ({servable.metadata.get('recipe') or 'model file'}). "
                   "Every refused request is answered {\"error\": message, \"status\": code}.")
-    app.state.deepzen = state
     _add_error_handlers(app)
+    page = resources.files("deepzen.serving").joinpath("ui.html").read_text(encoding="utf-8")
 
     @app.get("/health", response_model=Health, summary="The process is alive")
     async def health():
@@ -138,10 +138,12 @@ def create_app(servable: Servable) -> Any:
 
     @app.get("/ui", response_class=HTMLResponse, summary="A page to try the model")
     async def ui():
-        return HTMLResponse(resources.files("deepzen.serving").joinpath("ui.html").read_text(encoding="utf-8"))
+        return HTMLResponse(page)
 
     request_schema = {"$ref": f"#/components/schemas/{servable.request_model.__name__}"}
 
+    # The guard answers POST /predict itself with predict_json (the hot path); this route declares it for the
+    # schema and /docs, and serves it when the FastAPI app is mounted without the guard.
     @app.post("/predict", response_model=servable.response_model, summary="Predict",
               openapi_extra={"requestBody": {"required": True, "content": {JSON_TYPE: {"schema": request_schema}}}})
     async def predict(request: Request):
