@@ -106,3 +106,23 @@ def test_lr_find_needs_a_compiled_model():
     model = Sequential([Dense(3, input_dim=8)])
     with pytest.raises(ValueError, match="compile"):
         model.lr_find(*_data())
+
+
+def test_fit_one_cycle_follows_the_one_cycle_schedule_step_by_step():
+    from deepzen.optimizers.schedules import OneCycle
+
+    x, y = _data(320)
+    model = _model(deepzen.optimizers.SGD(learning_rate=0.5, momentum=0.9))
+    rates = []
+
+    class Record(deepzen.callbacks.Callback):
+        def on_train_batch_end(self, step, logs=None):
+            rates.append(model.optimizer.param_groups[0]["lr"])
+
+    history = model.fit_one_cycle(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[Record()])  # 30 steps
+    expected = OneCycle(0.5, total_steps=30)  # the peak is the optimizer's rate when none is given
+    assert rates == pytest.approx([expected(step) for step in range(30)])
+    # from max / 25 up to the peak at step 7.5 (a quarter of 30), the nearest steps 7 and 8 highest, then down
+    assert rates[0] == pytest.approx(0.5 / 25) and max(rates) == rates[8] > rates[7] > rates[9] and rates[-1] < 0.01
+    assert history.history["learning_rate"] == pytest.approx([rates[9], rates[19], rates[29]])
+    assert history.history["loss"][-1] < history.history["loss"][0]

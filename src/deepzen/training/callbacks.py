@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import torch
 
+from deepzen.optimizers import schedules
 from deepzen.serializable import ModelFileError
 from deepzen.training import distributed
 
@@ -459,6 +460,53 @@ class LearningRateScheduler(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = get_learning_rate(self.model.optimizer)
+
+
+class OneCycleScheduler(Callback):
+    """fastai's one-cycle policy over a whole ``fit``: each step's rate follows
+    :class:`~deepzen.optimizers.schedules.OneCycle` over ``epochs * steps`` steps (what ``Model.fit_one_cycle``
+    adds). fastai also cycles the momentum; this schedules the rate only.
+
+    Args:
+        max_learning_rate: the peak rate (None: the optimizer's rate when training begins).
+        pct_start, div_factor, final_div_factor: :class:`~deepzen.optimizers.schedules.OneCycle`'s.
+    """
+
+    def __init__(self, max_learning_rate: float | None = None, pct_start: float = 0.25, div_factor: float = 25.0,
+                 final_div_factor: float = 1e5):
+        self.max_learning_rate, self.pct_start = max_learning_rate, pct_start
+        self.div_factor, self.final_div_factor = div_factor, final_div_factor
+        self.done, self.peak = 0, None
+
+    def on_train_begin(self, logs=None):
+        state = self.model.fit_state
+        if state.steps is None:
+            raise ValueError("OneCycleScheduler needs to know the steps per epoch: pass arrays, or batches that "
+                             "have a len()")
+        self.peak = self.max_learning_rate if self.max_learning_rate is not None \
+            else get_learning_rate(self.model.optimizer)
+        self.done = state.initial_epoch * state.steps
+        self._build(state.epochs * state.steps)
+
+    def _build(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+        self.schedule = schedules.OneCycle(self.peak, total_steps, pct_start=self.pct_start,
+                                           div_factor=self.div_factor, final_div_factor=self.final_div_factor)
+
+    def on_train_batch_begin(self, step, logs=None):
+        set_learning_rate(self.model.optimizer, self.schedule(self.done))
+        self.done += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = get_learning_rate(self.model.optimizer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"done": self.done, "peak": self.peak}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.done, self.peak = int(state["done"]), float(state["peak"])
+        self._build(self.total_steps)
 
 
 class ReduceLROnPlateau(Callback):

@@ -28,7 +28,7 @@ from deepzen.layers.subclassing import CALLS, SubclassingAPI, current_losses, fo
 from deepzen.layers.symbolic import SymbolicTensor, call_symbolic, has_symbolic
 from deepzen.serializable import custom_object_scope, register_serializable
 from deepzen.training import distributed
-from deepzen.training.callbacks import Callback, CallbackList, FitState, History, ProgressBar
+from deepzen.training.callbacks import Callback, CallbackList, FitState, History, OneCycleScheduler, ProgressBar
 from deepzen.training.diagnostics import named_layer_errors
 from deepzen.training.engine import Engine, call_model, predict_batches, run_test_steps, run_train_steps
 from deepzen.training.lr_finder import LRFinderResult, lr_find
@@ -676,6 +676,16 @@ class Model(SubclassingAPI, nn.Module):
             epoch = self.fit_state.epoch if self.fit_state is not None and self.fit_state.epoch is not None else 0
             logs = engine.train_epoch(data.batches(len(data)), 1, callbacks, epoch)
         return _batch_result(logs, return_dict)
+
+    def fit_one_cycle(self, x: Any = None, y: Any = None, epochs: int = 1, max_learning_rate: float | None = None, *,
+                      pct_start: float = 0.25, div_factor: float = 25.0, final_div_factor: float = 1e5,
+                      callbacks: list[Callback] | None = None, **kwargs: Any) -> History:
+        """``fit`` under fastai's one-cycle learning-rate policy (:class:`~deepzen.callbacks.OneCycleScheduler`):
+        from ``max_learning_rate / div_factor`` up to ``max_learning_rate`` over the first ``pct_start`` of the
+        steps, then down to ``max_learning_rate / final_div_factor``. ``max_learning_rate`` None: the optimizer's
+        rate (e.g. set from :meth:`lr_find`'s suggestion). Other arguments are ``fit``'s."""
+        scheduler = OneCycleScheduler(max_learning_rate, pct_start, div_factor, final_div_factor)
+        return self.fit(x, y, epochs=epochs, callbacks=[*(callbacks or []), scheduler], **kwargs)
 
     def lr_find(self, x: Any, y: Any = None, **kwargs: Any) -> LRFinderResult:
         """fastai's learning-rate range test (exponential sweep, smoothed loss, suggested rate, a plot); the
