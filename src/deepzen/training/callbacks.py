@@ -506,7 +506,8 @@ class OneCycleScheduler(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.done, self.peak = int(state["done"]), float(state["peak"])
-        self._build(self.total_steps)
+        if hasattr(self, "total_steps"):  # restored after on_train_begin (a resumed fit): rebuild with the peak
+            self._build(self.total_steps)
 
 
 class ReduceLROnPlateau(Callback):
