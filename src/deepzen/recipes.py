@@ -199,6 +199,7 @@ COMMON_SETTINGS = {
     "filter_sizes": "the convolution widths (in words) of the TextCNN",
     "num_filters": "filters per width of the TextCNN",
     "model": "which network",
+    "threads": "torch threads (0: torch's default)",
 }
 _SECTION = re.compile(r"^\s*(Args|Arguments|Attributes|Settings):\s*$")
 _ENTRY = re.compile(r"^\s+([\w /]+?)\s*(?:\([^)]*\))?:\s+(.*\S)\s*$")

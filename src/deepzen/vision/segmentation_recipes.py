@@ -173,4 +173,6 @@ def predict_masks(run_dir: Path, inputs: list[str], top: int | None = None) -> l
 
 register_recipe("mnist-segmentation", SegmentationConfig,
                 "U-Net (Conv2DTranspose up-sampling) on MNIST scenes with per-pixel digit masks, 11 classes; "
-                "target test mIoU >= 0.85", predict_masks)(mnist_segmentation)
+                "target test mIoU >= 0.85", predict_masks,
+                dataset="scenes of MNIST digits with per-pixel masks (10 digits + background)",
+                target="test mIoU >= 0.85")(mnist_segmentation)

@@ -99,4 +99,6 @@ def moving_mnist_video(config: VideoConfig, run_dir: Path) -> dict:
 
 register_recipe("moving-mnist-video", VideoConfig,
                 "3D CNN (C3D or R(2+1)D) vs a frame-averaged 2D CNN on Moving MNIST: which digits appear and "
-                "which way each moves; target direction accuracy >= 0.90")(moving_mnist_video)
+                "which way each moves; target direction accuracy >= 0.90",
+                dataset="Moving MNIST clips generated from the MNIST digits",
+                target="test direction accuracy >= 0.90")(moving_mnist_video)

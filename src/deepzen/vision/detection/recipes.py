@@ -181,9 +181,9 @@ class MnistDetectionConfig:
     """SSD-style detector on 128x128 scenes of 2-5 MNIST digits, 20-64 pixels each (see scenes.py)."""
 
     data: str | None = None  # the MNIST folder (default $DEEPZEN_DATA/mnist)
-    train_scenes: int = 6000
-    test_scenes: int = 1000
-    canvas: int = 128
+    train_scenes: int = 6000  # generated training scenes
+    test_scenes: int = 1000  # generated test scenes
+    canvas: int = 128  # scene side in pixels
     digits: tuple = (2, 5)  # fewest, most digits per scene
     sizes: tuple = (20, 64)  # smallest, largest side a 28x28 digit is resized to
     epochs: int = 10
@@ -191,10 +191,10 @@ class MnistDetectionConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 5e-4
     width: int = 8  # the backbone's first-stage channels (doubling per stage)
-    pyramid_channels: int = 32
+    pyramid_channels: int = 32  # channels of the feature pyramid's levels
     aspect_ratios: tuple = (1.0, 0.6, 0.35)  # anchor width / height: digits are upright, "1"s narrow
     scale_jitter: float = 0.2  # augmentation: zoom in [1 - j, 1 + j] with crop / pad; no flips for digits
-    photometric: float = 0.2
+    photometric: float = 0.2  # augmentation: strength in [0, 1) of the brightness, contrast, saturation changes
     seed: int = 0
     threads: int = 0  # torch threads (0: torch's default)
     verbose: int = 1
@@ -202,7 +202,8 @@ class MnistDetectionConfig:
 
 @register_recipe("mnist-detection", MnistDetectionConfig,
                  "SSD-style detector on seeded 128x128 scenes of MNIST digits, 10 classes; target mAP@0.5 >= 0.90",
-                 predictor=predict_images, replay_file=WEIGHTS_FILE)
+                 predictor=predict_images, replay_file=WEIGHTS_FILE,
+                 dataset="seeded 128x128 scenes of 2-5 MNIST digits", target="test mAP@0.5 >= 0.90")
 def mnist_detection(config: MnistDetectionConfig, run_dir: Path) -> dict:
     _threads(config.threads)
     deepzen.seed(config.seed)
@@ -227,12 +228,12 @@ class RaccoonDetectionConfig:
     batch_size: int = 16
     learning_rate: float = 3e-3
     weight_decay: float = 5e-4
-    width: int = 8
-    pyramid_channels: int = 32
-    aspect_ratios: tuple = (1.0, 0.5, 2.0)
-    flip: bool = True
+    width: int = 8  # the backbone's first-stage channels (doubling per stage)
+    pyramid_channels: int = 32  # channels of the feature pyramid's levels
+    aspect_ratios: tuple = (1.0, 0.5, 2.0)  # anchor width / height
+    flip: bool = True  # augmentation: random horizontal flips
     scale: tuple = (0.6, 1.4)  # augmentation zoom range (crop above 1, pad below)
-    photometric: float = 0.3
+    photometric: float = 0.3  # augmentation: strength in [0, 1) of the brightness, contrast, saturation changes
     on_invalid: str = "raise"  # degenerate boxes in the annotations: "raise" or "drop"
     seed: int = 0
     threads: int = 0
@@ -242,7 +243,9 @@ class RaccoonDetectionConfig:
 @register_recipe("raccoon-detection", RaccoonDetectionConfig,
                  "SSD-style detector from scratch on the raccoon photos (author's 160/40 split) or any VOC/COCO "
                  "folder (data=PATH); reports mAP@0.5 and mAP@[.5:.95]",
-                 predictor=predict_images, replay_file=WEIGHTS_FILE)
+                 predictor=predict_images, replay_file=WEIGHTS_FILE,
+                 dataset="Raccoon photos (200 images, the author's 160/40 split)",
+                 target="test mAP@0.5 and mAP@[.5:.95]")
 def raccoon_detection(config: RaccoonDetectionConfig, run_dir: Path) -> dict:
     _threads(config.threads)
     deepzen.seed(config.seed)
