@@ -88,3 +88,41 @@ def test_fit_with_a_schedule_records_the_scheduled_rates():
     assert model.optimizer.iterations == 8
     assert model.optimizer.param_groups[0]["lr"] == pytest.approx(schedule(7))
     assert math.isclose(schedule(7), 0.05 * 0.5 ** (7 / 4))
+
+
+def test_a_checkpointed_optimizer_resumes_its_schedule_and_accumulation_where_it_was(tmp_path):
+    """The counters live in the optimizer's state_dict, so a training checkpoint restores them."""
+    import numpy as np
+
+    from deepzen.callbacks import Callback
+    from deepzen.training.checkpoint import TrainingCheckpoint
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(96, 4)).astype(np.float32), rng.normal(size=(96, 1)).astype(np.float32)
+
+    def model():
+        torch.manual_seed(0)
+        net = deepzen.models.Sequential([deepzen.layers.Dense(8, input_dim=4, activation="tanh"),
+                                         deepzen.layers.Dense(1)])
+        schedule = schedules.CosineDecay(0.0, 20, warmup_target=0.05, warmup_steps=4)
+        net.compile(optimizer=deepzen.optimizers.Adam(learning_rate=schedule, gradient_accumulation_steps=3),
+                    loss="mse")
+        return net
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    whole = model()
+    whole.fit(x, y, batch_size=8, epochs=4, verbose=0, shuffle=False)  # 12 steps an epoch: 4 updates
+    stopped = model()
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit(x, y, batch_size=8, epochs=4, verbose=0, shuffle=False,
+                    callbacks=[Interrupt(), TrainingCheckpoint(tmp_path / "c.ckpt")])
+    resumed = model()
+    resumed.fit(x, y, batch_size=8, epochs=4, verbose=0, shuffle=False,
+                callbacks=[TrainingCheckpoint(tmp_path / "c.ckpt")])
+    assert resumed.optimizer.iterations == whole.optimizer.iterations == 16
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
