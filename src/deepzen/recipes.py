@@ -183,7 +183,8 @@ COMMON_SETTINGS = {
     "seed": "random seed of the data split, the initial weights and the shuffling",
     "verbose": "0: silent, 1: a progress bar, 2: one line per epoch",
     "data": "the dataset's folder or your own file (empty: the recipe's dataset in $DEEPZEN_DATA)",
-    "valid_data": "your own validation file, in the training file's format (empty: none)",
+    "valid_data": "your own validation file, in the training file's format (empty: the dataset's split, or a "
+                  "validation_split of your training file)",
     "test_data": "your own test file, in the training file's format (empty: the dataset's test split)",
     "dropout": "dropout rate",
     "label_smoothing": "share of each one-hot target spread evenly over the classes (Keras's label_smoothing)",
