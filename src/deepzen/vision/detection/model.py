@@ -3,7 +3,7 @@
 ::
 
     images (N, C, H, W)
-      -> backbone: the zoo's ResNet-18 layout (thin widths), stages at strides 8, 16, 32
+      -> backbone: the zoo's ResNet (basic blocks, thin widths, ``blocks`` per stage), stages at strides 8, 16, 32
       -> pyramid: 1x1 lateral convolutions + top-down upsampling (Lin et al. 2017, FPN), 3x3 smoothing
       -> at every level, one shared head: 3x3 conv -> box offsets (k*4) and class logits (k*(1+K))
       -> (N, A, 4 + 1 + K): per anchor, offsets from the anchor, then background + K class logits
