@@ -246,11 +246,21 @@ def predict_files(args, recipe: str | None) -> list[dict]:
             f".npy arrays and images ({', '.join(IMAGE_SUFFIXES)}). Text lines and ids are read by the runs of "
             f"recipes with a predictor: {', '.join(with_predictors) or 'none registered'}")
     model = load_model(path, compile=False)
-    if model.input_spec is None or not hasattr(model.input_spec, "shape"):
+    preprocessing = None
+    if (Path(args.run) / "preprocessing.json").is_file():  # the run trained on normalized pixels: normalize alike
+        from deepzen.vision.tasks import run_images
+
+        preprocessing = run_images(args.run, model)
+    spec = model.input_spec
+    if spec is not None and not hasattr(spec, "shape"):
         raise ValueError(f"{path}: predict reads files for single-input models")
-    batches = [read_input(name, model.input_spec.shape) for name in args.inputs]
-    outputs = model.predict(np.concatenate(batches).astype(np.float32 if model.input_spec.dtype.is_floating_point
-                                                           else np.int64))
+    shape = spec.shape if spec is not None else preprocessing.input_shape if preprocessing is not None else None
+    if shape is None:
+        raise ValueError(f"{path}: the model file does not say its input shape, so files cannot be read for it")
+    batches = [read_input(name, shape) for name in args.inputs]
+    inputs = np.concatenate(batches).astype(np.int64 if spec is not None and not spec.dtype.is_floating_point
+                                            else np.float32)
+    outputs = model.predict(preprocessing.prepare(inputs) if preprocessing is not None else inputs)
     results, start = [], 0
     for name, batch in zip(args.inputs, batches):
         for index in range(len(batch)):

@@ -127,3 +127,42 @@ def test_resume_with_more_epochs_trains_the_digits_cnn_on_to_them(digits_run, tm
     after_two = read_tensors(folder / "model.dz")[0]
     assert any(not after_two[key].equal(after_one[key]) for key in after_one)  # the second epoch trained
     assert json.loads((folder / "config.json").read_text())["config"]["epochs"] == 2
+
+
+def test_predict_and_serve_normalize_pixels_as_the_run_trained(tmp_path, capsys):
+    """An MNIST run trained on normalized pixels (its preprocessing.json): `deepzen predict` on a PNG and the
+    server's image endpoint give the class of the *normalized* image, as the recipe's own evaluation does."""
+    import torch
+    from PIL import Image
+
+    from deepzen.runs import Run
+    from deepzen.vision.interpret import run_test_set
+    from deepzen.vision.tasks import run_images
+
+    cli.load_recipes()
+    run = tmp_path / "lenet"
+    Run.create("mnist-lenet5", {"epochs": 1, "train_samples": 600, "test_samples": 150, "verbose": 0}, run).execute()
+    prepared, _ = run_test_set(run)
+    preprocessing = run_images(run)
+    pixels = preprocessing.show(prepared[:8])  # back to pixels in [0, 1]
+    model = load_model(run / "model.dz", compile=False)
+    with torch.no_grad():
+        expected = model(torch.as_tensor(prepared[:8])).argmax(-1).tolist()
+        unnormalized = model(torch.as_tensor(pixels, dtype=torch.float32)).argmax(-1).tolist()
+    assert expected != unnormalized  # the check can fail: skipping the normalization changes the answers
+    files = []
+    for index, image in enumerate(pixels):
+        path = tmp_path / f"digit{index}.png"
+        Image.fromarray(np.round(image[0] * 255).astype(np.uint8)).save(path)
+        files.append(str(path))
+    capsys.readouterr()
+    assert cli.main(["predict", str(run), *files, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["top"][0]["class"] for r in results] == expected
+
+    from deepzen.serving.servables import load_servable
+    from deepzen.serving.settings import ServeSettings
+
+    servable = load_servable(run, ServeSettings())
+    outputs = servable.run_batch(None, [pixels.astype(np.float32)])[0]
+    assert outputs[0].argmax(-1).tolist() == expected and servable.metadata["normalized_by_server"]

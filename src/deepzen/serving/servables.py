@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 from pathlib import Path
-from typing import Annotated, Any, Hashable, Sequence, Union
+from typing import Annotated, Any, Callable, Hashable, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from deepzen.data.images import read_image
 from deepzen.serving.requests import RequestError, json_object, sample_array
 from deepzen.serving.settings import ServeSettings
 from deepzen.serving.spec import input_spec, random_inputs, vocabulary_size
+from deepzen.vision.tasks import run_images
 
 STRICT = ConfigDict(extra="forbid", strict=True)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif")
@@ -76,9 +77,11 @@ class TensorServable:
 
     kind = "tensor"
 
-    def __init__(self, model: nn.Module, settings: ServeSettings, description: dict | None = None):
+    def __init__(self, model: nn.Module, settings: ServeSettings, description: dict | None = None,
+                 prepare: Callable[[np.ndarray], np.ndarray] | None = None):
         self.model = model.eval()
         self.settings = settings
+        self.prepare = prepare  # the run's pixel normalization (images and arrays come as pixels in [0, 1])
         self.shape, self.dtype = input_spec(model)
         self.vocabulary = vocabulary_size(model)
         self.device = next(model.parameters()).device
@@ -100,6 +103,7 @@ class TensorServable:
             "output": {"shape": [None, *self.output_shape], "dtype": str(probe.dtype),
                        "classes": self.output_shape[0] if self.is_classifier else None},
             "accepts_images": self.accepts_images,
+            "normalized_by_server": prepare is not None,
         }
 
     def _request_model(self) -> type[BaseModel]:
@@ -151,7 +155,9 @@ class TensorServable:
     @torch.inference_mode()
     def run_batch(self, key: Hashable, payloads: Sequence[np.ndarray]) -> list:
         """Each request's outputs; for a classifier, ``(outputs, probabilities)`` computed for the batch at once."""
-        inputs = torch.as_tensor(np.concatenate(payloads), dtype=self.dtype, device=self.device)
+        batch = np.concatenate(payloads)
+        inputs = torch.as_tensor(self.prepare(batch) if self.prepare is not None else batch, dtype=self.dtype,
+                                 device=self.device)
         outputs = map_structure(lambda t: t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy(),
                                 self.model(inputs))
         if getattr(self, "is_classifier", False):
@@ -355,7 +361,14 @@ def load_servable(run_dir: str | Path, settings: ServeSettings, which: str = "au
     predictor = RECIPES.get(recipe).predictor if recipe is not None and recipe in RECIPES else None
     if predictor is None:
         path = model_file(run_dir, which)
-        return TensorServable(load_model(path, compile=False), settings, {**description, "model_file": path.name})
+        model = load_model(path, compile=False)
+        prepare = None
+        if (run_dir / "preprocessing.json").is_file():  # trained on normalized pixels: the server normalizes
+            preprocessing = run_images(run_dir, model)
+            if model.input_spec is None and preprocessing.input_shape is not None:  # a file saved unbuilt
+                model.build(preprocessing.input_shape)
+            prepare = preprocessing.prepare
+        return TensorServable(model, settings, {**description, "model_file": path.name}, prepare)
     if (run_dir / "model.dz").is_file():
         model = load_model(run_dir / "model.dz", compile=False)
         if callable(getattr(model, "encode_prompt", None)) and callable(getattr(model, "generate", None)):

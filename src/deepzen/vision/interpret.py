@@ -43,7 +43,7 @@ from deepzen.runs import model_file, read_json
 from deepzen.training.plots import pyplot, save_figure
 from deepzen.training.serialization import load_model
 from deepzen.vision import plots
-from deepzen.vision.tasks import DATASETS, confusion_matrix, load_image_data, network
+from deepzen.vision.tasks import DATASETS, RunImages, confusion_matrix, load_image_data, network, run_images
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -542,49 +542,6 @@ def interpret_images(model: nn.Module, images: ArrayLike, out_dir: str | Path, *
 
 
 # -- run folders (what `deepzen interpret RUN` reads) ----------------------------------------------------
-@dataclass
-class RunImages:
-    """How a run's image classifier sees images: input shape, normalization and class names.
-
-    Attributes:
-        input_shape: ``(C, H, W)`` of one image, or ``None`` when the run does not say.
-        mean, std: per-channel normalization (from ``preprocessing.json``; 0 and 1 when the run has none).
-        class_names: names of the class ids, or ``None``.
-    """
-
-    input_shape: tuple[int, ...] | None
-    mean: np.ndarray
-    std: np.ndarray
-    class_names: tuple[str, ...] | None
-
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        """``(N, C, H, W)`` pixel values in [0, 1] -> what the model takes."""
-        return ((np.asarray(pixels, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
-
-    def show(self, prepared: np.ndarray) -> np.ndarray:
-        """The inverse of :meth:`prepare`, for drawing."""
-        return np.asarray(prepared) * self.std + self.mean
-
-
-def run_images(run_dir: str | Path, model: nn.Module | None = None) -> RunImages:
-    """The image preprocessing of a run: its ``preprocessing.json`` (written by the image-classification
-    recipes' report), else identity normalization and the model's input shape."""
-    path = Path(run_dir) / "preprocessing.json"
-    if path.is_file():
-        saved = read_json(path, "the image preprocessing")
-        try:
-            shape = tuple(int(s) for s in saved["input_shape"])
-            mean = np.asarray(saved["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
-            std = np.asarray(saved["std"], dtype=np.float32).reshape(1, -1, 1, 1)
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}: expected input_shape, mean and std. Received: {saved!r}") from error
-        names = saved.get("class_names")
-        return RunImages(shape, mean, std, tuple(str(n) for n in names) if names else None)
-    spec = getattr(model, "input_spec", None)
-    shape = tuple(spec.shape) if spec is not None and hasattr(spec, "shape") else None
-    return RunImages(shape, np.zeros((1, 1, 1, 1), np.float32), np.ones((1, 1, 1, 1), np.float32), None)
-
-
 def run_test_set(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
     """The prepared test images and labels of a run, rebuilt from its config, or ``None`` if unknown.
 

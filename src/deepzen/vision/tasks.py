@@ -30,6 +30,7 @@ from torch import nn
 from deepzen.data.images import CIFAR10_CLASSES, load_cifar10, load_mnist
 from deepzen.data.paths import PathLike
 from deepzen.optimizers import schedules
+from deepzen.runs import read_json
 from deepzen.training import distributed
 from deepzen.training.callbacks import Callback
 from deepzen.vision.augment import Augment, RandomCrop, RandomFlip, RandomRotation, RandomTranslation, RandomZoom
@@ -385,7 +386,9 @@ def write_report(model: nn.Module, data: ImageData, history: Any, run_dir: PathL
     predicted, probabilities = predict_classes(net, data.x_test)
     accuracy = float((predicted == data.y_test).mean())
     matrix = confusion_matrix(data.y_test, probabilities)
-    Model(net, name=title).save(run_dir / "model.dz")
+    saved = Model(net, name=title)
+    saved.build_for(torch.as_tensor(data.x_test[:2], device=next(net.parameters()).device))  # the file records the input
+    saved.save(run_dir / "model.dz")
     (run_dir / "preprocessing.json").write_text(json.dumps(
         {"input_shape": list(data.input_shape), "scale": 1 / 255, "mean": data.mean, "std": data.std,
          "class_names": list(data.class_names)}, indent=2) + "\n")
@@ -403,3 +406,47 @@ def write_report(model: nn.Module, data: ImageData, history: Any, run_dir: PathL
     return {"test_accuracy": accuracy, "test_error": 1.0 - accuracy, "train_samples": len(data.x_train),
             "test_samples": len(data.x_test), "parameters": sum(p.numel() for p in net.parameters()),
             **{f"final_{key}": value for key, value in last.items()}, **(extra or {})}
+
+
+# -- a run's image preprocessing (what predict, serve and interpret apply to pixels in [0, 1]) -----------------
+@dataclass
+class RunImages:
+    """How a run's image classifier sees images: input shape, normalization and class names.
+
+    Attributes:
+        input_shape: ``(C, H, W)`` of one image, or ``None`` when the run does not say.
+        mean, std: per-channel normalization (from ``preprocessing.json``; 0 and 1 when the run has none).
+        class_names: names of the class ids, or ``None``.
+    """
+
+    input_shape: tuple[int, ...] | None
+    mean: np.ndarray
+    std: np.ndarray
+    class_names: tuple[str, ...] | None
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """``(N, C, H, W)`` pixel values in [0, 1] -> what the model takes."""
+        return ((np.asarray(pixels, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
+
+    def show(self, prepared: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`prepare`, for drawing."""
+        return np.asarray(prepared) * self.std + self.mean
+
+
+def run_images(run_dir: str | Path, model: nn.Module | None = None) -> RunImages:
+    """The image preprocessing of a run: its ``preprocessing.json`` (written by the image-classification
+    recipes' report), else identity normalization and the model's input shape."""
+    path = Path(run_dir) / "preprocessing.json"
+    if path.is_file():
+        saved = read_json(path, "the image preprocessing")
+        try:
+            shape = tuple(int(s) for s in saved["input_shape"])
+            mean = np.asarray(saved["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+            std = np.asarray(saved["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: expected input_shape, mean and std. Received: {saved!r}") from error
+        names = saved.get("class_names")
+        return RunImages(shape, mean, std, tuple(str(n) for n in names) if names else None)
+    spec = getattr(model, "input_spec", None)
+    shape = tuple(spec.shape) if spec is not None and hasattr(spec, "shape") else None
+    return RunImages(shape, np.zeros((1, 1, 1, 1), np.float32), np.ones((1, 1, 1, 1), np.float32), None)
