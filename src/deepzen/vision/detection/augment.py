@@ -61,6 +61,18 @@ class DetectionAugment(nn.Module):
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
+    def get_config(self) -> dict:
+        return {"flip": self.flip, "scale": None if self.scale is None else list(self.scale),
+                "photometric": self.photometric, "min_visible": self.min_visible, "seed": self.seed}
+
+    # The generator's state is part of the module's state_dict, so a training checkpoint resumes the draws.
+    def get_extra_state(self) -> torch.Tensor:
+        return self.generator.get_state() if self.generator is not None else torch.empty(0, dtype=torch.uint8)
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        if self.generator is not None and state.numel():
+            self.generator.set_state(state.to(torch.uint8).cpu())
+
     def _uniform(self, n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
         return (torch.rand(n, generator=self.generator) * (high - low) + low).to(device)  # drawn on the CPU
 

@@ -85,6 +85,11 @@ class MultiboxLoss(nn.Module):
         self.min_negatives = min_negatives
         self.box_weight = box_weight
 
+    def get_config(self) -> dict:
+        """The settings (the anchors come from the detector)."""
+        return {"iou_threshold": self.iou_threshold, "negative_ratio": self.negative_ratio,
+                "min_negatives": self.min_negatives, "box_weight": self.box_weight}
+
     def forward(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         return sum(self.terms(y_true, y_pred))
 
