@@ -104,6 +104,11 @@ TINY: dict[str, Tiny] = {
                                 "pretrain_samples": 128, "verbose": 0}),
     "moving-mnist-video": Tiny({"train_clips": 16, "test_clips": 8, "frames": 8, "filters": 2, "batch_size": 8,
                                 "verbose": 0}),
+    # the detectors' cosine schedule spans the configured epochs
+    "mnist-detection": Tiny({"train_scenes": 16, "test_scenes": 4, "batch_size": 8, "width": 2, "pyramid_channels": 4,
+                             "verbose": 0}, interrupt=True),
+    "raccoon-detection": Tiny({"image_size": 64, "batch_size": 80, "width": 2, "pyramid_channels": 4, "verbose": 0},
+                              interrupt=True),
 }
 
 OWN_LOOP = {

@@ -1,4 +1,5 @@
-"""Detector training on ``Model.fit`` is the loop the detection benchmarks were measured with, bit for bit.
+"""Detector training on ``Model.fit`` is the loop the detection benchmarks were measured with, bit for bit,
+and resumes exactly from a checkpoint taken inside an epoch.
 
 The reference below is that loop as it was written before the detector moved onto ``Model.fit``
 (torch's AdamW, a ``LambdaLR`` warm-up over the first epoch then a cosine to zero, one seeded generator
@@ -15,7 +16,9 @@ from deepzen.optimizers.schedules import CosineDecay
 from deepzen.vision.detection.augment import DetectionAugment
 from deepzen.vision.detection.loss import MultiboxLoss
 from deepzen.vision.detection.model import SSD
-from deepzen.vision.detection.train import WarmupCosine, fit_detector
+from deepzen.training.callbacks import Callback
+from deepzen.training.checkpoint import TrainingCheckpoint
+from deepzen.vision.detection.train import Detector, WarmupCosine, fit_detector
 
 
 def reference_loop(model, images, targets, *, epochs, batch_size, learning_rate, weight_decay, augment, seed):
@@ -118,3 +121,40 @@ def test_warmup_cosine_reads_cosine_decay():
     assert [schedule(k) for k in range(5, 30)] == [cosine(k) for k in range(5, 30)]
     with pytest.raises(ValueError, match="warmup_steps <= total_steps"):
         WarmupCosine(0.1, 6, 5)
+
+
+class _CtrlCAfter(Callback):
+    """Plays a Ctrl-C at the end of step ``step`` of epoch ``epoch``: the checkpoint saves there and stops the fit."""
+
+    def __init__(self, checkpoint, epoch, step):
+        self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
+
+    def on_train_batch_end(self, step, logs=None):
+        if (self.model.fit_state.epoch, step) == (self.epoch, self.step):
+            self.checkpoint.interrupted = True
+
+
+def test_a_fit_interrupted_inside_an_epoch_resumes_exactly(tmp_path):
+    """The checkpoint holds the augmentation's generator and the schedule's position: the resumed fit ends
+    with the weights, optimizer state and logs of the uninterrupted one."""
+    images, targets = scenes()
+
+    def fit(path, callbacks=()):
+        torch.manual_seed(11)  # fit draws its shuffle seed here; the checkpoint restores it on resume
+        detector = Detector(network(), augment=augmentation(), order_seed=None)
+        detector.compile(optimizer=torch.optim.AdamW(detector.network.parameters(), lr=1e-3))
+        checkpoint = TrainingCheckpoint(path, every_steps=None, catch_interrupt=False)
+        extra = [cb(checkpoint) for cb in callbacks]
+        history = detector.fit(images, targets, batch_size=5, epochs=2, verbose=0, callbacks=[*extra, checkpoint])
+        return detector, history
+
+    straight, straight_history = fit(tmp_path / "straight.ckpt")
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "resumed.ckpt", [lambda checkpoint: _CtrlCAfter(checkpoint, epoch=1, step=0)])
+    resumed, resumed_history = fit(tmp_path / "resumed.ckpt")
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    assert resumed.optimizer.state_dict()["state"][0]["exp_avg"].equal(straight.optimizer.state_dict()["state"][0]["exp_avg"])
+    assert resumed_history.history == straight_history.history
+    assert set(straight_history.history) == {"loss", "class_loss", "box_loss", "learning_rate"}
+    assert "augment._extra_state" in straight.state_dict()  # the augmentation generator is checkpointed

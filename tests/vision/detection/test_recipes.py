@@ -27,8 +27,10 @@ def test_mnist_detection_writes_a_complete_run(mnist_run):
         assert (run.path / name).is_file(), name
     assert metrics["train_images"] == 48 and metrics["test_images"] == 12
     assert 0 <= metrics["test_map"] <= metrics["test_map_50"] <= 1
-    history = json.loads((run.path / "history.json").read_text())
-    assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]  # it learns
+    history = json.loads((run.path / "history.json").read_text())  # the run's record of the fit
+    assert history["epoch"] == [1, 2, 3] and history["loss"][-1] < history["loss"][0]  # it learns
+    assert history["learning_rate"][-1] < history["learning_rate"][0]  # the cosine decays
+    assert (run.path / "checkpoint.ckpt").is_file()  # trained through Model.fit: --resume continues
     assert json.loads((run.path / MODEL_FILE).read_text())["class_names"] == [str(d) for d in range(10)]
 
 

@@ -1,10 +1,12 @@
 """Detection recipes: ``mnist-detection`` (generated digit scenes) and ``raccoon-detection`` (real photos,
 or any VOC or COCO folder given as ``data=``), with the predictor behind ``deepzen predict RUN photo.jpg``.
 
-A run folder holds ``detector.safetensors`` (the weights), ``detector.json`` (the architecture, the
-class names, the input size), ``history.json`` (the training logs), ``metrics.json`` and
-``test_detections.png`` (test images with their predicted boxes). ``deepzen evaluate RUN`` loads the
-weights and evaluates again without training.
+Training runs on ``Model.fit`` (:func:`~deepzen.vision.detection.train.fit_detector`), so the run folder
+also holds what every fit writes: ``checkpoint.ckpt`` (after every epoch: ``deepzen train --resume RUN``
+continues exactly), ``history.json``/``history.csv`` (the epoch logs) and ``last.dz``. Besides, it holds
+``detector.safetensors`` (the trained network's weights), ``detector.json`` (the architecture, the class
+names, the input size), ``metrics.json`` and ``test_detections.png`` (test images with their predicted
+boxes). ``deepzen evaluate RUN`` loads the weights and evaluates again without training.
 """
 
 from __future__ import annotations
@@ -157,9 +159,9 @@ def _train_and_report(config: Any, run_dir: Path, model: SSD, augment: Detection
                                learning_rate=config.learning_rate, weight_decay=config.weight_decay,
                                augment=augment, seed=config.seed, verbose=config.verbose)
         metrics["train_seconds"] = round(time.perf_counter() - start, 1)
-        metrics["train_images_per_second"] = round(len(x_train) * config.epochs / metrics["train_seconds"], 2)
+        trained = sum("seconds" in epoch for epoch in history)  # a resumed run trains only the epochs left
+        metrics["train_images_per_second"] = round(len(x_train) * trained / max(metrics["train_seconds"], 0.1), 2)
         save_detector(model, class_names, run_dir)
-        write_text(run_dir / "history.json", json.dumps(history, indent=1) + "\n")
     model.eval()
     start = time.perf_counter()
     scores = evaluate_detector(model, x_test, y_test, class_names)
