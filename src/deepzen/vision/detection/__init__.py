@@ -10,6 +10,9 @@ VOC/COCO/YOLO readers, COCO metrics (pycocotools) and MNIST scenes.
     fit_detector(model, x_train, y_train, epochs=12, augment=DetectionAugment(scale=(0.8, 1.2)))
     evaluate_detector(model, x_test, y_test)   # {"map": ..., "map_50": ..., ...}
 
+``fit_detector`` is ``Detector(model, ...).fit(...)`` (a :class:`~deepzen.models.Model`: callbacks,
+checkpoints, exact resume) with AdamW and :class:`WarmupCosine`.
+
 The recipes (``mnist-detection``, ``raccoon-detection``) live in :mod:`deepzen.vision.detection.recipes`.
 """
 
@@ -23,11 +26,12 @@ from deepzen.vision.detection.nms import batched_nms, nms
 from deepzen.vision.detection.readers import (DetectionDataset, load_detection_folder, read_coco, read_voc,
                                               read_yolo, to_arrays)
 from deepzen.vision.detection.scenes import load_mnist_scenes, make_scenes
-from deepzen.vision.detection.train import detect_images, evaluate_detector, fit_detector
+from deepzen.vision.detection.train import Detector, WarmupCosine, detect_images, evaluate_detector, fit_detector
 
 __all__ = [
     "AnchorSpec", "make_anchors", "DetectionAugment", "box_area", "box_iou", "clip_boxes", "decode", "encode",
     "to_center", "to_corners", "MultiboxLoss", "match_anchors", "evaluate_detections", "SSD", "postprocess",
     "batched_nms", "nms", "DetectionDataset", "load_detection_folder", "read_coco", "read_voc", "read_yolo",
-    "to_arrays", "load_mnist_scenes", "make_scenes", "detect_images", "evaluate_detector", "fit_detector",
+    "to_arrays", "load_mnist_scenes", "make_scenes", "Detector", "WarmupCosine", "detect_images",
+    "evaluate_detector", "fit_detector",
 ]
