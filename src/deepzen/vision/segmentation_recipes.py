@@ -26,18 +26,18 @@ from deepzen.vision.segmentation import encoder_classifier, overlay, unet
 @dataclass
 class SegmentationConfig:
     data: str | None = None  # the MNIST folder the scenes are drawn from (default $DEEPZEN_DATA/mnist)
-    train_scenes: int = 6000  # training scenes, from MNIST's training digits
+    train_scenes: int = 3000  # training scenes, from MNIST's training digits
     test_scenes: int = 1000  # test scenes, from MNIST's test digits
     filters: int = 8  # the U-Net's first level's filters (doubled at each of the `depth` levels)
     depth: int = 3  # poolings and transposed-convolution up-samplings
     skips: bool = True  # U-Net skip connections; false: a plain FCN decoder
     loss: str = "crossentropy"  # "crossentropy", "dice", "jaccard", or a sum such as "crossentropy+dice"
-    background_weight: float = 0.1  # cross-entropy weight of a background pixel (a digit pixel's is 1)
+    background_weight: float = 0.05  # cross-entropy weight of a background pixel (a digit pixel's is 1)
     pretrain_epochs: int = 1  # first train the encoder as a digit classifier on MNIST's 28x28 training images (0: no)
     pretrain_samples: int = 0  # training images for that (0: all 60,000; the scenes' digits come from the same set)
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 32
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-2
     seed: int = 0
     verbose: int = 2
 

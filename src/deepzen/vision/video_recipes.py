@@ -45,7 +45,7 @@ class VideoConfig:
     filters: int = 8  # the first stage's filters (doubled at each stage)
     epochs: int = 12
     batch_size: int = 16
-    learning_rate: float = 2e-3
+    learning_rate: float = 3e-3
     seed: int = 0
     verbose: int = 2
 
