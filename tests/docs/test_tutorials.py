@@ -14,6 +14,7 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+import torch
 
 import deepzen
 
@@ -52,12 +53,16 @@ def test_every_tutorial_topic_has_a_page_with_runnable_code():
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda path: path.relative_to(DOCS).as_posix())
-def test_page_code_runs(page: Path, tmp_path, monkeypatch):
+def test_page_code_runs(page: Path, tmp_path, monkeypatch, request):
     blocks, _ = python_blocks(page.read_text())
     if not blocks:
         pytest.skip(f"{page.name} has no runnable Python")
     matplotlib.use("Agg")
     monkeypatch.chdir(tmp_path)
+    # The pages' models are tiny: a second intra-op thread only spins waiting for the first.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     deepzen.seed(0)
     namespace: dict = {"__name__": "__docs__"}
     for number, block in enumerate(blocks, 1):
