@@ -6,6 +6,8 @@ uses that folder; CI sets ``DEEPZEN_DATA`` itself.
 """
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    """Debian's chromium for the Playwright tests (``.ci/run`` installs it; Playwright cannot download its own
+    browsers here), installed with apt-get when missing; the test skips only when that fails."""
+    found = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+    if found:
+        return found
+    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if prefix and not shutil.which("sudo"):
+        pytest.skip("chromium is not installed and cannot be: not root and no sudo (apt-get install chromium)")
+    try:
+        install = subprocess.run(prefix + ["apt-get", "install", "-y", "-q", "chromium"], capture_output=True,
+                                 text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        pytest.skip(f"chromium is not installed and apt-get install chromium failed: {error}")
+    found = shutil.which("chromium")
+    if not found:
+        pytest.skip(f"chromium is not installed and apt-get install chromium failed: {install.stderr[-500:]}")
+    return found

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -43,23 +42,6 @@ def test_strict_build_writes_every_page_and_the_api_reference(site):
     assert (site / "experiments/optimizers.png").stat().st_size > 10_000
 
 
-def chromium_path() -> str:
-    """Debian's chromium (``.ci/run`` installs it), installed with apt-get when missing; skips only when that fails."""
-    found = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-    if found:
-        return found
-    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    if prefix and not shutil.which("sudo"):
-        pytest.skip("chromium is not installed and cannot be: not root and no sudo (apt-get install chromium)")
-    try:
-        subprocess.run(prefix + ["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        pytest.skip(f"chromium is not installed and apt-get install chromium failed: {error}")
-    if not shutil.which("chromium"):
-        pytest.skip("chromium is not installed and apt-get install chromium failed")
-    return shutil.which("chromium")
-
-
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
@@ -83,10 +65,10 @@ def served(site):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium_executable):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium_executable, args=["--no-sandbox"])
         yield browser
         browser.close()
 

@@ -5,9 +5,6 @@ for a text classifier. The page loads nothing from outside the server."""
 from __future__ import annotations
 
 import base64
-import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -19,29 +16,10 @@ from deepzen.serving.settings import ServeSettings
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
 
 
-def chromium_path() -> str:
-    """Debian's chromium, installed with apt-get when missing (as .ci/run does); skips only when that fails."""
-    found = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-    if found:
-        return found
-    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    if prefix and not shutil.which("sudo"):
-        pytest.skip("chromium is not installed and cannot be: not root and no sudo (apt-get install chromium)")
-    try:
-        install = subprocess.run(prefix + ["apt-get", "install", "-y", "-q", "chromium"], capture_output=True,
-                                 text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        pytest.skip(f"chromium is not installed and apt-get install chromium failed: {error}")
-    found = shutil.which("chromium")
-    if not found:
-        pytest.skip(f"chromium is not installed and apt-get install chromium failed: {install.stderr[-500:]}")
-    return found
-
-
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium_executable):
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium_executable, args=["--no-sandbox"])
         yield browser
         browser.close()
 
