@@ -43,6 +43,7 @@ from deepzen.runs import model_file, read_json
 from deepzen.training.plots import pyplot, save_figure
 from deepzen.training.serialization import load_model
 from deepzen.vision import plots
+from deepzen.vision.plots import conv_layer
 from deepzen.vision.tasks import DATASETS, RunImages, confusion_matrix, load_image_data, network, run_images
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -100,37 +101,6 @@ def _targets(target: int | Sequence[int] | ArrayLike | None, logits: torch.Tenso
         raise ValueError(f"{where} expects target to be None, one class id or {count} class ids in [0, {classes}). "
                          f"Received: {ids.tolist()}")
     return ids
-
-
-def _conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, plots.conv_layer_types())]
-
-
-def conv_layer(model: nn.Module, layer: str | nn.Module | None = None, *, which: str = "last",
-               where: str = "grad_cam") -> tuple[str, nn.Module]:
-    """``(name, module)`` of a 2-D convolution: by name, the module itself, or the first/last one.
-
-    Raises:
-        ValueError: no convolution in the model, or a name/module that is not in it (the message lists
-            the convolutions' names).
-    """
-    convs = _conv_layers(model)
-    names = ", ".join(name for name, _ in convs) or "none"
-    if layer is None:
-        if not convs:
-            raise ValueError(f"{where} found no 2-D convolution in {type(model).__name__}; pass layer=")
-        return convs[-1] if which == "last" else convs[0]
-    named = dict(model.named_modules())
-    if isinstance(layer, str):
-        if layer not in named:
-            raise ValueError(f"{where} expects layer to name a module of the model (convolutions: {names}). "
-                             f"Received: layer={layer!r}")
-        return layer, named[layer]
-    found = [name for name, module in named.items() if module is layer]
-    if not found:
-        raise ValueError(f"{where} expects a layer inside the model. Received: a {type(layer).__name__} "
-                         f"that is not one of its modules")
-    return found[0], layer
 
 
 # -- attributions ---------------------------------------------------------------------------------------

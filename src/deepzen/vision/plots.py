@@ -145,23 +145,34 @@ def conv_layer_types() -> tuple[type, ...]:
     return nn.Conv2d, Conv2D, DepthwiseConv2D, SeparableConv2D
 
 
-def _find_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
-    named = dict(model.named_modules())
+def _conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, conv_layer_types())]
+
+
+def conv_layer(model: nn.Module, layer: str | nn.Module | None = None, *, which: str = "last",
+               where: str = "grad_cam") -> tuple[str, nn.Module]:
+    """``(name, module)`` of a 2-D convolution: by name, the module itself, or the first/last one.
+
+    Raises:
+        ValueError: no convolution in the model, or a name/module that is not in it (the message lists
+            the convolutions' names).
+    """
+    convs = _conv_layers(model)
+    names = ", ".join(name for name, _ in convs) or "none"
     if layer is None:
-        convs = [(name, module) for name, module in named.items() if isinstance(module, conv_layer_types())]
         if not convs:
-            raise ValueError(f"plot_feature_maps found no 2-D convolution in {type(model).__name__}; pass layer=")
-        return convs[0]
+            raise ValueError(f"{where} found no 2-D convolution in {type(model).__name__}; pass layer=")
+        return convs[-1] if which == "last" else convs[0]
+    named = dict(model.named_modules())
     if isinstance(layer, str):
         if layer not in named:
-            candidates = ", ".join(name for name, m in named.items() if isinstance(m, conv_layer_types()))
-            raise ValueError(f"plot_feature_maps expects a layer name of model.named_modules() (convolutions: "
-                             f"{candidates}). Received: layer={layer!r}")
+            raise ValueError(f"{where} expects layer to name a module of the model (convolutions: {names}). "
+                             f"Received: layer={layer!r}")
         return layer, named[layer]
     found = [name for name, module in named.items() if module is layer]
     if not found:
-        raise ValueError(f"plot_feature_maps expects a layer inside the model. Received: a "
-                         f"{type(layer).__name__} that is not one of its modules")
+        raise ValueError(f"{where} expects a layer inside the model. Received: a {type(layer).__name__} "
+                         f"that is not one of its modules")
     return found[0], layer
 
 
@@ -178,7 +189,7 @@ def feature_maps(model: nn.Module, image: np.ndarray | torch.Tensor,
         layer: a name from ``model.named_modules()``, the layer itself, or ``None`` for the first
             2-D convolution.
     """
-    name, module = _find_layer(model, layer)
+    name, module = conv_layer(model, layer, which="first", where="plot_feature_maps")
     image = torch.as_tensor(image)
     batch = image[None] if image.dim() == 3 else image[:1]  # (1, C, H, W)
     parameter = next(model.parameters(), None)
