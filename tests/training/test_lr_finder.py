@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -126,3 +128,39 @@ def test_fit_one_cycle_follows_the_one_cycle_schedule_step_by_step():
     assert rates[0] == pytest.approx(0.5 / 25) and max(rates) == rates[8] > rates[7] > rates[9] and rates[-1] < 0.01
     assert history.history["learning_rate"] == pytest.approx([rates[9], rates[19], rates[29]])
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("optimizer, read", [
+    (lambda: deepzen.optimizers.SGD(learning_rate=0.5, momentum=0.9), lambda group: group["momentum"]),
+    (lambda: deepzen.optimizers.Adam(learning_rate=0.01), lambda group: group["betas"][0]),
+])
+def test_fit_one_cycle_cycles_the_momentum_against_the_rate(optimizer, read):
+    from deepzen.optimizers.schedules import OneCycle
+
+    x, y = _data(320)
+    model = _model(optimizer())
+    momenta = []
+
+    class Record(deepzen.callbacks.Callback):
+        def on_train_batch_end(self, step, logs=None):
+            momenta.append(read(model.optimizer.param_groups[0]))
+
+    model.fit_one_cycle(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[Record()])  # 30 steps
+    # fastai's cycle: 0.95 down to 0.85 along the rise's half cosine (7.5 steps), back to 0.95 along the fall's
+    rise = [0.95 - 0.1 * (1 - math.cos(math.pi * step / 7.5)) / 2 for step in range(8)]
+    fall = [0.85 + 0.1 * (1 - math.cos(math.pi * (step - 7.5) / 22.5)) / 2 for step in range(8, 30)]
+    assert momenta == pytest.approx(rise + fall)
+    assert momenta == pytest.approx([OneCycle(1.0, 30).momentum(step) for step in range(30)])
+    assert min(momenta) == momenta[8] < 0.86 and momenta[0] == 0.95 and momenta[-1] > 0.949
+
+
+def test_fit_one_cycle_leaves_the_momentum_alone_with_moms_none_and_warns_without_one():
+    x, y = _data(64)
+    model = _model(deepzen.optimizers.SGD(learning_rate=0.1, momentum=0.5))
+    model.fit_one_cycle(x, y, epochs=1, batch_size=32, verbose=0, moms=None)
+    assert model.optimizer.param_groups[0]["momentum"] == 0.5
+    model = _model(deepzen.optimizers.Adagrad(learning_rate=0.1))
+    with pytest.warns(UserWarning, match="Adagrad has no momentum to cycle"):
+        model.fit_one_cycle(x, y, epochs=1, batch_size=32, verbose=0)
+    with pytest.raises(ValueError, match="moms=.start, lowest, end"):
+        deepzen.callbacks.OneCycleScheduler(moms=(0.9, 0.8))

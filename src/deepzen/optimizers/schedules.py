@@ -234,14 +234,27 @@ class OneCycle(LearningRateSchedule):
         """From ``start`` at position 0 to ``end`` at 1 along half a cosine (fastai's ``SchedCos``)."""
         return start + (1 + math.cos(math.pi * (1 - position))) * (end - start) / 2
 
-    def __call__(self, step: int) -> float:
-        peak = self.max_learning_rate
+    def phase(self, step: int) -> tuple[int, float]:
+        """Where ``step`` lies: ``(0, position in the rise)`` or ``(1, position in the fall)``, in [0, 1]."""
         rise = self.pct_start * self.total_steps
         position = min(step, self.total_steps)
         if position < rise:
-            return self._cosine(peak / self.div_factor, peak, position / rise)
+            return 0, position / rise
         fall = self.total_steps - rise
-        return self._cosine(peak, peak / self.final_div_factor, (position - rise) / fall if fall > 0 else 1.0)
+        return 1, (position - rise) / fall if fall > 0 else 1.0
+
+    def __call__(self, step: int) -> float:
+        peak = self.max_learning_rate
+        phase, position = self.phase(step)
+        if phase == 0:
+            return self._cosine(peak / self.div_factor, peak, position)
+        return self._cosine(peak, peak / self.final_div_factor, position)
+
+    def momentum(self, step: int, moms: tuple[float, float, float] = (0.95, 0.85, 0.95)) -> float:
+        """fastai's momentum cycle, mirroring the rate: from ``moms[0]`` down to ``moms[1]`` while the rate
+        rises, then back to ``moms[2]`` while it falls, along the same half cosines."""
+        phase, position = self.phase(step)
+        return self._cosine(moms[phase], moms[phase + 1], position)
 
     def get_config(self):
         return {"max_learning_rate": self.max_learning_rate, "total_steps": self.total_steps,

@@ -465,17 +465,25 @@ class LearningRateScheduler(Callback):
 class OneCycleScheduler(Callback):
     """fastai's one-cycle policy over a whole ``fit``: each step's rate follows
     :class:`~deepzen.optimizers.schedules.OneCycle` over ``epochs * steps`` steps (what ``Model.fit_one_cycle``
-    adds). fastai also cycles the momentum; this schedules the rate only.
+    adds), and, as in fastai, the momentum cycles the other way (:meth:`OneCycle.momentum
+    <deepzen.optimizers.schedules.OneCycle.momentum>`): SGD's and RMSprop's ``momentum``, the Adam family's
+    ``beta_1``.
 
     Args:
         max_learning_rate: the peak rate (None: the optimizer's rate when training begins).
         pct_start, div_factor, final_div_factor: :class:`~deepzen.optimizers.schedules.OneCycle`'s.
+        moms: ``(start, lowest, end)`` momentum, fastai's ``(0.95, 0.85, 0.95)`` by default; None leaves the
+            optimizer's momentum as it is. An optimizer without a momentum (Adagrad, Adadelta) gets a warning.
     """
 
     def __init__(self, max_learning_rate: float | None = None, pct_start: float = 0.25, div_factor: float = 25.0,
-                 final_div_factor: float = 1e5):
+                 final_div_factor: float = 1e5, moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95)):
+        if moms is not None and (len(moms) != 3 or not all(0 <= m < 1 for m in moms)):
+            raise ValueError(f"OneCycleScheduler expects moms=(start, lowest, end), each in [0, 1), or None. "
+                             f"Received: moms={moms!r}")
         self.max_learning_rate, self.pct_start = max_learning_rate, pct_start
         self.div_factor, self.final_div_factor = div_factor, final_div_factor
+        self.moms = None if moms is None else tuple(float(m) for m in moms)
         self.done, self.peak = 0, None
 
     def on_train_begin(self, logs=None):
@@ -487,6 +495,12 @@ class OneCycleScheduler(Callback):
             else get_learning_rate(self.model.optimizer)
         self.done = state.initial_epoch * state.steps
         self._build(state.epochs * state.steps)
+        self.cycle_momentum = self.moms is not None
+        if self.cycle_momentum and not set_momentum(self.model.optimizer, None):
+            warnings.warn(f"OneCycleScheduler: {type(self.model.optimizer).__name__} has no momentum to cycle; only "
+                          f"the learning rate follows the one-cycle policy (pass moms=None to silence this)",
+                          stacklevel=2)
+            self.cycle_momentum = False
 
     def _build(self, total_steps: int) -> None:
         self.total_steps = total_steps
@@ -495,6 +509,8 @@ class OneCycleScheduler(Callback):
 
     def on_train_batch_begin(self, step, logs=None):
         set_learning_rate(self.model.optimizer, self.schedule(self.done))
+        if self.cycle_momentum:
+            set_momentum(self.model.optimizer, self.schedule.momentum(self.done, self.moms))
         self.done += 1
 
     def on_epoch_end(self, epoch, logs=None):
@@ -813,6 +829,21 @@ def set_learning_rate(optimizer, lr: float) -> None:
             group["lr"].fill_(lr)
         else:
             group["lr"] = lr
+
+
+def set_momentum(optimizer, momentum: float | None) -> bool:
+    """Sets the momentum of every parameter group: ``momentum`` (SGD, RMSprop) or ``betas[0]`` (the Adam
+    family). Returns whether the optimizer has one; ``momentum=None`` only asks."""
+    groups = optimizer.param_groups
+    if not all("momentum" in group or "betas" in group for group in groups):
+        return False
+    if momentum is not None:
+        for group in groups:
+            if "betas" in group:
+                group["betas"] = (momentum, *group["betas"][1:])
+            else:
+                group["momentum"] = momentum
+    return True
 
 
 def _resolve_mode(mode: str, monitor: str) -> str:

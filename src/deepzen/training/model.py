@@ -679,12 +679,14 @@ class Model(SubclassingAPI, nn.Module):
 
     def fit_one_cycle(self, x: Any = None, y: Any = None, epochs: int = 1, max_learning_rate: float | None = None, *,
                       pct_start: float = 0.25, div_factor: float = 25.0, final_div_factor: float = 1e5,
+                      moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95),
                       callbacks: list[Callback] | None = None, **kwargs: Any) -> History:
-        """``fit`` under fastai's one-cycle learning-rate policy (:class:`~deepzen.callbacks.OneCycleScheduler`):
-        from ``max_learning_rate / div_factor`` up to ``max_learning_rate`` over the first ``pct_start`` of the
-        steps, then down to ``max_learning_rate / final_div_factor``. ``max_learning_rate`` None: the optimizer's
-        rate (e.g. set from :meth:`lr_find`'s suggestion). Other arguments are ``fit``'s."""
-        scheduler = OneCycleScheduler(max_learning_rate, pct_start, div_factor, final_div_factor)
+        """``fit`` under fastai's one-cycle policy (:class:`~deepzen.callbacks.OneCycleScheduler`): the rate
+        goes from ``max_learning_rate / div_factor`` up to ``max_learning_rate`` over the first ``pct_start`` of
+        the steps, then down to ``max_learning_rate / final_div_factor``, while the momentum goes from
+        ``moms[0]`` down to ``moms[1]`` and back to ``moms[2]`` (None: left alone). ``max_learning_rate`` None:
+        the optimizer's rate (e.g. set from :meth:`lr_find`'s suggestion). Other arguments are ``fit``'s."""
+        scheduler = OneCycleScheduler(max_learning_rate, pct_start, div_factor, final_div_factor, moms)
         return self.fit(x, y, epochs=epochs, callbacks=[*(callbacks or []), scheduler], **kwargs)
 
     def lr_find(self, x: Any, y: Any = None, **kwargs: Any) -> LRFinderResult:
