@@ -143,7 +143,8 @@ def config_value(value: Any, where: str) -> Any:
     if isinstance(value, dict):
         return {str(k): config_value(v, where) for k, v in value.items()}
     if hasattr(value, "get_config"):
-        return {"class": type(value).__name__, "module": type(value).__module__, "config": value.get_config()}
+        return {"class": type(value).__name__, "module": type(value).__module__,
+                "config": config_value(value.get_config(), where)}  # e.g. an optimizer's schedule
     raise TypeError(f"{where}={value!r} cannot be saved in a model config: pass it by its string name, "
                     f"or give its class get_config()/from_config()")
 

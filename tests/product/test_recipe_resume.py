@@ -100,8 +100,9 @@ TINY: dict[str, Tiny] = {
     "shakespeare-char-transformer": Tiny(LANGUAGE_MODEL, epoch_keys=(), interrupt=True),
     "multi30k-transformer": Tiny(TRANSLATOR, epoch_keys=(), interrupt=True),
     "multi30k-gru-attention": Tiny(TRANSLATOR, epoch_keys=(), interrupt=True),
+    # its cosine schedule spans the configured epochs
     "mnist-segmentation": Tiny({"train_scenes": 32, "test_scenes": 8, "filters": 2, "depth": 2, "batch_size": 16,
-                                "pretrain_samples": 128, "verbose": 0}),
+                                "verbose": 0}, interrupt=True),
     "moving-mnist-video": Tiny({"train_clips": 16, "test_clips": 8, "frames": 8, "filters": 2, "batch_size": 8,
                                 "verbose": 0}),
     # the detectors' cosine schedule spans the configured epochs

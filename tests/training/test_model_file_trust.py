@@ -125,6 +125,20 @@ def test_custom_objects_and_registered_classes_are_built(tmp_path):
         np.testing.assert_array_equal(load_model(path).predict(x), x + 1.5)
 
 
+def test_an_optimizer_with_a_schedule_saves_and_loads_it(tmp_path):
+    from deepzen.optimizers.schedules import CosineDecay
+
+    model = small_cnn()
+    schedule = CosineDecay(3e-3, decay_steps=100, alpha=0.1)
+    model.compile(optimizer=deepzen.optimizers.Adam(learning_rate=schedule, beta_1=0.8), loss="mse")
+    path = tmp_path / "m.dz"
+    model.save(path)  # the schedule used to break the file's JSON
+    optimizer = load_model(path).compile_config["optimizer"]
+    assert isinstance(optimizer.learning_rate, CosineDecay) and optimizer.beta_1 == 0.8
+    assert optimizer.learning_rate.get_config() == schedule.get_config()
+    assert [optimizer.learning_rate(step) for step in (0, 50, 100)] == [schedule(step) for step in (0, 50, 100)]
+
+
 def test_classes_that_share_a_name_are_told_apart_by_module(tmp_path):
     model = small_cnn()
     model.compile(optimizer="adam", loss=deepzen.losses.MeanSquaredError(), metrics=[deepzen.metrics.MeanSquaredError()])

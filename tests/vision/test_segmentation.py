@@ -97,7 +97,7 @@ def test_recipe_trains_saves_and_predicts_an_overlay_through_the_cli(real_datase
     assert "mnist-segmentation" in RECIPES and RECIPES.get("mnist-segmentation").predictor is not None
     run = tmp_path / "run"
     settings = ["train_scenes=64", "test_scenes=16", "epochs=1", "filters=4", "depth=2", "batch_size=16",
-                "pretrain_samples=256", "verbose=0"]
+                "pretrain_epochs=1", "pretrain_samples=256", "verbose=0"]
     assert cli.main(["train", "mnist-segmentation", "--run-dir", str(run),
                      *[item for pair in settings for item in ("--set", pair)]]) == 0
     metrics = json.loads((run / "metrics.json").read_text())

@@ -207,6 +207,11 @@ class Optimizer(Serializable):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Optimizer":
+        from deepzen.serializable import value_from_config
+
+        # a schedule given as the rate was saved as its config (registered schedule classes only)
+        if "learning_rate" in config:
+            config = {**config, "learning_rate": value_from_config(config["learning_rate"])}
         return cls(**config)
 
     def __repr__(self) -> str:

@@ -28,16 +28,16 @@ class SegmentationConfig:
     data: str | None = None  # the MNIST folder the scenes are drawn from (default $DEEPZEN_DATA/mnist)
     train_scenes: int = 3000  # training scenes, from MNIST's training digits
     test_scenes: int = 1000  # test scenes, from MNIST's test digits
-    filters: int = 8  # the U-Net's first level's filters (doubled at each of the `depth` levels)
+    filters: int = 16  # the U-Net's first level's filters (doubled at each of the `depth` levels)
     depth: int = 3  # poolings and transposed-convolution up-samplings
     skips: bool = True  # U-Net skip connections; false: a plain FCN decoder
     loss: str = "crossentropy"  # "crossentropy", "dice", "jaccard", or a sum such as "crossentropy+dice"
-    background_weight: float = 0.05  # cross-entropy weight of a background pixel (a digit pixel's is 1)
-    pretrain_epochs: int = 1  # first train the encoder as a digit classifier on MNIST's 28x28 training images (0: no)
+    background_weight: float = 0.2  # cross-entropy weight of a background pixel (a digit pixel's is 1)
+    pretrain_epochs: int = 0  # first train the encoder as a digit classifier on MNIST's 28x28 training images (0: no)
     pretrain_samples: int = 0  # training images for that (0: all 60,000; the scenes' digits come from the same set)
-    epochs: int = 20
+    epochs: int = 15
     batch_size: int = 32
-    learning_rate: float = 1e-2
+    learning_rate: float = 3e-3  # Adam's peak rate, decayed to 0 along a cosine over the epochs
     seed: int = 0
     verbose: int = 2
 
@@ -108,7 +108,11 @@ def mnist_segmentation(config: SegmentationConfig, run_dir: Path) -> dict:
     model = unet(NUM_CLASSES, x_train.shape[1:], filters=config.filters, depth=config.depth, skips=config.skips)
     if config.pretrain_epochs:
         pretrain_encoder(model, config)
-    model.compile(optimizer=deepzen.optimizers.Adam(learning_rate=config.learning_rate),
+    # The cosine decay settles the per-pixel classes: at a constant 3e-3 the validation mIoU swung by 0.2
+    # from one epoch to the next.
+    steps = config.epochs * -(-len(x_train) // config.batch_size)
+    schedule = deepzen.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
+    model.compile(optimizer=deepzen.optimizers.Adam(learning_rate=schedule),
                   loss=segmentation_loss(config.loss, config.background_weight), metrics=[MeanIoU(num_classes=NUM_CLASSES)])
     history = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
                         validation_data=(x_test[:200], y_test[:200]), verbose=config.verbose)
