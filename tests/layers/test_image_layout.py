@@ -11,6 +11,7 @@ import deepzen.config
 from deepzen import config
 from deepzen.layers import image_layout
 from deepzen.layers.conv import Conv1D, Conv2D, Conv2DTranspose, Conv3D, DepthwiseConv2D, SeparableConv2D
+from deepzen.layers import LSTM, Dropout, Embedding, Permute
 from deepzen.layers.core import Dense, Flatten, Input
 from deepzen.layers.image_layout import ImageLayoutWarning
 from deepzen.layers.normalization import BatchNormalization
@@ -69,6 +70,40 @@ def test_channels_first_inputs_and_declared_channels_last_do_not_warn(shape):
         Conv1D(4, 3)(torch.zeros(2, 100, 3))  # sequences: no heuristic in 1-d
         config.set_image_data_format("channels_last")
         Conv2D(4, 3)(torch.zeros(2, 28, 28, 1))
+
+
+def _text_model(*middle, lazy=False):
+    head = [] if lazy else [Input((50,), dtype="int64")]
+    return Sequential([*head, Embedding(100, 8), *middle, GlobalMaxPooling1D(), Dense(1)])
+
+
+@pytest.mark.parametrize("middle", [
+    lambda: [],
+    lambda: [Conv1D(6, 3)],
+    lambda: [Dropout(0.2), Conv1D(6, 3)],  # the tag passes through shape-keeping layers
+    lambda: [LSTM(4, return_sequences=True)],
+])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_keras_text_models_under_channels_first_warn_that_1d_layers_read_channels_then_steps(middle, lazy):
+    # Keras's text examples (Embedding -> Conv1D / pooling 1-d) would otherwise convolve over the embedding
+    # dimensions, the 50 steps read as channels, without a word
+    with pytest.warns(ImageLayoutWarning, match=r"received \(None, \d+, \d+\) from an Embedding or a recurrent "
+                                                r"layer.*data_format='channels_last'"):
+        model = _text_model(*middle(), lazy=lazy)
+        model(torch.randint(1, 100, (2, 50)))
+
+
+def test_keras_text_models_in_the_steps_features_layout_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = Sequential([Input((50,), dtype="int64"), Embedding(100, 8),
+                            Conv1D(6, 3, data_format="channels_last"), GlobalMaxPooling1D(data_format="channels_last"),
+                            Dense(1)])
+        assert tuple(model(torch.randint(1, 100, (2, 50))).shape) == (2, 1)
+        model = _text_model(Permute((2, 1)), Conv1D(6, 3))  # PyTorch's way: channels (the features) first
+        assert tuple(model(torch.randint(1, 100, (2, 50))).shape) == (2, 1)
+        config.set_image_data_format("channels_last")
+        _text_model(Conv1D(6, 3))(torch.randint(1, 100, (2, 50)))
 
 
 def test_conv2d_channels_last_takes_and_returns_nhwc():

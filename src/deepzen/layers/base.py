@@ -19,7 +19,7 @@ from torch import nn
 from deepzen.data.arrays import map_structure
 from deepzen.layers import legacy
 from deepzen.layers.subclassing import SubclassingAPI, forward_from_call, refreeze
-from deepzen.layers.symbolic import call_symbolic, has_symbolic
+from deepzen.layers.symbolic import STEPS_FEATURES, call_symbolic, has_symbolic
 from deepzen.serializable import config_value, register_serializable, value_from_config
 
 
@@ -107,6 +107,7 @@ class Layer(SubclassingAPI, nn.Module):
         self.built = False
         self.activity_loss: torch.Tensor | None = None
         self._build_hook = self.register_forward_pre_hook(type(self)._build_on_first_call)
+        self._steps_hook = self.register_forward_hook(type(self)._mark_steps_features)
 
     def __call__(self, *args, **kwargs):
         if has_symbolic(args, kwargs):  # Functional API: record the call (layers/symbolic.py)
@@ -114,6 +115,21 @@ class Layer(SubclassingAPI, nn.Module):
         return super().__call__(*args, **kwargs)
 
     # -- building -----------------------------------------------------------------------------------
+    produces_steps_features = False
+    """Whether the output is ``(batch, steps, features)`` (Embedding; recurrent layers with return_sequences)."""
+
+    def _mark_steps_features(self, args, output):
+        """After the first call (the one that builds the next layers): tags a ``(batch, steps, features)``
+        output with :data:`STEPS_FEATURES`, and passes the tag on through layers that keep the shape
+        (Dropout, normalization, attention), so that a 1-d image layer under channels_first can warn."""
+        self._steps_hook.remove()
+        if not isinstance(output, torch.Tensor) or output.ndim != 3:
+            return
+        source = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if self.produces_steps_features or (source is not None and getattr(source, STEPS_FEATURES, False)
+                                            and source.shape == output.shape):
+            setattr(output, STEPS_FEATURES, True)
+
     def build(self, input_shape: tuple[int, ...]) -> None:
         """Creates the parameters for inputs of ``input_shape`` (batch dimension first)."""
 

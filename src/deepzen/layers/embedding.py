@@ -40,6 +40,7 @@ class Embedding(Layer):
     """
 
     takes_integer_inputs = True  # models keep their input ids as integers
+    produces_steps_features = True  # (N, T) ids -> (N, T, output_dim)
 
     def __init__(self, input_dim: int, output_dim: int, embeddings_initializer: Any = "random_uniform",
                  embeddings_regularizer: Any = None, mask_zero: bool = False, padding_idx: int | None = None,

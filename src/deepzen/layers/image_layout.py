@@ -20,7 +20,7 @@ from __future__ import annotations
 import warnings
 
 from deepzen import config
-from deepzen.layers.base import Layer, shape_str
+from deepzen.layers.base import STEPS_FEATURES, Layer, shape_str
 
 LIKELY_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
 
@@ -93,6 +93,19 @@ class ImageLayer(Layer):
         """The inverse of :meth:`channels_first_shape`: a channels-first shape in this layer's layout."""
         shape = tuple(shape)
         return (shape[0], *shape[2:], shape[1]) if self.channels_last and len(shape) > 2 else shape
+
+    def build_for(self, x):
+        if not self.built and self.rank == 1 and not self.channels_last and getattr(x, STEPS_FEATURES, False):
+            steps, features = x.shape[1:]
+            warnings.warn(
+                f"Layer '{self.display_name}' ({type(self).__name__}) received {shape_str((None, steps, features))} "
+                f"from an Embedding or a recurrent layer, which gives (batch, steps, features), but it reads "
+                f"(batch, channels, steps) because data_format='channels_first' (deepzen's default, PyTorch's "
+                f"layout): {steps} channels of {features} steps. Keras's 1-d layers read (batch, steps, features): "
+                f"pass data_format='channels_last' to the 1-d layers, call "
+                f"deepzen.config.set_image_data_format('channels_last') before building the model, or put "
+                f"Permute((2, 1)) in front.", ImageLayoutWarning, stacklevel=2)
+        super().build_for(x)
 
     def build(self, input_shape):
         if not self.channels_last and looks_channels_last(tuple(input_shape[1:]), self.rank):

@@ -68,6 +68,10 @@ class Recurrent(Layer):
     torch_module: type[nn.RNNBase] = nn.RNN
     state_names: tuple[str, ...] = ("h",)
 
+    @property
+    def produces_steps_features(self) -> bool:  # (N, T, units) with return_sequences (see Layer)
+        return self.return_sequences
+
     def __init__(self, units: int, return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, num_layers: int = 1, dropout: float = 0.0, bidirectional: bool = False,
                  merge_mode: str = "concat", use_bias: bool = True, kernel_initializer: Any = "glorot_uniform",

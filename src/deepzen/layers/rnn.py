@@ -265,6 +265,10 @@ class RNN(Layer):
         training: passed to cells that take it (their dropout); None follows the module's mode.
     """
 
+    @property
+    def produces_steps_features(self) -> bool:  # (N, T, units) with return_sequences (see Layer)
+        return self.return_sequences
+
     def __init__(self, cell: nn.Module | Sequence[nn.Module], return_sequences: bool = False,
                  return_state: bool = False, go_backwards: bool = False, stateful: bool = False,
                  unroll: bool = False, zero_output_for_mask: bool = False, **kwargs):

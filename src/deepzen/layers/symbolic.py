@@ -32,6 +32,11 @@ PROBE_BATCH = 2
 OPEN_AXIS_SIZES = ((16, 23), (64, 91))
 
 
+STEPS_FEATURES = "_deepzen_steps_features"
+"""The attribute set on a tensor that holds ``(batch, steps, features)`` while a model builds (see
+``Layer._mark_steps_features``): Keras's 1-d layers read that layout, deepzen's under channels_first do not."""
+
+
 class SymbolicTensor:
     """A placeholder for a batch of tensors in a graph under construction (Keras's ``KerasTensor``).
 
@@ -43,13 +48,14 @@ class SymbolicTensor:
         index: its position among the flattened outputs of that call.
     """
 
-    __slots__ = ("shape", "dtype", "node", "index", "__weakref__")
+    __slots__ = ("shape", "dtype", "node", "index", STEPS_FEATURES, "__weakref__")
 
     def __init__(self, shape: tuple, dtype: torch.dtype, node: "Node | None" = None, index: int = 0):
         self.shape = tuple(shape)
         self.dtype = dtype
         self.node = node
         self.index = index
+        setattr(self, STEPS_FEATURES, False)
 
     @property
     def ndim(self) -> int:
@@ -142,7 +148,10 @@ def _probe_value(device, open_size: int):
         if not isinstance(value, SymbolicTensor):
             return value
         shape = [open_size if d is None else d for d in value.shape[1:]]
-        return torch.zeros((PROBE_BATCH, *shape), dtype=value.dtype, device=device)
+        probe = torch.zeros((PROBE_BATCH, *shape), dtype=value.dtype, device=device)
+        if getattr(value, STEPS_FEATURES):
+            setattr(probe, STEPS_FEATURES, True)
+        return probe
     return make
 
 
@@ -212,7 +221,9 @@ def call_symbolic(layer: nn.Module, args: tuple, kwargs: dict) -> Any:
         shape = list(value.shape[1:])
         if twin is not None:  # axes that changed with the open input axes stay open
             shape = [d if d == e else None for d, e in zip(shape, twin.shape[1:])]
-        return SymbolicTensor((batch, *shape), value.dtype, node, next(positions))
+        result = SymbolicTensor((batch, *shape), value.dtype, node, next(positions))
+        setattr(result, STEPS_FEATURES, getattr(value, STEPS_FEATURES, False))
+        return result
 
     node.outputs = map_leaves(symbolic, probes[0])
     layer.__dict__.setdefault("output", node.outputs)  # Keras's layer.output: the first call's output
