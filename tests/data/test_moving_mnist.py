@@ -6,9 +6,11 @@ import doctest
 
 import numpy as np
 import pytest
+import torch
 
 from deepzen.data import moving_mnist
-from deepzen.data.moving_mnist import DIRECTIONS, digit_directions, load_moving_mnist, make_moving_mnist
+from deepzen.data.moving_mnist import (DIRECTIONS, FreshClips, digit_directions, labelled_clips, load_moving_mnist,
+                                       make_moving_mnist)
 
 BLOCKS = np.full((10, 28, 28), 255, np.uint8)  # one solid square per class: its box is its position
 CLASSES = np.arange(10)
@@ -71,6 +73,23 @@ def test_clips_from_real_mnist(real_dataset):
     assert x_train.shape == (4, 1, 20, 64, 64) and x_test.shape == (3, 1, 20, 64, 64)
     assert y_train.shape == (4, 10) and ((y_train > 0).sum(1) == 2).all() and ((y_test > 0).sum(1) == 2).all()
     assert x_train.max() == 255 and (x_train > 0).mean() > 0.05  # digits are drawn
+
+
+def test_fresh_clips_are_new_each_epoch_and_the_same_for_the_same_epoch():
+    fresh = FreshClips(BLOCKS, CLASSES, 5, 2, seed=3, frames=6)
+    assert len(fresh) == 3
+    first = list(fresh)
+    assert [tuple(x.shape) for x, _ in first] == [(2, 1, 6, 64, 64), (2, 1, 6, 64, 64), (1, 1, 6, 64, 64)]
+    assert first[0][0].dtype == torch.float32 and first[0][1].shape == (2, 10)
+    clips, labels = labelled_clips(BLOCKS, CLASSES, 5, seed=(3, 0), frames=6)  # epoch 0 is seed (3, 0)
+    assert torch.equal(torch.cat([x for x, _ in first]), torch.from_numpy(clips).float())
+    assert torch.equal(torch.cat([y for _, y in first]), torch.from_numpy(labels))
+    second = torch.cat([x for x, _ in fresh])  # the next epoch draws other clips
+    assert fresh.epoch == 2 and not torch.equal(second, torch.cat([x for x, _ in first]))
+    fresh.epoch = 0  # what FollowEpochs does at a resumed fit's epoch start
+    assert torch.equal(torch.cat([x for x, _ in fresh]), torch.cat([x for x, _ in first]))
+    with pytest.raises(ValueError, match="count >= 1 and batch_size >= 1"):
+        FreshClips(BLOCKS, CLASSES, 0, 2)
 
 
 def test_docstring_examples():

@@ -28,7 +28,10 @@ Example:
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
+import torch
 
 from deepzen.data.images import load_mnist
 from deepzen.data.paths import PathLike
@@ -51,7 +54,8 @@ def _bounce(position: np.ndarray, limit: int) -> np.ndarray:
 
 def make_moving_mnist(images: np.ndarray, labels: np.ndarray, count: int, *, frames: int = 20, size: int = 64,
                       digits: int = 2, speeds: tuple[float, float] = (2.0, 3.5), straight: int = 8,
-                      shared_direction: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      shared_direction: bool = True, seed: int | Sequence[int] = 0
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draws ``count`` clips of ``digits`` moving digits taken from ``images``.
 
     Args:
@@ -64,7 +68,7 @@ def make_moving_mnist(images: np.ndarray, labels: np.ndarray, count: int, *, fra
         speeds: ``(slowest, fastest)`` speed in pixels per frame, drawn uniformly.
         straight: frames during which every digit keeps its first direction (no bounce before).
         shared_direction: the digits of a clip set off in one direction; False: each draws its own.
-        seed: the generator's seed.
+        seed: the generator's seed (an int, or ints such as ``(seed, epoch)``).
 
     Returns:
         ``(clips, classes, directions)``: uint8 ``(count, 1, frames, size, size)`` (PyTorch's
@@ -127,6 +131,47 @@ def digit_directions(classes: np.ndarray, directions: np.ndarray, num_classes: i
     return labels
 
 
+class FreshClips:
+    """Training batches of clips drawn anew every epoch, as Srivastava et al. (2015) drew theirs.
+
+    A fixed set of a few thousand clips shows each digit image in one clip only; drawing ``count`` new
+    clips per epoch from the digits shows the network new pairings, places and speeds all along. Epoch
+    ``e``'s clips come from the seed ``(seed, e)``: a run is reproducible, and with
+    :class:`deepzen.callbacks.FollowEpochs` a fit resumed from a checkpoint draws what the uninterrupted
+    fit drew (the batches count the epochs they serve otherwise, starting from 0).
+
+    Args:
+        images, labels: the digits (N, S, S) uint8 and their classes.
+        count: clips per epoch.
+        batch_size: clips per batch (the last batch of an epoch may be smaller).
+        seed: the clips' seed, combined with the epoch.
+        **options: passed to :func:`make_moving_mnist` (``frames``, ``shared_direction``, ...).
+
+    Yields, per batch: ``(clips, labels)``, float32 ``(B, 1, T, H, W)`` pixels 0..255 and int64 ``(B, 10)``
+    :func:`digit_directions` labels.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, count: int, batch_size: int, *, seed: int = 0,
+                 **options):
+        if count < 1 or batch_size < 1:
+            raise ValueError(f"FreshClips expects count >= 1 and batch_size >= 1. Received: count={count}, "
+                             f"batch_size={batch_size}")
+        self.images, self.labels, self.count, self.batch_size = images, np.asarray(labels), count, batch_size
+        self.seed, self.options, self.epoch = seed, options, 0
+
+    def __len__(self) -> int:
+        return -(-self.count // self.batch_size)
+
+    def __iter__(self):
+        clips, labels = labelled_clips(self.images, self.labels, self.count, seed=(self.seed, self.epoch),
+                                       **self.options)
+        labels = torch.from_numpy(labels)
+        self.epoch += 1
+        for start in range(0, self.count, self.batch_size):
+            batch = torch.from_numpy(clips[start:start + self.batch_size]).float()
+            yield batch, labels[start:start + self.batch_size]
+
+
 def load_moving_mnist(data: PathLike | None = None, *, train_clips: int = 3000, test_clips: int = 600,
                       seed: int = 0, **options) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Training clips from MNIST's training digits and test clips from its test digits, with task labels.
@@ -142,9 +187,13 @@ def load_moving_mnist(data: PathLike | None = None, *, train_clips: int = 3000, 
         :func:`digit_directions` labels ``(N, 10)``.
     """
     x_train, y_train, x_test, y_test = load_mnist(data)
-    arrays = []
-    for images, labels, count, clip_seed in ((x_train, y_train, train_clips, seed),
-                                             (x_test, y_test, test_clips, seed + 1)):
-        clips, classes, directions = make_moving_mnist(images, labels, count, seed=clip_seed, **options)
-        arrays += [clips, digit_directions(classes, directions)]
-    return tuple(arrays)
+    return (*labelled_clips(x_train, y_train, train_clips, seed=seed, **options),
+            *labelled_clips(x_test, y_test, test_clips, seed=seed + 1, **options))
+
+
+def labelled_clips(images: np.ndarray, labels: np.ndarray, count: int, *, seed: int | Sequence[int] = 0,
+                   **options) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` clips of :func:`make_moving_mnist` and their :func:`digit_directions` labels:
+    uint8 ``(count, 1, T, H, W)`` and int64 ``(count, 10)``."""
+    clips, classes, directions = make_moving_mnist(images, labels, count, seed=seed, **options)
+    return clips, digit_directions(classes, directions)

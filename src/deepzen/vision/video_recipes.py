@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 import deepzen
-from deepzen.data.moving_mnist import LABEL_NAMES, load_moving_mnist
+from deepzen.training.callbacks import FollowEpochs
+from deepzen.data.images import load_mnist
+from deepzen.data.moving_mnist import LABEL_NAMES, FreshClips, labelled_clips
 from deepzen.recipes import register_recipe, write_text
 from deepzen.vision.video import create
 
@@ -38,7 +40,8 @@ class VideoConfig:
     data: str | None = None  # the MNIST folder the clips are drawn from (default $DEEPZEN_DATA/mnist)
     model: str = "c3d"  # the 3D CNN: "c3d" or "r2plus1d"
     baseline: bool = True  # also train the 2D CNN averaged over the frames, and report it
-    train_clips: int = 3000  # training clips, from MNIST's training digits
+    train_clips: int = 3000  # training clips per epoch, from MNIST's training digits
+    redraw: bool = True  # draw new training clips every epoch (false: one fixed set of train_clips)
     test_clips: int = 600  # test clips, from MNIST's test digits
     frames: int = 20  # frames per clip
     shared_direction: bool = True  # the two digits of a clip set off in one direction; false: one each
@@ -58,15 +61,27 @@ def clip_scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
             "clip_accuracy": float((predicted == labels).all(1).mean())}
 
 
-def train_and_score(name: str, config: VideoConfig, x_train, y_train, x_test, y_test) -> tuple[dict, object]:
-    """Trains one model on the clips and scores it on the test clips: (scores, model)."""
+def training_clips(config: VideoConfig, images: np.ndarray, labels: np.ndarray):
+    """What ``fit`` trains on: :class:`~deepzen.data.moving_mnist.FreshClips` (``redraw``), else a fixed
+    ``(clips, labels)`` set; both from the MNIST training digits ``images``."""
+    options = {"frames": config.frames, "shared_direction": config.shared_direction}
+    if config.redraw:
+        return FreshClips(images, labels, config.train_clips, config.batch_size, seed=config.seed, **options)
+    clips, clip_labels = labelled_clips(images, labels, config.train_clips, seed=config.seed, **options)
+    return clips.astype(np.float32), clip_labels  # pixels 0..255; the models rescale
+
+
+def train_and_score(name: str, config: VideoConfig, train, x_test, y_test) -> tuple[dict, object]:
+    """Trains one model on ``train`` (:func:`training_clips`) and scores it on the test clips: (scores, model)."""
     deepzen.seed(config.seed)
-    model = create(name, (NUM_DIGITS, len(LABEL_NAMES)), x_train.shape[1:], filters=config.filters)
+    model = create(name, (NUM_DIGITS, len(LABEL_NAMES)), x_test.shape[1:], filters=config.filters)
     model.compile(optimizer=deepzen.optimizers.Adam(learning_rate=config.learning_rate),
                   loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True),
                   metrics=["accuracy"])
-    history = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
-                        validation_data=(x_test[:200], y_test[:200]), verbose=config.verbose)
+    fixed = isinstance(train, tuple)
+    history = model.fit(*(train if fixed else (train,)), batch_size=config.batch_size if fixed else None,
+                        epochs=config.epochs, validation_data=(x_test[:200], y_test[:200]),
+                        callbacks=[] if fixed else [FollowEpochs(train)], verbose=config.verbose)
     predicted = model.predict(x_test, batch_size=50).argmax(-1)  # (N, 10) slot ids
     return {**clip_scores(y_test, predicted), "parameters": sum(p.numel() for p in model.parameters())}, \
         (model, history)
@@ -77,24 +92,24 @@ def moving_mnist_video(config: VideoConfig, run_dir: Path) -> dict:
 
     if config.model not in ("c3d", "r2plus1d"):
         raise ValueError(f"moving-mnist-video expects model 'c3d' or 'r2plus1d'. Received: model={config.model!r}")
-    x_train, y_train, x_test, y_test = load_moving_mnist(config.data, train_clips=config.train_clips,
-                                                         test_clips=config.test_clips, seed=config.seed,
-                                                         frames=config.frames,
-                                                         shared_direction=config.shared_direction)
-    x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)  # pixels 0..255; the models rescale
-    scores, (model, history) = train_and_score(config.model, config, x_train, y_train, x_test, y_test)
+    digits, digit_labels, test_digits, test_labels = load_mnist(config.data)
+    x_test, y_test = labelled_clips(test_digits, test_labels, config.test_clips, seed=config.seed + 1,
+                                    frames=config.frames, shared_direction=config.shared_direction)
+    x_test = x_test.astype(np.float32)  # pixels 0..255; the models rescale
+    scores, (model, history) = train_and_score(config.model, config, training_clips(config, digits, digit_labels),
+                                               x_test, y_test)
     model.save(run_dir / "model.dz")
     plot_history(history, run_dir / "training_curves.png", title=f"moving-mnist-video ({config.model})")
     metrics = {f"test_{key}": value for key, value in scores.items()}
     if config.baseline:
-        baseline, (baseline_model, baseline_history) = train_and_score("frame_average", config, x_train, y_train,
-                                                                       x_test, y_test)
+        baseline, (baseline_model, baseline_history) = train_and_score(
+            "frame_average", config, training_clips(config, digits, digit_labels), x_test, y_test)
         baseline_model.save(run_dir / "baseline.dz")
         plot_history(baseline_history, run_dir / "baseline_curves.png", title="moving-mnist-video (frame average)")
         metrics.update({f"baseline_{key}": value for key, value in baseline.items()})
     write_text(run_dir / "labels.json", json.dumps({
         "slots": [str(d) for d in range(NUM_DIGITS)], "slot_ids": list(LABEL_NAMES)}, indent=2) + "\n")
-    return {**metrics, "train_clips": len(x_train), "test_clips": len(x_test)}
+    return {**metrics, "train_clips": config.train_clips, "test_clips": len(x_test)}
 
 
 register_recipe("moving-mnist-video", VideoConfig,
