@@ -87,6 +87,7 @@ class TextClassificationConfig:
     units: int = 150                    # BiLSTM units per direction
     dropout: float = 0.5
     max_norm: float = 3.0               # Kim's constraint on the softmax weights; 0 turns it off
+    weight_average: float = 0.0         # decay of the weights' moving average that is scored and kept (0: none)
     min_freq: int = 1
     split_punctuation: bool = False     # the published MR and SST-2 files are tokenized already
     folds: int = 10                     # MR: cross-validation folds
@@ -115,7 +116,7 @@ def train_text_classifier(config: TextClassificationConfig, train: tuple[list, n
     there as ``model.dz`` and the text encoding as ``vocabulary.json`` (what
     :func:`predict_text_classes` reads).
     """
-    from deepzen.callbacks import EarlyStopping
+    from deepzen.callbacks import EarlyStopping, WeightAverage
     from deepzen.data.text import Vocab, WordTokenizer, pad_ids
     from deepzen.initializers import RandomUniform
     from deepzen.text.classification import MaxNormConstraint, text_classifier
@@ -141,9 +142,12 @@ def train_text_classifier(config: TextClassificationConfig, train: tuple[list, n
     best = EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience or config.epochs,
                          restore_best_weights=True)
     training = batches(train_tokens, train[1], config.batch_size, True)
-    callbacks = [FollowEpochs(training), best]
+    callbacks = [FollowEpochs(training)]
     if config.max_norm > 0 and config.model == "textcnn":
         callbacks.append(MaxNormConstraint(lambda: network.output.weight, config.max_norm))
+    if config.weight_average:  # after the constraint (it averages constrained weights), before the epoch choice
+        callbacks.append(WeightAverage(config.weight_average))
+    callbacks.append(best)
     started = time.perf_counter()
     history = model.fit(training, epochs=config.epochs,
                         validation_data=batches([tokenize(t) for t in dev[0]], dev[1], 256, False),
