@@ -211,3 +211,30 @@ def test_sst2_recipe_trains_on_your_own_files_with_their_class_names(tmp_path, o
     labeled_reviews(tmp_path / "other.tsv", 20, labels=("positive", "mixed"))
     with pytest.raises(ValueError, match=r"other\.tsv has labels .*'mixed'"):
         run_recipe("sst2-textcnn", {**settings, "test_data": str(tmp_path / "other.tsv")}, run_dir=tmp_path / "bad")
+
+
+def test_sst2_weight_average_averages_constrained_weights_and_is_what_the_epoch_choice_scores(tmp_path, one_thread,
+                                                                                               monkeypatch):
+    from deepzen.callbacks import EarlyStopping, WeightAverage
+    from deepzen.recipes import run_recipe
+    from deepzen.text.classification import MaxNormConstraint
+    from deepzen.training.model import Model
+
+    files = {name: labeled_reviews(tmp_path / f"{name}.tsv", count, seed)
+             for name, count, seed in (("data", 120, 0), ("valid_data", 40, 1), ("test_data", 40, 2))}
+    orders = []
+    fit = Model.fit
+
+    def recording_fit(self, *args, callbacks=None, **kwargs):
+        orders.append([type(c) for c in callbacks or []])
+        return fit(self, *args, callbacks=callbacks, **kwargs)
+
+    monkeypatch.setattr(Model, "fit", recording_fit)
+    metrics = run_recipe("sst2-textcnn", {**{k: str(v) for k, v in files.items()}, "epochs": 3, "embedding_dim": 8,
+                                          "num_filters": 4, "batch_size": 16, "weight_average": 0.9},
+                         run_dir=tmp_path / "run")
+    (order,) = orders
+    # the constraint acts first at each step, the average then takes the constrained weights, and the
+    # early stopping (the best epoch) scores the average
+    assert order.index(MaxNormConstraint) < order.index(WeightAverage) < order.index(EarlyStopping)
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
