@@ -104,7 +104,7 @@ TINY: dict[str, Tiny] = {
     "mnist-segmentation": Tiny({"train_scenes": 32, "test_scenes": 8, "filters": 2, "depth": 2, "batch_size": 16,
                                 "verbose": 0}, interrupt=True),
     "moving-mnist-video": Tiny({"train_clips": 16, "test_clips": 8, "frames": 8, "filters": 2, "batch_size": 8,
-                                "verbose": 0}),
+                                "verbose": 0}, interrupt=True),  # its cosine schedule spans the configured epochs
     # the detectors' cosine schedule spans the configured epochs
     "mnist-detection": Tiny({"train_scenes": 16, "test_scenes": 4, "batch_size": 8, "width": 2, "pyramid_channels": 4,
                              "verbose": 0}, interrupt=True),
