@@ -87,6 +87,26 @@ def load_mnist(data: PathLike | None = None, kind: str = "mnist", *, verify: boo
     return tuple(arrays)
 
 
+def from_mnist_digits(make, data: PathLike | None, train_count: int, test_count: int, seed: int, **options) -> tuple:
+    """A set drawn from the MNIST digits: ``make(images, labels, count, seed=..., **options)`` draws the
+    training part from MNIST's training digits with ``seed`` and the test part from its test digits with
+    ``seed + 1``, so that no test digit is seen in training. Returns the two results' items in a row,
+    ``(*train, *test)`` (the digit scenes, mask scenes and Moving MNIST clips)."""
+    x_train, y_train, x_test, y_test = load_mnist(data)
+    return (*make(x_train, y_train, train_count, seed=seed, **options),
+            *make(x_test, y_test, test_count, seed=seed + 1, **options))
+
+
+def random_digit(rng: np.random.Generator, images: np.ndarray, sizes: tuple[int, int]) -> tuple[int, np.ndarray]:
+    """Draws one of ``images`` and a side in ``sizes`` (inclusive) with ``rng``, in that order, and returns
+    ``(index, the digit resized to side x side)`` (bilinear), for the generated digit scenes."""
+    from PIL import Image
+
+    index = int(rng.integers(len(images)))
+    side = int(rng.integers(sizes[0], sizes[1] + 1))
+    return index, np.asarray(Image.fromarray(images[index]).resize((side, side), Image.BILINEAR))
+
+
 class _CifarUnpickler(pickle.Unpickler):
     """Builds only containers, bytes, numbers and NumPy arrays (see the module docstring)."""
 

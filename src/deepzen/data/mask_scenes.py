@@ -19,9 +19,8 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
-from deepzen.data.images import load_mnist
+from deepzen.data.images import from_mnist_digits, random_digit
 from deepzen.data.paths import PathLike
 
 INK_THRESHOLD = 128
@@ -66,9 +65,8 @@ def make_mask_scenes(images: np.ndarray, labels: np.ndarray, count: int, *, canv
     for scene in range(count):
         taken = np.zeros((canvas, canvas), bool)  # squares already holding a digit
         for _ in range(rng.integers(digits[0], digits[1] + 1)):
-            index = rng.integers(len(images))
-            side = int(rng.integers(sizes[0], sizes[1] + 1))
-            patch = np.asarray(Image.fromarray(images[index]).resize((side, side), Image.BILINEAR))
+            index, patch = random_digit(rng, images, sizes)
+            side = len(patch)
             for _try in range(20):
                 top, left = rng.integers(0, canvas - side + 1, size=2)
                 if not taken[top:top + side, left:left + side].any():
@@ -92,7 +90,4 @@ def load_mask_scenes(data: PathLike | None = None, *, train_scenes: int = 6000, 
     Returns:
         ``(x_train, y_train, x_test, y_test)`` as :func:`make_mask_scenes` returns them.
     """
-    x_train, y_train, x_test, y_test = load_mnist(data)
-    train = make_mask_scenes(x_train, y_train, train_scenes, seed=seed, **options)
-    test = make_mask_scenes(x_test, y_test, test_scenes, seed=seed + 1, **options)
-    return (*train, *test)
+    return from_mnist_digits(make_mask_scenes, data, train_scenes, test_scenes, seed, **options)

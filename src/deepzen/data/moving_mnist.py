@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from deepzen.data.images import load_mnist
+from deepzen.data.images import from_mnist_digits
 from deepzen.data.paths import PathLike
 
 DIRECTIONS = ("left", "right", "up", "down")
@@ -186,9 +186,7 @@ def load_moving_mnist(data: PathLike | None = None, *, train_clips: int = 3000, 
         ``(x_train, y_train, x_test, y_test)``: uint8 clips ``(N, 1, T, H, W)`` and their
         :func:`digit_directions` labels ``(N, 10)``.
     """
-    x_train, y_train, x_test, y_test = load_mnist(data)
-    return (*labelled_clips(x_train, y_train, train_clips, seed=seed, **options),
-            *labelled_clips(x_test, y_test, test_clips, seed=seed + 1, **options))
+    return from_mnist_digits(labelled_clips, data, train_clips, test_clips, seed, **options)
 
 
 def labelled_clips(images: np.ndarray, labels: np.ndarray, count: int, *, seed: int | Sequence[int] = 0,

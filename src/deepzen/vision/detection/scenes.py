@@ -19,9 +19,8 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
-from deepzen.data.images import load_mnist
+from deepzen.data.images import from_mnist_digits, random_digit
 from deepzen.data.paths import PathLike
 
 INK_THRESHOLD = 64  # a pixel (0..255) brighter than this is part of the digit's box
@@ -66,9 +65,8 @@ def make_scenes(images: np.ndarray, labels: np.ndarray, count: int, *, canvas: i
     for scene in range(count):
         placed = []
         for _ in range(rng.integers(digits[0], digits[1] + 1)):
-            index = rng.integers(len(images))
-            size = int(rng.integers(sizes[0], sizes[1] + 1))
-            patch = np.asarray(Image.fromarray(images[index]).resize((size, size), Image.BILINEAR))
+            index, patch = random_digit(rng, images, sizes)
+            size = len(patch)
             rows, cols = np.nonzero(patch > INK_THRESHOLD)
             if not len(rows):
                 continue  # a blank digit has no box
@@ -99,7 +97,4 @@ def load_mnist_scenes(data: PathLike | None = None, *, train_scenes: int = 8000,
     Returns:
         ``(x_train, y_train, x_test, y_test)`` as :func:`make_scenes` returns them.
     """
-    x_train, y_train, x_test, y_test = load_mnist(data)
-    train = make_scenes(x_train, y_train, train_scenes, seed=seed, **options)
-    test = make_scenes(x_test, y_test, test_scenes, seed=seed + 1, **options)
-    return (*train, *test)
+    return from_mnist_digits(make_scenes, data, train_scenes, test_scenes, seed, **options)
