@@ -77,11 +77,12 @@ def test_clip_scores_by_hand():
     assert scores == {"digits_accuracy": 0.5, "direction_accuracy": 0.5, "clip_accuracy": 0.0}
 
 
-def test_recipe_runs_both_models_on_real_clips(real_dataset, tmp_path):
+@pytest.mark.parametrize("redraw", [True, False])  # new clips every epoch, or one fixed set
+def test_recipe_runs_both_models_on_real_clips(real_dataset, tmp_path, redraw):
     real_dataset("mnist")
     assert "moving-mnist-video" in RECIPES
     metrics = run_recipe("moving-mnist-video", {"train_clips": 32, "test_clips": 16, "epochs": 1, "filters": 2,
-                                                "batch_size": 16, "verbose": 0}, tmp_path)
+                                                "batch_size": 16, "redraw": redraw, "verbose": 0}, tmp_path)
     for prefix in ("test", "baseline"):
         for key in ("digits_accuracy", "direction_accuracy", "clip_accuracy"):
             assert 0.0 <= metrics[f"{prefix}_{key}"] <= 1.0

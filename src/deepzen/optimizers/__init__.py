@@ -44,7 +44,7 @@ import torch
 from deepzen._registry import Registry
 from deepzen.optimizers import schedules  # noqa: F401  (deepzen.optimizers.schedules, as in Keras)
 from deepzen.optimizers.schedules import LearningRateSchedule
-from deepzen.serializable import Serializable
+from deepzen.serializable import Serializable, value_from_config
 
 OPTIMIZERS: Registry[Callable[..., "Optimizer"]] = Registry("optimizer")
 
@@ -207,8 +207,6 @@ class Optimizer(Serializable):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Optimizer":
-        from deepzen.serializable import value_from_config
-
         # a schedule given as the rate was saved as its config (registered schedule classes only)
         if "learning_rate" in config:
             config = {**config, "learning_rate": value_from_config(config["learning_rate"])}

@@ -496,7 +496,7 @@ class OneCycleScheduler(Callback):
         self.done = state.initial_epoch * state.steps
         self._build(state.epochs * state.steps)
         self.cycle_momentum = self.moms is not None
-        if self.cycle_momentum and not set_momentum(self.model.optimizer, None):
+        if self.cycle_momentum and not has_momentum(self.model.optimizer):
             warnings.warn(f"OneCycleScheduler: {type(self.model.optimizer).__name__} has no momentum to cycle; only "
                           f"the learning rate follows the one-cycle policy (pass moms=None to silence this)",
                           stacklevel=2)
@@ -831,19 +831,18 @@ def set_learning_rate(optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
-def set_momentum(optimizer, momentum: float | None) -> bool:
-    """Sets the momentum of every parameter group: ``momentum`` (SGD, RMSprop) or ``betas[0]`` (the Adam
-    family). Returns whether the optimizer has one; ``momentum=None`` only asks."""
-    groups = optimizer.param_groups
-    if not all("momentum" in group or "betas" in group for group in groups):
-        return False
-    if momentum is not None:
-        for group in groups:
-            if "betas" in group:
-                group["betas"] = (momentum, *group["betas"][1:])
-            else:
-                group["momentum"] = momentum
-    return True
+def has_momentum(optimizer) -> bool:
+    """Whether every parameter group has a momentum :func:`set_momentum` can set."""
+    return all("momentum" in group or "betas" in group for group in optimizer.param_groups)
+
+
+def set_momentum(optimizer, momentum: float) -> None:
+    """Sets the momentum of every parameter group: ``momentum`` (SGD, RMSprop) or ``betas[0]`` (the Adam family)."""
+    for group in optimizer.param_groups:
+        if "betas" in group:
+            group["betas"] = (momentum, *group["betas"][1:])
+        else:
+            group["momentum"] = momentum
 
 
 def _resolve_mode(mode: str, monitor: str) -> str:

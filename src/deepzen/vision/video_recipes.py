@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 import deepzen
-from deepzen.training.callbacks import FollowEpochs
 from deepzen.data.images import load_mnist
 from deepzen.data.moving_mnist import LABEL_NAMES, FreshClips, labelled_clips
 from deepzen.recipes import register_recipe, write_text
+from deepzen.training.callbacks import FollowEpochs
 from deepzen.vision.video import create
 
 NUM_DIGITS = 10
@@ -61,29 +61,28 @@ def clip_scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
             "clip_accuracy": float((predicted == labels).all(1).mean())}
 
 
-def training_clips(config: VideoConfig, images: np.ndarray, labels: np.ndarray):
-    """What ``fit`` trains on: :class:`~deepzen.data.moving_mnist.FreshClips` (``redraw``), else a fixed
-    ``(clips, labels)`` set; both from the MNIST training digits ``images``."""
+def training_clips(config: VideoConfig, images: np.ndarray, labels: np.ndarray) -> dict:
+    """``fit``'s arguments for the training clips, from the MNIST training digits ``images``:
+    :class:`~deepzen.data.moving_mnist.FreshClips` (``redraw``), else one fixed set of clips."""
     options = {"frames": config.frames, "shared_direction": config.shared_direction}
     if config.redraw:
-        return FreshClips(images, labels, config.train_clips, config.batch_size, seed=config.seed, **options)
+        clips = FreshClips(images, labels, config.train_clips, config.batch_size, seed=config.seed, **options)
+        return {"x": clips, "callbacks": [FollowEpochs(clips)]}
     clips, clip_labels = labelled_clips(images, labels, config.train_clips, seed=config.seed, **options)
-    return clips.astype(np.float32), clip_labels  # pixels 0..255; the models rescale
+    return {"x": clips.astype(np.float32), "y": clip_labels, "batch_size": config.batch_size}  # the models rescale
 
 
-def train_and_score(name: str, config: VideoConfig, train, x_test, y_test) -> tuple[dict, object]:
+def train_and_score(name: str, config: VideoConfig, train: dict, x_test, y_test) -> tuple[dict, object]:
     """Trains one model on ``train`` (:func:`training_clips`) and scores it on the test clips: (scores, model)."""
     deepzen.seed(config.seed)
     model = create(name, (NUM_DIGITS, len(LABEL_NAMES)), x_test.shape[1:], filters=config.filters)
-    fixed = isinstance(train, tuple)
-    steps = config.epochs * (-(-len(train[0]) // config.batch_size) if fixed else len(train))
+    steps = config.epochs * -(-config.train_clips // config.batch_size)  # either way, batches of batch_size
     schedule = deepzen.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
     model.compile(optimizer=deepzen.optimizers.Adam(learning_rate=schedule),
                   loss=deepzen.losses.get("sparse_categorical_crossentropy", from_logits=True),
                   metrics=["accuracy"])
-    history = model.fit(*(train if fixed else (train,)), batch_size=config.batch_size if fixed else None,
-                        epochs=config.epochs, validation_data=(x_test[:200], y_test[:200]),
-                        callbacks=[] if fixed else [FollowEpochs(train)], verbose=config.verbose)
+    history = model.fit(**train, epochs=config.epochs, validation_data=(x_test[:200], y_test[:200]),
+                        verbose=config.verbose)
     predicted = model.predict(x_test, batch_size=50).argmax(-1)  # (N, 10) slot ids
     return {**clip_scores(y_test, predicted), "parameters": sum(p.numel() for p in model.parameters())}, \
         (model, history)
