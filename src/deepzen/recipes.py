@@ -12,6 +12,10 @@ left in the run folder; each result is a dict with the ``"input"`` and the predi
     predict = RECIPES.get("sst2-textcnn").predictor
     predict(Path("runs/sst2"), ["a fine film"], None)
     # [{"input": "a fine film", "label": "positive", "probability": 0.93, "top": [...]}]
+
+A recipe that predicts on image files (detection, segmentation) also registers an *image predictor*,
+``image_predictor(run_dir, pictures, top) -> results``, on decoded Pillow images: ``deepzen serve``
+calls it on uploaded images, so that no client can name a file on the server.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import re
 import textwrap
 import tokenize
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +37,8 @@ from deepzen._registry import Registry
 
 # predictor(run_dir, inputs, top) -> one dict per input; top=None means the predictor's own default
 Predictor = Callable[[Path, list[str], int | None], list[dict[str, Any]]]
+# image_predictor(run_dir, pictures, top) -> one dict per Pillow image, without "input"
+ImagePredictor = Callable[[Path, list[Any], int | None], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class Recipe:
     config: type  # a dataclass whose defaults are the recipe's default settings
     description: str
     predictor: Predictor | None = None  # raw-input prediction for `deepzen predict` (None: arrays/images only)
+    image_predictor: ImagePredictor | None = None  # the predictor of image-file recipes on decoded images
     replay_file: str | None = None  # what `deepzen evaluate` loads when the recipe trains with its own loop
     dataset: str = ""  # the data it trains on by default, for `deepzen list --long`
     target: str = ""  # the result it is expected to reach there (the metric and its threshold)
@@ -50,7 +58,8 @@ RECIPES: Registry[Recipe] = Registry("recipe")
 
 
 def register_recipe(name: str, config: type, description: str, predictor: Predictor | None = None,
-                    replay_file: str | None = None, *, dataset: str = "", target: str = "") -> Callable:
+                    replay_file: str | None = None, *, image_predictor: ImagePredictor | None = None,
+                    dataset: str = "", target: str = "") -> Callable:
     """Decorator registering ``fn(config, run_dir) -> metrics`` under ``name``.
 
     Args:
@@ -61,19 +70,28 @@ def register_recipe(name: str, config: type, description: str, predictor: Predic
             predicts on raw input strings (text lines, user ids) from what the recipe saved in
             ``run_dir``; ``top`` is how many classes / items to list (None: the predictor's default).
             Bad inputs raise ``ValueError`` with a message naming the input and what was expected.
+            ``deepzen serve`` passes it what clients send, so it must not read files: a recipe whose
+            predictor reads image files gives ``image_predictor`` too.
         replay_file: for a recipe that trains with its own loop rather than ``Model.fit``: the file in
             the run folder it loads, instead of training, when ``deepzen evaluate`` replays the run
             (the recipe asks :func:`deepzen.runs.current_run` whether it is replaying).
         dataset: the dataset it trains on by default (``deepzen list --long``).
         target: the result it is expected to reach there, e.g. "test accuracy >= 99.0%" (``deepzen list --long``).
+        image_predictor: for a predictor on image files: ``image_predictor(run_dir, pictures, top)``, the
+            same prediction on decoded Pillow images, one dict per image without ``"input"`` and
+            writing no file; ``deepzen serve`` answers uploaded images with it.
     """
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"Recipe {name!r}: config must be a dataclass. Received: {config!r}")
-    if predictor is not None and not callable(predictor):
-        raise TypeError(f"Recipe {name!r}: predictor must be callable. Received: {predictor!r}")
+    for role, function in (("predictor", predictor), ("image_predictor", image_predictor)):
+        if function is not None and not callable(function):
+            raise TypeError(f"Recipe {name!r}: {role} must be callable. Received: {function!r}")
+    if image_predictor is not None and predictor is None:
+        raise TypeError(f"Recipe {name!r}: an image_predictor goes with the predictor on image files it serves")
 
     def add(fn: Callable) -> Callable:
-        RECIPES.register(name, Recipe(name, fn, config, description, predictor, replay_file, dataset, target))
+        RECIPES.register(name, Recipe(name, fn, config, description, predictor, image_predictor, replay_file, dataset,
+                                      target))
         return fn
 
     return add
@@ -154,6 +172,42 @@ def run_file(run_dir: str | Path, name: str, what: str) -> Path:
         raise FileNotFoundError(f"{run_dir} has no {name} ({what}): expected the folder of a finished run of a "
                                 f"recipe that saves it")
     return path
+
+
+_LOADED: OrderedDict = OrderedDict()  # (load, the files' identities) -> what load returned
+_LOADED_KEPT = 4
+
+
+def cached_load(load: Callable[..., Any], *paths: Path) -> Any:
+    """``load(*paths)``, kept while the files are unchanged (same inode, size and modification time) for the
+    next call with the same ``load`` (a module-level function): a predictor that loads its model on every
+    call costs one load per run, not one per served batch. The last few loads are kept."""
+    key = (load, *((str(Path(path).resolve()), *_identity(path)) for path in paths))
+    if key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+    value = load(*paths)
+    _LOADED[key] = value
+    while len(_LOADED) > _LOADED_KEPT:
+        _LOADED.popitem(last=False)
+    return value
+
+
+def load_run_model(run_dir: str | Path, name: str, what: str):
+    """The model file ``run_dir / name`` loaded for prediction (not compiled), once while it is unchanged
+    (:func:`cached_load`); a FileNotFoundError naming the file and ``what`` it holds when it is missing."""
+    return cached_load(_load_for_prediction, run_file(run_dir, name, what))
+
+
+def _load_for_prediction(path: Path):
+    from deepzen.training.serialization import load_model
+
+    return load_model(path, compile=False)
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    stat = Path(path).stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -252,3 +252,44 @@ def test_text_for_a_run_without_a_predictor_says_what_was_expected(tiny_recipe, 
     code, results, _ = predict(capsys, folder, str(tmp_path / "x.npy"))
     assert code == 0 and len(results) == 2 and len(results[0]["top"]) == 3  # arrays: as before, top 3
     assert math.isclose(sum(p["probability"] for p in results[0]["top"]), 1.0, rel_tol=1e-5)
+
+
+# -- loading once ------------------------------------------------------------------------------------------
+def test_a_predictor_loads_its_model_once_while_the_file_is_unchanged(classifier_run, monkeypatch):
+    from deepzen.text.recipes import predict_text_classes
+    from deepzen.training import serialization
+
+    folder, _ = classifier_run
+    loads = []
+    real_load = serialization.load_model
+    monkeypatch.setattr(serialization, "load_model", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    model_file = folder / "model.dz"
+    model_file.touch()  # a new modification time: whatever an earlier test loaded is stale
+    first = predict_text_classes(folder, ["a great movie"])
+    assert predict_text_classes(folder, ["a great movie"]) == first and len(loads) == 1
+    data = model_file.read_bytes()
+    model_file.unlink()
+    model_file.write_bytes(data)  # rewritten (a retrained run): loaded again
+    assert predict_text_classes(folder, ["a great movie"]) == first and len(loads) == 2
+
+
+def test_cached_load_keeps_the_last_few_loads_per_loader_and_files(tmp_path):
+    from deepzen.recipes import cached_load
+
+    calls = []
+
+    def read(*paths):
+        calls.append(paths)
+        return [path.read_text() for path in paths]
+
+    files = [tmp_path / f"{i}.txt" for i in range(6)]
+    for number, path in enumerate(files):
+        path.write_text(str(number))
+    assert cached_load(read, files[0], files[1]) == ["0", "1"] and cached_load(read, files[0], files[1]) == ["0", "1"]
+    assert len(calls) == 1
+    assert cached_load(read, files[0]) == ["0"] and len(calls) == 2  # other files: another entry
+    for path in files[2:]:  # four more entries push the first two out
+        cached_load(read, path)
+    assert cached_load(read, files[0], files[1]) == ["0", "1"] and len(calls) == 7
+    with pytest.raises(FileNotFoundError):
+        cached_load(read, tmp_path / "missing.txt")

@@ -57,6 +57,30 @@ def digits_run(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="session")
+def detection_run(real_dataset, tmp_path_factory):
+    """A run folder of mnist-detection: a tiny detector trained for 2 epochs on 48 scenes in this process."""
+    from serving_helpers import train
+
+    real_dataset("mnist")
+    folder = tmp_path_factory.mktemp("runs") / "detection"
+    train("mnist-detection", folder, train_scenes=48, test_scenes=8, epochs=2, width=4, pyramid_channels=8, verbose=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def segmentation_run(real_dataset, tmp_path_factory):
+    """A run folder of mnist-segmentation: a tiny U-Net hardly trained (1 epoch on 64 scenes at a rate of 1e-6),
+    so that its masks vary from pixel to pixel (a little training calls every pixel background)."""
+    from serving_helpers import train
+
+    real_dataset("mnist")
+    folder = tmp_path_factory.mktemp("runs") / "segmentation"
+    train("mnist-segmentation", folder, train_scenes=64, test_scenes=16, epochs=1, filters=4, depth=2,
+          batch_size=16, learning_rate=1e-6, verbose=0)
+    return folder
+
+
 @pytest.fixture
 def tensor_client(small_model):
     with client(TensorServable(small_model, ServeSettings(max_samples=16, max_body_bytes=20_000))) as test_client:

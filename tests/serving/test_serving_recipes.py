@@ -5,6 +5,7 @@ search) and recommenders (top-N). Each recipe trains on a tiny budget in this pr
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
@@ -14,7 +15,8 @@ import pytest
 from serving_helpers import client, make_classifier_run, train
 
 from deepzen import cli
-from deepzen.serving.servables import GeneratorServable, PredictorServable, TensorServable, load_servable
+from deepzen.serving.servables import (GeneratorServable, ImagePredictorServable, PredictorServable, TensorServable,
+                                       load_servable)
 from deepzen.serving.settings import ServeSettings
 
 SHAKESPEARE = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
@@ -53,6 +55,77 @@ def test_an_image_classifier_takes_arrays_and_png_or_jpeg_uploads(digits_run):
     assert np.mean(np.array(arrays.json()["classes"]) == labels[:5]) >= 0.6  # a trained classifier, not noise
     assert not_an_image.status_code == 422 and "Image 1: " in not_an_image.json()["error"]
     assert no_file.status_code == 422 and "images" in no_file.json()["error"]
+
+
+# -- detection and segmentation: the client sends the images ------------------------------------------------
+def png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_detector_answers_uploaded_images_as_its_predictor_answers_files(detection_run, tmp_path):
+    from deepzen.recipes import RECIPES
+
+    rng = np.random.default_rng(0)
+    pictures = [rng.integers(0, 255, (150, 200), dtype=np.uint8), np.zeros((90, 120), np.uint8)]
+    files = []
+    for number, picture in enumerate(pictures):
+        (tmp_path / f"picture{number}.png").write_bytes(png(picture))
+        files.append(("images", (f"picture{number}.png", png(picture), "image/png")))
+    expected = RECIPES.get("mnist-detection").predictor(detection_run, [str(tmp_path / "picture0.png"),
+                                                                        str(tmp_path / "picture1.png")], 4)
+    encoded = [base64.b64encode(png(picture)).decode() for picture in pictures]
+    with serve(detection_run) as test_client:
+        assert isinstance(test_client.app.state.servable, ImagePredictorServable)
+        as_json = test_client.post("/predict", json={"images": encoded, "top": 4})
+        uploaded = test_client.post("/predict/image", files=files)
+        a_path = test_client.post("/predict", json={"inputs": [str(tmp_path / "picture0.png")]})
+        not_base64 = test_client.post("/predict", json={"images": ["not base64!"]})
+        not_an_image = test_client.post("/predict", json={"images": [base64.b64encode(b"GIF89a broken").decode()]})
+        metadata = test_client.get("/metadata").json()
+    assert as_json.status_code == 200 and uploaded.status_code == 200
+    results = as_json.json()["results"]
+    assert [r["input"] for r in results] == ["image 1", "image 2"]
+    for result, drawn in zip(results, expected):  # the same objects the file predictor drew
+        assert result["objects"] == json.loads(json.dumps(drawn["objects"])) and len(result["objects"]) == 4
+        for found in result["objects"]:
+            assert set(found) == {"class", "score", "box"} and found["class"] in [str(d) for d in range(10)]
+    assert all(len(r["objects"]) == 0 or min(o["score"] for o in r["objects"]) >= 0.5  # no top: scores >= 0.5
+               for r in uploaded.json()["results"])
+    # A client cannot make the server open one of its files: the request names images, not paths.
+    assert a_path.status_code == 400 and "images" in a_path.json()["error"]
+    assert not_base64.status_code == 422 and "Image 1 is not base64" in not_base64.json()["error"]
+    assert not_an_image.status_code == 422 and "Image 1: " in not_an_image.json()["error"]
+    assert metadata["kind"] == "image predictor" and metadata["accepts_images"] is True
+    assert not (detection_run / "predictions" / "image 1.png").exists()  # serving writes nothing
+
+
+def test_a_segmenter_answers_each_image_with_its_mask(segmentation_run):
+    from PIL import Image
+
+    from deepzen.data.images import load_mnist
+    from deepzen.data.mask_scenes import make_mask_scenes
+    from deepzen.training.serialization import load_model
+
+    _, _, x_test, y_test = load_mnist()
+    scene, _ = make_mask_scenes(x_test[:8], y_test[:8], 1, seed=3)
+    picture = np.asarray(Image.fromarray(scene[0, 0]).resize((96, 80)))  # not the model's 64x64
+    with serve(segmentation_run) as test_client:
+        answer = test_client.post("/predict/image", files=[("images", ("scene.png", png(picture), "image/png"))])
+    assert answer.status_code == 200
+    (result,) = answer.json()["results"]
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["mask"]))))
+    model = load_model(segmentation_run / "model.dz", compile=False)
+    x = np.asarray(Image.fromarray(picture).resize((64, 64), Image.BILINEAR), np.float32)[None, None]
+    expected = model.predict(x).argmax(-1)[0].astype(np.uint8)
+    np.testing.assert_array_equal(mask, np.asarray(Image.fromarray(expected).resize((96, 80), Image.NEAREST)))
+    assert len(np.unique(mask)) >= 3 and result["classes"]  # a mask worth checking: several classes
+    shares = np.bincount(mask.ravel(), minlength=11) / mask.size
+    for name, share in result["classes"].items():
+        assert share == pytest.approx(shares[1 + int(name)] if name.isdigit() else shares[0])
 
 
 # -- text classification -----------------------------------------------------------------------------------

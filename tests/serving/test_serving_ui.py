@@ -1,10 +1,11 @@
 """The /ui page in headless Chromium (Playwright driving Debian's ``chromium``): draw a digit, press Predict,
 read the bar chart, and check that its probabilities are the model's for the drawn image; type a sentence
-for a text classifier. The page loads nothing from outside the server."""
+for a text classifier; draw for an image predictor (a segmentation run) and read its classes' shares. The page loads nothing from outside the server."""
 
 from __future__ import annotations
 
 import base64
+import io
 
 import numpy as np
 import pytest
@@ -87,3 +88,42 @@ def test_type_a_sentence_for_a_text_classifier(browser, tmp_path):
     assert not outside
     assert shown == pytest.approx({entry["label"]: entry["probability"] for entry in expected["top"]}, abs=1e-6)
     assert prediction == f"Prediction: {expected['label']}"
+
+
+def test_draw_for_an_image_predictor_and_read_the_class_shares(browser, tmp_path):
+    """The page of a segmentation run: the canvas is uploaded, the answer's classes become bars. (A tiny
+    trained U-Net sees only background, so the image predictor here calls the drawn pixels "7".)"""
+    from PIL import Image
+
+    from deepzen.serving.servables import ImagePredictorServable
+
+    def bright_pixels_are_sevens(run_dir, pictures, top):
+        results = []
+        for picture in pictures:
+            mask = (np.asarray(picture.convert("L")) > 127).astype(np.uint8) * 8  # class 8: the digit 7
+            buffer = io.BytesIO()
+            Image.fromarray(mask).save(buffer, "PNG")
+            share = float((mask > 0).mean())
+            results.append({"classes": {"7": share}, "mask": base64.b64encode(buffer.getvalue()).decode(),
+                            "output": f"7 ({share:.1%} of the pixels)"})
+        return results
+
+    servable = ImagePredictorServable(tmp_path, bright_pixels_are_sevens, ServeSettings(port=0))
+    with ThreadedServer(servable) as server:
+        page, outside = open_ui(browser, server.server.url)
+        box = page.query_selector("#canvas").bounding_box()
+        page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.3 * box["height"])
+        page.mouse.down()
+        for step in range(1, 11):  # a diagonal stroke
+            page.mouse.move(box["x"] + (0.3 + 0.04 * step) * box["width"], box["y"] + (0.3 + 0.04 * step) * box["height"])
+        page.mouse.up()
+        drawn = page.evaluate("document.getElementById('canvas').toDataURL('image/png')")
+        page.click("#predict")
+        shown = bars(page)
+        prediction = page.inner_text("#prediction")
+        page.close()
+    assert not outside
+    picture = Image.open(io.BytesIO(base64.b64decode(drawn.split(",", 1)[1])))
+    [expected] = bright_pixels_are_sevens(None, [picture], None)
+    assert 0.01 < expected["classes"]["7"] < 0.5  # the stroke, not the whole canvas
+    assert prediction == expected["output"] and shown == pytest.approx(expected["classes"], abs=1e-9)

@@ -28,7 +28,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 _CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_FOLDER = "cifar-10-batches-py"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-MAX_IMAGE_PIXELS = 4096 * 4096  # read_image refuses larger images before decoding them (a small file can unpack to GBs)
+MAX_IMAGE_PIXELS = 4096 * 4096  # open_picture refuses larger images before decoding them (a small file can unpack to GBs)
 _NUMPY_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy._core.multiarray._reconstruct (numpy.core before 2.0)
 
 
@@ -220,31 +220,44 @@ def load_image_folder(path: PathLike, size: int | Sequence[int] | None = None, *
     return np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64), class_names
 
 
-def read_image(source, shape: Sequence[int]) -> np.ndarray:
-    """One image (a file path, or the bytes of a PNG/JPEG/... file) as a ``(C, H, W)`` float32 array in [0, 1],
-    converted to ``C`` channels (1: grey, 3: RGB) and resized (bilinear) to the model's input ``shape``.
+def open_picture(source, mode: str = "RGB"):
+    """One image (a file path, or the bytes of a PNG/JPEG/... file) as a decoded Pillow image in ``mode``
+    ("RGB", "L": grey) at its own size.
 
     Raises:
-        ValueError: ``shape`` is not an image shape, or the data is not an image Pillow can read.
+        ValueError: the data is not an image Pillow can read, or it has more than ``MAX_IMAGE_PIXELS``
+            pixels (checked before decoding: a small file can unpack to gigabytes).
     """
     import io
 
     from PIL import Image, UnidentifiedImageError
 
-    if len(shape) != 3 or shape[0] not in (1, 3):
-        raise ValueError(f"The model's input is {tuple(shape)}, not an image (1 or 3, H, W)")
-    channels, height, width = shape
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ValueError(f"The image is {image.width}x{image.height}; at most {MAX_IMAGE_PIXELS} pixels "
                                  f"are read")
-            image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.float32) / 255.0
+            return image.convert(mode)
     except UnidentifiedImageError:
         raise ValueError("The data is not an image Pillow can read: expected a PNG, JPEG, BMP or GIF file") from None
     except OSError as error:  # a truncated or corrupt file of a known format
         raise ValueError(f"Cannot read the image: {error}. Expected a PNG, JPEG, BMP or GIF file") from None
+
+
+def read_image(source, shape: Sequence[int]) -> np.ndarray:
+    """One image (a file path, or the bytes of a PNG/JPEG/... file) as a ``(C, H, W)`` float32 array in [0, 1],
+    converted to ``C`` channels (1: grey, 3: RGB) and resized (bilinear) to the model's input ``shape``.
+
+    Raises:
+        ValueError: ``shape`` is not an image shape, or the data is not an image :func:`open_picture` reads.
+    """
+    from PIL import Image
+
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise ValueError(f"The model's input is {tuple(shape)}, not an image (1 or 3, H, W)")
+    channels, height, width = shape
+    image = open_picture(source, "L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.float32) / 255.0
     return array[None] if channels == 1 else array.transpose(2, 0, 1)  # (C, H, W)
 
 

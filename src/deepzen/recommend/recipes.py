@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from deepzen.recipes import register_recipe, run_file, write_text
+from deepzen.recipes import cached_load, register_recipe, run_file, write_text
 from deepzen.recommend.base import Recommender
 from deepzen.recommend.evaluation import (CV_FOLDS, cross_validate, holdout_ranking, leave_one_out_ranking,
                                           movielens_folds, rating_metrics)
@@ -207,7 +207,7 @@ def predict_recommendations(run_dir: Path, users: list[str], top: int | None = N
     """
     from deepzen.recipes import run_config
 
-    model = Recommender.load(run_file(run_dir, RECOMMENDER_FILE, "the fitted recommender"))
+    model = cached_load(Recommender.load, run_file(run_dir, RECOMMENDER_FILE, "the fitted recommender"))
     titles = _movie_titles(run_config(run_dir)[1].data)
     results = []
     for text in users:

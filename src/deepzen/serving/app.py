@@ -4,7 +4,8 @@ Endpoints (``/docs`` shows them with the request and response models of the serv
 
 - ``POST /predict``: JSON in, JSON out; the body's model depends on what is served (see
   :mod:`deepzen.serving.servables`). ``POST /predict/image``: PNG/JPEG files as multipart
-  (``images``), for models whose input is an image.
+  (``images``), for models whose input is an image and for runs that predict on images (detection,
+  segmentation).
 - ``GET /health`` (the process answers), ``GET /ready`` (the model is loaded and its worker runs),
   ``GET /metadata`` (input and output specs, limits, the run), ``GET /metrics`` (Prometheus text).
 - ``GET /ui``: a page to try the model (draw a digit, or type a sentence).
@@ -149,7 +150,7 @@ def create_app(servable: Servable) -> Any:
     async def predict(request: Request):
         return await predict_json(state, request.headers.get("content-type", ""), await request.body())
 
-    if isinstance(servable, TensorServable) and servable.accepts_images:
+    if getattr(servable, "accepts_images", False):
         @app.post("/predict/image", response_model=servable.response_model, summary="Predict on image files")
         async def predict_image(images: list[UploadFile] = File(..., description="PNG or JPEG files")):
             if len(images) > settings.max_samples:

@@ -7,6 +7,10 @@
 - :class:`PredictorServable`: a run of a recipe with a predictor (text classifiers, taggers,
   translators, recommenders): ``{"inputs": [text or user id, ...], "top": k}`` -> the predictor's
   results (labels, entities, translations, top-N items).
+- :class:`ImagePredictorServable`: a run of a recipe that predicts on images (detectors, segmenters):
+  PNG/JPEG files uploaded as multipart, or ``{"images": [base64 file, ...], "top": k}`` -> the
+  recipe's image predictor's results (boxes, classes and scores; masks). Clients send the images
+  themselves: the server never opens a path a client names.
 - :class:`GeneratorServable`: a language model's run: ``{"prompt", "max_tokens", "temperature",
   "top_k", "seed"}``, each bounded by the server's limits -> the continuation.
 
@@ -21,13 +25,16 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any, Callable, Hashable, Sequence, Union
 
+import base64
+import binascii
+
 import numpy as np
 import torch
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 from torch import nn
 
 from deepzen.data.arrays import map_structure
-from deepzen.data.images import read_image
+from deepzen.data.images import open_picture, read_image
 from deepzen.serving.requests import RequestError, json_object, sample_array
 from deepzen.serving.settings import ServeSettings
 from deepzen.serving.spec import input_spec, random_inputs, vocabulary_size
@@ -276,6 +283,94 @@ class PredictorServable:
         return PredictorResponse.model_validate({"results": results}).model_dump(mode="json")
 
 
+# == recipe image predictors ===============================================================================
+class DetectedObject(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    label: str = Field(alias="class")
+    score: float
+    box: list[float] = Field(description="[x1, y1, x2, y2] in the image's pixels")
+
+
+class DetectionResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: str
+    objects: list[DetectedObject]
+    output: str
+
+
+class SegmentationResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: str
+    classes: dict[str, float] = Field(description="the largest classes' shares of the pixels, background left out")
+    mask: str = Field(description="base64 PNG at the image's size, one grey byte per pixel: its class id")
+    output: str
+
+
+class ImagePredictorResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    results: list[Union[DetectionResult, SegmentationResult]]
+
+
+class ImagePredictorServable:
+    """A run folder whose recipe predicts on images: requests carry the images (uploads or base64), and the
+    recipe's image predictor answers them; no file is read or written on the server's side."""
+
+    kind = "image predictor"
+    accepts_images = True
+    response_model = ImagePredictorResponse
+
+    def __init__(self, run_dir: Path, image_predictor, settings: ServeSettings, description: dict | None = None):
+        from PIL import Image
+
+        self.run_dir, self.image_predictor, self.settings = Path(run_dir), image_predictor, settings
+        image = Annotated[str, Field(min_length=1, description="a PNG, JPEG, BMP or GIF file, base64-encoded")]
+        self.request_model = create_model(
+            "ImageRequest", __config__=STRICT,
+            images=(Annotated[list[image], Field(min_length=1, max_length=settings.max_samples)], ...),
+            top=(integer(1, settings.max_top) | None,
+                 Field(None, description="the best `top` results, whatever their score (default: the predictor's)")))
+        image_predictor(self.run_dir, [Image.new("RGB", (32, 32))], None)  # loads the model: a broken run fails now
+        self.metadata = {**(description or {}), "kind": self.kind, "accepts_images": True}
+
+    def parse(self, value: Any) -> tuple[list, int, Hashable]:
+        json_object(value, {"images": f"list of up to {self.settings.max_samples} base64-encoded image files",
+                            "top": f"1 to {self.settings.max_top} (optional)"}, ("images",))
+        request = validate(self.request_model, value)
+        files = []
+        for number, text in enumerate(request.images, start=1):
+            try:
+                files.append(base64.b64decode(text, validate=True))
+            except (binascii.Error, ValueError):
+                raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"Image {number} is not base64: expected "
+                                   "the bytes of a PNG, JPEG, BMP or GIF file in base64") from None
+        pictures, size, _ = self.parse_images(files)
+        return pictures, size, request.top
+
+    def parse_images(self, images: Sequence[bytes]) -> tuple[list, int, Hashable]:
+        if not images or len(images) > self.settings.max_samples:
+            raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"Expected 1 to {self.settings.max_samples} images. "
+                               f"Received: {len(images)}")
+        pictures = []
+        for number, data in enumerate(images, start=1):
+            try:
+                pictures.append(open_picture(data))
+            except ValueError as error:
+                raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"Image {number}: {error}") from None
+        return pictures, len(pictures), None
+
+    def run_batch(self, top: int | None, payloads: Sequence[list]) -> list:
+        results = self.image_predictor(self.run_dir, [picture for payload in payloads for picture in payload], top)
+        split, start = [], 0
+        for payload in payloads:
+            split.append([{"input": f"image {number}", **result}
+                          for number, result in enumerate(results[start:start + len(payload)], start=1)])
+            start += len(payload)
+        return split
+
+    def answer(self, results: list[dict]) -> dict:
+        return ImagePredictorResponse.model_validate({"results": results}).model_dump(mode="json", by_alias=True)
+
+
 # == language models =====================================================================================
 class GeneratorResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -340,16 +435,17 @@ def _characters_pattern(characters: set[str]) -> str | None:
     return "^[" + "".join(c if c.isalnum() and c.isascii() else f"\\u{ord(c):04x}" for c in characters) + "]+$"
 
 
-Servable = Union[TensorServable, PredictorServable, GeneratorServable]
+Servable = Union[TensorServable, PredictorServable, ImagePredictorServable, GeneratorServable]
 
 
 # == which kind serves a run ===============================================================================
 def load_servable(run_dir: str | Path, settings: ServeSettings, which: str = "auto") -> Servable:
     """The servable for a run folder (or a folder holding a model file).
 
-    A run of a recipe with a predictor is served through the predictor (a language model's run
-    through its model's ``generate``, so that requests can set the length and sampling within the
-    limits); any other run through its model file (``which``: auto, final, best or last).
+    A run of a recipe with a predictor is served through the predictor (a recipe predicting on image
+    files through its image predictor, on uploaded images; a language model's run through its model's
+    ``generate``, so that requests can set the length and sampling within the limits); any other run
+    through its model file (``which``: auto, final, best or last).
     """
     from deepzen.recipes import RECIPES, run_config
     from deepzen.runs import model_file, run_recipe_name
@@ -358,7 +454,10 @@ def load_servable(run_dir: str | Path, settings: ServeSettings, which: str = "au
     run_dir = Path(run_dir)
     recipe = run_recipe_name(run_dir)
     description = {"run": str(run_dir), "recipe": recipe}
-    predictor = RECIPES.get(recipe).predictor if recipe is not None and recipe in RECIPES else None
+    entry = RECIPES.get(recipe) if recipe is not None and recipe in RECIPES else None
+    if entry is not None and entry.image_predictor is not None:
+        return ImagePredictorServable(run_dir, entry.image_predictor, settings, description)
+    predictor = entry.predictor if entry is not None else None
     if predictor is None:
         path = model_file(run_dir, which)
         model = load_model(path, compile=False)

@@ -34,7 +34,7 @@ import torch
 import deepzen
 from deepzen.callbacks import Callback
 from deepzen.optimizers import schedules
-from deepzen.recipes import register_recipe, run_file, write_text
+from deepzen.recipes import cached_load, load_run_model, register_recipe, run_file, write_text
 from deepzen.training.callbacks import FollowEpochs, TimeBudget, set_learning_rate
 from deepzen.training.serialization import atomic_write, load_model
 
@@ -221,7 +221,7 @@ def load_language_model(run_dir: Path):
     from deepzen.recipes import run_config
 
     _, config = run_config(run_dir)
-    return load_model(run_file(run_dir, "model.dz", "the trained model"), compile=False), config
+    return load_run_model(run_dir, "model.dz", "the trained model"), config
 
 
 def predict_continuations(run_dir: Path, prompts: list[str], top: int | None = None) -> list[dict]:
@@ -380,14 +380,20 @@ def load_translator(run_dir: Path):
     """The translator a ``multi30k-*`` run saved in ``model.dz``, given the run's two sentencepiece models,
     and the run's config."""
     from deepzen.recipes import run_config
-    from deepzen.text.subword import SubwordTokenizer
 
     _, config = run_config(run_dir)
-    model = load_model(run_file(run_dir, "model.dz", "the trained model"), compile=False)
-    model.source_tokenizer, model.target_tokenizer = (
-        SubwordTokenizer.load(run_file(run_dir, f"subwords.{language}.model", "a subword model"))
-        for language in (config.source_language, config.target_language))
-    return model, config
+    files = [run_file(run_dir, "model.dz", "the trained model")] + [
+        run_file(run_dir, f"subwords.{language}.model", "a subword model")
+        for language in (config.source_language, config.target_language)]
+    return cached_load(_read_translator, *files), config
+
+
+def _read_translator(model_file: Path, source_subwords: Path, target_subwords: Path):
+    from deepzen.text.subword import SubwordTokenizer
+
+    model = load_model(model_file, compile=False)
+    model.source_tokenizer, model.target_tokenizer = map(SubwordTokenizer.load, (source_subwords, target_subwords))
+    return model
 
 
 def predict_translations(run_dir: Path, sentences: list[str], top: int | None = None) -> list[dict]:

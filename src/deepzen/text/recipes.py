@@ -31,7 +31,7 @@ import torch
 
 import deepzen
 from deepzen.data.text import BucketedBatches
-from deepzen.recipes import register_recipe, run_file, write_text
+from deepzen.recipes import load_run_model, register_recipe, run_file, write_text
 from deepzen.training.callbacks import FollowEpochs, TimeBudget
 
 
@@ -256,13 +256,12 @@ def predict_text_classes(run_dir: Path, texts: list[str], top: int | None = None
         with the ``top`` most probable classes (default 3).
     """
     from deepzen.data.text import Vocab, WordTokenizer, pad_ids
-    from deepzen.training.serialization import load_model
 
     encoding = _read_json(run_dir, "vocabulary.json", "the classifier's vocabulary")
     vocab = Vocab.from_config(encoding["vocab"])
     tokenize = WordTokenizer(lower=encoding["lower"], split_punctuation=encoding["split_punctuation"])
     classes = encoding["classes"]
-    model = load_model(run_file(run_dir, "model.dz", "the trained classifier"), compile=False)
+    model = load_run_model(run_dir, "model.dz", "the trained classifier")
     tokens = [tokenize(text) for text in texts]
     empty = next((text for text, words in zip(texts, tokens) if not words), None)
     if empty is not None:
@@ -433,10 +432,9 @@ def predict_entities(run_dir: Path, sentences: list[str], top: int | None = None
     """
     from deepzen.data.text_datasets import conll_entities
     from deepzen.text.tagging import TaggingVocabulary, predict_tags
-    from deepzen.training.serialization import load_model
 
     vocabulary = TaggingVocabulary.from_config(_read_json(run_dir, "vocabulary.json", "the tagger's vocabulary"))
-    tagger = load_model(run_file(run_dir, "tagger.dz", "the trained tagger"), compile=False)
+    tagger = load_run_model(run_dir, "tagger.dz", "the trained tagger")
     tokens = [sentence.split() for sentence in sentences]
     empty = next((sentence for sentence, words in zip(sentences, tokens) if not words), None)
     if empty is not None:

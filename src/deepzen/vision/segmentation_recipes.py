@@ -3,11 +3,14 @@
 ``deepzen train mnist-segmentation`` trains :func:`deepzen.vision.segmentation.unet` on the scenes of
 :mod:`deepzen.data.mask_scenes` (11 classes: background and the ten digits) and reports the test
 scenes' mean IoU (target: at least 0.85) and per-class IoU. ``deepzen predict RUN image.png`` writes
-the image with its predicted mask blended in colours to ``RUN/predictions/image_mask.png``.
+the image with its predicted mask blended in colours to ``RUN/predictions/image_mask.png``;
+``deepzen serve RUN`` answers uploaded images with their masks (:func:`segment_pictures`).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +22,8 @@ from PIL import Image
 import deepzen
 from deepzen.data.mask_scenes import CLASS_NAMES, NUM_CLASSES, load_mask_scenes
 from deepzen.metrics import MeanIoU
-from deepzen.recipes import register_recipe, run_file, write_text
+from deepzen.data.images import open_picture
+from deepzen.recipes import load_run_model, register_recipe, run_file, write_text
 from deepzen.vision.segmentation import encoder_classifier, overlay, unet
 
 
@@ -131,6 +135,24 @@ def mnist_segmentation(config: SegmentationConfig, run_dir: Path) -> dict:
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
+def load_segmenter(run_dir: Path) -> tuple:
+    """The run's trained U-Net and its class names, loaded once while the files are unchanged."""
+    class_names = json.loads(run_file(run_dir, "classes.json", "the class names").read_text())["class_names"]
+    return load_run_model(run_dir, "model.dz", "the trained U-Net"), class_names
+
+
+def segment_pictures(run_dir: Path, pictures: list[Image.Image], top: int | None = None) -> list[dict]:
+    """The recipe's image predictor (what ``deepzen serve`` answers uploads with).
+
+    Returns:
+        ``[{"classes": {class name: share of the pixels}, "mask": the mask as a base64 PNG (one grey
+        byte per pixel: the class id, at the picture's size), "output": a one-line summary}]``;
+        ``classes`` lists the ``top`` largest non-background classes (default 3).
+    """
+    model, class_names = load_segmenter(run_dir)
+    return [{**_summary(mask, class_names, top), "mask": _png_base64(mask)} for mask in _masks(model, pictures)]
+
+
 def predict_masks(run_dir: Path, inputs: list[str], top: int | None = None) -> list[dict]:
     """Segments each image file with the run's U-Net and writes its coloured mask overlay.
 
@@ -142,41 +164,55 @@ def predict_masks(run_dir: Path, inputs: list[str], top: int | None = None) -> l
         ``[{"input": path, "overlay": written PNG, "classes": {class name: share of the pixels}, "output":
         a one-line summary}]``; ``classes`` lists the ``top`` largest non-background classes (default 3).
     """
-    from deepzen.training.serialization import load_model
-
-    model = load_model(run_file(run_dir, "model.dz", "the trained U-Net"), compile=False)
-    class_names = json.loads(run_file(run_dir, "classes.json", "the class names").read_text())["class_names"]
-    channels, height, width = model.input_spec.shape
+    model, class_names = load_segmenter(run_dir)
+    pictures = []
+    for name in inputs:
+        if not Path(name).is_file():
+            raise FileNotFoundError(f"No image at {name}: mnist-segmentation predicts on image files "
+                                    f"(.png, .jpg, ...)")
+        try:
+            pictures.append(open_picture(name, "L"))
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
     out_dir = Path(run_dir) / "predictions"
     out_dir.mkdir(exist_ok=True)
     results = []
-    for name in inputs:
-        path = Path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"No image at {path}: mnist-segmentation predicts on image files "
-                                    f"(.png, .jpg, ...)")
-        try:
-            with Image.open(path) as image:
-                grey = image.convert("L")
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path} is not an image this reader can decode: {error}") from error
-        resized = np.asarray(grey.resize((width, height), Image.BILINEAR), np.float32)
-        x = np.repeat(resized[None, None], channels, axis=1)  # (1, C, H, W), pixels 0..255
-        mask = model.predict(x, verbose=0).argmax(-1)[0].astype(np.uint8)  # (H, W)
-        full = np.asarray(Image.fromarray(mask).resize(grey.size, Image.NEAREST))
-        target = out_dir / f"{path.stem}_mask.png"
-        Image.fromarray(overlay(np.asarray(grey), full)).save(target)
-        shares = np.bincount(full.ravel(), minlength=len(class_names)) / full.size
-        ranked = [c for c in np.argsort(-shares) if c != 0 and shares[c] > 0][:top or 3]
-        classes = {class_names[c]: float(shares[c]) for c in ranked}
-        found = ", ".join(f"{label} ({share:.1%} of the pixels)" for label, share in classes.items()) or "no digits"
-        results.append({"input": name, "overlay": str(target), "classes": classes,
-                        "output": f"{found}; mask overlay written to {target}"})
+    for name, picture, mask in zip(inputs, pictures, _masks(model, pictures)):
+        target = out_dir / f"{Path(name).stem}_mask.png"
+        Image.fromarray(overlay(np.asarray(picture), mask)).save(target)
+        summary = _summary(mask, class_names, top)
+        results.append({"input": name, "overlay": str(target), "classes": summary["classes"],
+                        "output": f"{summary['output']}; mask overlay written to {target}"})
     return results
+
+
+def _masks(model, pictures: list[Image.Image]) -> list[np.ndarray]:
+    """Each picture's (H, W) uint8 class ids at its own size: segmented in grey at the model's input size."""
+    if not pictures:
+        return []
+    channels, height, width = model.input_spec.shape
+    grey = [picture.convert("L") for picture in pictures]
+    x = np.stack([np.asarray(g.resize((width, height), Image.BILINEAR), np.float32) for g in grey])[:, None]
+    masks = model.predict(np.repeat(x, channels, axis=1), verbose=0).argmax(-1).astype(np.uint8)  # pixels 0..255
+    return [np.asarray(Image.fromarray(mask).resize(g.size, Image.NEAREST)) for mask, g in zip(masks, grey)]
+
+
+def _summary(mask: np.ndarray, class_names: list[str], top: int | None) -> dict:
+    shares = np.bincount(mask.ravel(), minlength=len(class_names)) / mask.size
+    ranked = [c for c in np.argsort(-shares) if c != 0 and shares[c] > 0][:top or 3]
+    classes = {class_names[c]: float(shares[c]) for c in ranked}
+    found = ", ".join(f"{label} ({share:.1%} of the pixels)" for label, share in classes.items()) or "no digits"
+    return {"classes": classes, "output": found}
+
+
+def _png_base64(mask: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(mask).save(buffer, "PNG")  # uint8 (H, W): one grey byte per pixel
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 register_recipe("mnist-segmentation", SegmentationConfig,
                 "U-Net (Conv2DTranspose up-sampling) on MNIST scenes with per-pixel digit masks, 11 classes; "
-                "target test mIoU >= 0.85", predict_masks,
+                "target test mIoU >= 0.85", predict_masks, image_predictor=segment_pictures,
                 dataset="scenes of MNIST digits with per-pixel masks (10 digits + background)",
                 target="test mIoU >= 0.85")(mnist_segmentation)

@@ -25,7 +25,8 @@ from safetensors.torch import save as safetensors_bytes
 
 import deepzen
 from deepzen.data.paths import dataset_folder
-from deepzen.recipes import register_recipe, run_file, write_text
+from deepzen.data.images import open_picture
+from deepzen.recipes import cached_load, register_recipe, run_file, write_text
 from deepzen.training.serialization import atomic_write
 from deepzen.vision.detection.augment import DetectionAugment
 from deepzen.vision.detection.model import SSD
@@ -50,10 +51,16 @@ def save_detector(model: SSD, class_names: tuple[str, ...], run_dir: Path) -> No
 
 
 def load_detector(run_dir: Path) -> tuple[SSD, tuple[str, ...]]:
-    """The trained detector of a run folder (eval mode) and its class names."""
-    config = json.loads(run_file(run_dir, MODEL_FILE, "the detector's architecture").read_text(encoding="utf-8"))
+    """The trained detector of a run folder (eval mode) and its class names, loaded once while the files
+    are unchanged."""
+    return cached_load(_read_detector, run_file(run_dir, MODEL_FILE, "the detector's architecture"),
+                       run_file(run_dir, WEIGHTS_FILE, "the detector's weights"))
+
+
+def _read_detector(model_file: Path, weights_file: Path) -> tuple[SSD, tuple[str, ...]]:
+    config = json.loads(model_file.read_text(encoding="utf-8"))
     model = SSD.from_config(config["model"])
-    model.load_state_dict(load_file(run_file(run_dir, WEIGHTS_FILE, "the detector's weights")))
+    model.load_state_dict(load_file(weights_file))
     return model.eval(), tuple(config["class_names"])
 
 
@@ -106,42 +113,66 @@ def _test_sheet(model: SSD, images: np.ndarray, class_names: tuple[str, ...], pa
     sheet.save(path)
 
 
+def detect_pictures(run_dir: Path, pictures: list[Image.Image], top: int | None) -> list[dict[str, Any]]:
+    """The image predictor of the detection recipes (what ``deepzen serve`` answers uploads with).
+
+    Returns:
+        ``[{"objects": [{"class", "score", "box": [x1, y1, x2, y2] in the picture's pixels}], "output":
+        one line}]``, one per picture: the detections scoring at least 0.5 (``top``: the ``top`` best,
+        whatever their score).
+    """
+    model, class_names = load_detector(run_dir)
+    return [_described(found, class_names, scale) for found, scale in _detect(model, pictures, top)]
+
+
 def predict_images(run_dir: Path, inputs: list[str], top: int | None) -> list[dict[str, Any]]:
     """The predictor of the detection recipes: detects objects in image files and draws them.
 
     Writes ``RUN/predictions/<name>.png``: the image at its own size with the boxes, classes and
     scores of the detections scoring at least 0.5 (``--top N``: the N best, whatever their score).
+    Returns :func:`detect_pictures`'s results with the ``"input"`` and the drawing's path (``"image"``).
     """
     model, class_names = load_detector(run_dir)
-    channels, (height, width) = model.config["in_channels"], model.image_size
+    pictures = []
+    for name in inputs:
+        if not Path(name).is_file():
+            raise FileNotFoundError(f"No image at {name}: a detection run predicts on image files")
+        try:
+            pictures.append(open_picture(name))
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
     out_folder = Path(run_dir) / PREDICTIONS_FOLDER
     out_folder.mkdir(exist_ok=True)
     results = []
-    for name in inputs:
-        path = Path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"No image at {path}: a detection run predicts on image files")
-        try:
-            with Image.open(path) as opened:
-                picture = opened.convert("RGB")
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path} is not an image Pillow can read: {error}") from None
-        resized = picture.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-        pixels = np.asarray(resized, dtype=np.uint8)
-        pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
-        found = detect_images(model, pixels[None], score_threshold=0.01 if top else 0.5)[0]
-        if top:
-            found = {key: value[:top] for key, value in found.items()}
-        scale = (picture.width / width, picture.height / height)
-        output = out_folder / f"{path.stem}.png"
+    for name, picture, (found, scale) in zip(inputs, pictures, _detect(model, pictures, top)):
+        output = out_folder / f"{Path(name).stem}.png"
         draw_detections(picture, found, class_names, scale).save(output)
-        objects = [{"class": class_names[int(label)], "score": round(float(score), 4),
-                    "box": [round(float(v) * scale[i % 2], 1) for i, v in enumerate(box)]}
-                   for box, score, label in zip(found["boxes"], found["scores"], found["labels"])]
-        listing = ", ".join(f"{o['class']} {o['score']:.2f}" for o in objects) or "nothing found"
-        results.append({"input": name, "output": f"{listing} (drawn in {output})", "objects": objects,
+        described = _described(found, class_names, scale)
+        results.append({"input": name, **described, "output": f"{described['output']} (drawn in {output})",
                         "image": str(output)})
     return results
+
+
+def _detect(model: SSD, pictures: list[Image.Image], top: int | None) -> list[tuple[dict, tuple[float, float]]]:
+    """Each picture's detections in the detector's input pixels, and the (x, y) scale back to the picture's."""
+    if not pictures:
+        return []
+    channels, (height, width) = model.config["in_channels"], model.image_size
+    arrays = [np.asarray(picture.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR),
+                         dtype=np.uint8) for picture in pictures]
+    pixels = np.stack(arrays)[:, None] if channels == 1 else np.stack(arrays).transpose(0, 3, 1, 2)
+    found = detect_images(model, pixels, score_threshold=0.01 if top else 0.5)
+    if top:
+        found = [{key: value[:top] for key, value in each.items()} for each in found]
+    return [(each, (picture.width / width, picture.height / height)) for each, picture in zip(found, pictures)]
+
+
+def _described(found: dict[str, np.ndarray], class_names: tuple[str, ...], scale: tuple[float, float]) -> dict:
+    objects = [{"class": class_names[int(label)], "score": round(float(score), 4),
+                "box": [round(float(v) * scale[i % 2], 1) for i, v in enumerate(box)]}
+               for box, score, label in zip(found["boxes"], found["scores"], found["labels"])]
+    return {"objects": objects, "output": ", ".join(f"{o['class']} {o['score']:.2f}" for o in objects)
+            or "nothing found"}
 
 
 # -- the recipes -----------------------------------------------------------------------------------------
@@ -204,7 +235,7 @@ class MnistDetectionConfig:
 
 @register_recipe("mnist-detection", MnistDetectionConfig,
                  "SSD-style detector on seeded 128x128 scenes of MNIST digits, 10 classes; target mAP@0.5 >= 0.90",
-                 predictor=predict_images, replay_file=WEIGHTS_FILE,
+                 predictor=predict_images, image_predictor=detect_pictures, replay_file=WEIGHTS_FILE,
                  dataset="seeded 128x128 scenes of 2-5 MNIST digits", target="test mAP@0.5 >= 0.90")
 def mnist_detection(config: MnistDetectionConfig, run_dir: Path) -> dict:
     _threads(config.threads)
@@ -245,7 +276,7 @@ class RaccoonDetectionConfig:
 @register_recipe("raccoon-detection", RaccoonDetectionConfig,
                  "SSD-style detector from scratch on the raccoon photos (author's 160/40 split) or any VOC/COCO "
                  "folder (data=PATH); reports mAP@0.5 and mAP@[.5:.95]",
-                 predictor=predict_images, replay_file=WEIGHTS_FILE,
+                 predictor=predict_images, image_predictor=detect_pictures, replay_file=WEIGHTS_FILE,
                  dataset="Raccoon photos (200 images, the author's 160/40 split)",
                  target="test mAP@0.5 and mAP@[.5:.95]")
 def raccoon_detection(config: RaccoonDetectionConfig, run_dir: Path) -> dict:
