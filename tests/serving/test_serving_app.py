@@ -61,7 +61,10 @@ def test_the_request_model_is_generated_from_the_input_spec(tensor_client):
     operation = schema["paths"]["/predict"]["post"]
     assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/TensorRequest")
     assert "/predict/image" not in schema["paths"]  # (2, 3) is not an image
-    assert tensor_client.get("/docs").status_code == 200
+    docs = tensor_client.get("/docs")
+    assert docs.status_code == 200 and "http" not in docs.text.split("<body>")[1]  # its files come from the server
+    script = tensor_client.get("/docs/swagger-ui-bundle.js")
+    assert script.headers["content-type"].startswith("text/javascript") and "SwaggerUIBundle" in script.text
 
 
 def test_concurrent_requests_each_get_their_own_correct_answer(tensor_client, small_model):
@@ -272,7 +275,8 @@ def test_the_api_key_guards_everything_but_health_and_the_page(small_model, monk
         for headers in ({"X-API-Key": "s3cret-key"}, {"Authorization": "Bearer s3cret-key"}):
             assert test_client.post("/predict", json={"inputs": [SAMPLE]}, headers=headers).status_code == 200
         assert test_client.get("/metadata", headers={"X-API-Key": "s3cret-key"}).json()["auth"] is True
-        for path in ("/health", "/ready", "/ui", "/openapi.json"):
+        for path in ("/health", "/ready", "/ui", "/openapi.json", "/docs", "/docs/swagger-ui-bundle.js",
+                     "/docs/swagger-ui.css", "/docs/favicon.png"):
             assert test_client.get(path).status_code == 200
     from deepzen import cli
 

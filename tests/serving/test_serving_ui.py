@@ -1,6 +1,7 @@
 """The /ui page in headless Chromium (Playwright driving Debian's ``chromium``): draw a digit, press Predict,
 read the bar chart, and check that its probabilities are the model's for the drawn image; type a sentence
-for a text classifier; draw for an image predictor (a segmentation run) and read its classes' shares. The page loads nothing from outside the server."""
+for a text classifier; draw for an image predictor (a segmentation run) and read its classes' shares;
+``/docs`` renders with no request outside the server. The page loads nothing from outside the server."""
 
 from __future__ import annotations
 
@@ -127,3 +128,17 @@ def test_draw_for_an_image_predictor_and_read_the_class_shares(browser, tmp_path
     [expected] = bright_pixels_are_sevens(None, [picture], None)
     assert 0.01 < expected["classes"]["7"] < 0.5  # the stroke, not the whole canvas
     assert prediction == expected["output"] and shown == pytest.approx(expected["classes"], abs=1e-9)
+
+
+def test_the_api_docs_render_offline(browser, digits_run):
+    with ThreadedServer(load_servable(digits_run, ServeSettings(port=0))) as server:
+        page = browser.new_page()
+        outside = []
+        page.on("request", lambda request: None if request.url.startswith(server.server.url)
+                else outside.append(request.url))
+        page.goto(server.server.url + "/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=30_000)  # Swagger UI drew the operations
+        paths = {element.inner_text().strip() for element in page.query_selector_all(".opblock-summary-path")}
+        page.close()
+    assert not outside  # Swagger UI's script and style came from the server, not a CDN
+    assert {"/predict", "/predict/image", "/metadata"} <= paths

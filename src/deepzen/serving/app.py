@@ -26,6 +26,7 @@ import time
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from deepzen.serving.batching import MicroBatcher
@@ -36,19 +37,22 @@ from deepzen.serving.servables import Servable, TensorServable, non_finite_error
 
 SERVE_EXTRA = "pip install 'deepzen[serve]'"
 try:
+    import fastapi_offline  # Swagger UI's files, so that /docs works without reaching a CDN
     import python_multipart  # noqa: F401  (FastAPI reads multipart uploads with it)
     from fastapi import FastAPI, File, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.middleware.cors import CORSMiddleware
+    from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.openapi.utils import get_openapi
-    from fastapi.responses import HTMLResponse, Response
+    from fastapi.responses import FileResponse, HTMLResponse, Response
     from pydantic import BaseModel
     from starlette.exceptions import HTTPException
 except ModuleNotFoundError as missing:
     raise ImportError(f"deepzen serve needs the serve extra ({SERVE_EXTRA}): the package {missing.name!r} is not "
                       f"installed") from missing
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/ui", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+DOCS_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon.png": "image/png"}
+OPEN_PATHS = frozenset({"/health", "/ready", "/ui", "/docs", "/openapi.json", *(f"/docs/{name}" for name in DOCS_FILES)})
 
 
 class ErrorResponse(BaseModel):
@@ -112,6 +116,7 @@ def create_app(servable: Servable) -> Any:
             await asyncio.to_thread(batcher.close)
 
     app = FastAPI(title="deepzen model server", version="1", lifespan=lifespan, responses=ERRORS, redoc_url=None,
+                  docs_url=None,
                   description=f"Serves a {servable.kind} model ({servable.metadata.get('recipe') or 'model file'}). "
                   "Every refused request is answered {\"error\": message, \"status\": code}.")
     _add_error_handlers(app)
@@ -141,6 +146,7 @@ def create_app(servable: Servable) -> Any:
     async def ui():
         return HTMLResponse(page)
 
+    _add_docs(app)
     request_schema = {"$ref": f"#/components/schemas/{servable.request_model.__name__}"}
 
     # The guard answers POST /predict itself with predict_json (the hot path); this route declares it for the
@@ -228,6 +234,25 @@ def _add_error_handlers(app) -> None:
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(ModelFailure, failed)
+
+
+def _add_docs(app) -> None:
+    """``GET /docs``: Swagger UI from the files installed with the serve extra, so it works offline."""
+    folder = Path(fastapi_offline.__file__).parent / "static"
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title}: API",
+                                   swagger_js_url="/docs/swagger-ui-bundle.js", swagger_css_url="/docs/swagger-ui.css",
+                                   swagger_favicon_url="/docs/favicon.png")
+
+    def send(path: Path, media_type: str):
+        async def docs_file():
+            return FileResponse(path, media_type=media_type, headers={"Cache-Control": "max-age=86400"})
+        return docs_file
+
+    for name, media_type in DOCS_FILES.items():
+        app.add_api_route(f"/docs/{name}", send(folder / name, media_type), methods=["GET"], include_in_schema=False)
 
 
 def _paths(app) -> dict[str, list[str]]:
