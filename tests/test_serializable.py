@@ -73,3 +73,27 @@ def test_a_fresh_process_loads_a_model_file_with_only_load_model_imported(tmp_pa
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.dz")], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "Sequential", done.stderr
     assert np.isfinite(model.predict(np.ones((1, 2), np.float32))).all()
+
+
+def test_the_fixed_list_registers_every_class_deepzen_defines():
+    """Each serializable class in the package is registered once the fixed list of modules is imported, so a
+    file naming it (a TextCNN, an SSD) loads in a fresh process whatever that process imported before."""
+    import json
+    import subprocess
+    import sys
+
+    listing = ("import json, sys, importlib, pkgutil, deepzen; from deepzen import serializable as s\n"
+               "if sys.argv[1] == 'all':\n"
+               "    for info in pkgutil.walk_packages(deepzen.__path__, 'deepzen.'):\n"
+               "        importlib.import_module(info.name)\n"
+               "else:\n"
+               "    s._import_builtin_classes()\n"
+               "print(json.dumps(sorted({c.__module__ + '.' + c.__qualname__ for v in s._CLASSES.values() for c in v})))")
+    registered = {}
+    for mode in ("all", "fixed list"):
+        done = subprocess.run([sys.executable, "-c", listing, mode], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        registered[mode] = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "deepzen.text.classification.TextCNN" in registered["all"]
+    missing = registered["all"] - registered["fixed list"]
+    assert not missing, f"add their modules to serializable.BUILTIN_MODULES: {sorted(missing)}"

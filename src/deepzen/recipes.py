@@ -193,6 +193,11 @@ def cached_load(load: Callable[..., Any], *paths: Path) -> Any:
     return value
 
 
+def forget_loaded() -> None:
+    """Empties :func:`cached_load`'s store: the next loads read their files again (benchmarks, tests)."""
+    _LOADED.clear()
+
+
 def load_run_model(run_dir: str | Path, name: str, what: str):
     """The model file ``run_dir / name`` loaded for prediction (not compiled), once while it is unchanged
     (:func:`cached_load`); a FileNotFoundError naming the file and ``what`` it holds when it is missing."""

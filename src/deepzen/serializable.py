@@ -96,7 +96,8 @@ def custom_object_scope(objects: dict[str, Any] | None) -> Iterator[None]:
 BUILTIN_MODULES = ("deepzen.layers", "deepzen.losses", "deepzen.metrics", "deepzen.optimizers",
                    "deepzen.initializers", "deepzen.regularizers", "deepzen.data.text", "deepzen.training.model",
                    "deepzen.training.functional", "deepzen.vision.models", "deepzen.text.language_model",
-                   "deepzen.text.tagging", "deepzen.text.translation", "deepzen.generative.trainer")
+                   "deepzen.text.classification", "deepzen.text.tagging", "deepzen.text.translation",
+                   "deepzen.generative.trainer", "deepzen.vision.detection.train")
 _builtins_imported = False
 
 
