@@ -84,3 +84,21 @@ def chromium_executable() -> str:
     if not found:
         pytest.skip(f"chromium is not installed and apt-get install chromium failed: {install.stderr[-500:]}")
     return found
+
+
+@pytest.fixture(scope="session")
+def translator_run(real_dataset, tmp_path_factory):
+    """A ``multi30k-transformer`` run trained for 3 steps on 300 pairs (tiny), its beam search written for 6
+    test sentences (``test_beam.de``); shared by the tests of ``deepzen predict`` and of serving."""
+    pytest.importorskip("sentencepiece")
+    pytest.importorskip("sacrebleu")
+    from deepzen import cli
+
+    real_dataset("multi30k")
+    folder = tmp_path_factory.mktemp("runs") / "translation"
+    settings = {"max_train_pairs": 300, "max_eval_pairs": 6, "max_steps": 3, "warmup_steps": 1, "vocab_size": 200,
+                "d_model": 16, "num_heads": 2, "num_layers": 1, "intermediate_dim": 32, "batch_size": 100,
+                "beam_size": 2}
+    assert cli.main(["train", "multi30k-transformer", "--run-dir", str(folder),
+                     *[part for key, value in settings.items() for part in ("--set", f"{key}={value}")]]) == 0
+    return folder

@@ -179,19 +179,13 @@ def test_language_model_continues_the_prompt_as_the_recipe_sampled(tmp_path, cap
     assert code == 2 and "characters the model's vocabulary lacks: ['Z', 'b']" in err
 
 
-def test_translator_translates_as_the_recipe_did(real_dataset, tmp_path, capsys):
-    pytest.importorskip("sentencepiece")
-    pytest.importorskip("sacrebleu")
+def test_translator_translates_as_the_recipe_did(translator_run, capsys):
     from deepzen.data.text_datasets import load_multi30k
 
-    real_dataset("multi30k")
-    folder = tmp_path / "translation"
-    train("multi30k-transformer", folder, max_train_pairs=300, max_eval_pairs=6, max_steps=3, warmup_steps=1,
-          vocab_size=200, d_model=16, num_heads=2, num_layers=1, intermediate_dim=32, batch_size=100, beam_size=2)
     english = load_multi30k(None, "test")[0][:6]
-    code, results, _ = predict(capsys, folder, *english)
+    code, results, _ = predict(capsys, translator_run, *english)
     assert code == 0 and [r["input"] for r in results] == english
-    recipe_output = (folder / "test_beam.de").read_text(encoding="utf-8").split("\n")[:-1]
+    recipe_output = (translator_run / "test_beam.de").read_text(encoding="utf-8").split("\n")[:-1]
     assert [r["translation"] for r in results] == recipe_output  # beam search, the run's beam size
 
 

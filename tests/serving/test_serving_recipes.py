@@ -211,18 +211,13 @@ def test_a_language_model_continues_within_the_servers_limits(tmp_path):
 
 
 # -- translation ------------------------------------------------------------------------------------------------
-def test_a_translator_answers_its_beam_search_translation(real_dataset, tmp_path):
-    pytest.importorskip("sentencepiece")
+def test_a_translator_answers_its_beam_search_translation(translator_run):
     from deepzen.data.text_datasets import load_multi30k
 
-    real_dataset("multi30k")
-    folder = tmp_path / "translation"
-    train("multi30k-transformer", folder, max_train_pairs=300, max_eval_pairs=4, max_steps=3, warmup_steps=1,
-          vocab_size=200, d_model=16, num_heads=2, num_layers=1, intermediate_dim=32, batch_size=100, beam_size=2)
     english = load_multi30k(None, "test")[0][:4]
-    with serve(folder) as test_client:
+    with serve(translator_run) as test_client:
         answer = test_client.post("/predict", json={"inputs": english})
-    recipe_output = (folder / "test_beam.de").read_text(encoding="utf-8").split("\n")[:4]
+    recipe_output = (translator_run / "test_beam.de").read_text(encoding="utf-8").split("\n")[:4]
     assert answer.status_code == 200
     assert [r["translation"] for r in answer.json()["results"]] == recipe_output  # the recipe's own beam search
 

@@ -358,6 +358,34 @@ def test_sampling_pads_after_eos():
     assert ended > 0
 
 
+# -- a limit per batch item ------------------------------------------------------------------------------
+@pytest.mark.parametrize("early_stopping", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_per_item_limits_give_each_item_what_it_gets_alone(seed, early_stopping):
+    """With one max_len per item, an item's hypotheses and scores are those of a search of it alone at its
+    own max_len, whatever the limits of the items beside it."""
+    table = markov_table(seed=seed, eos_bias=-1.5)  # eos rare: many hypotheses run into their limit
+    step = markov_step(table)
+    starts, limits = torch.tensor([0, 2, 4, 5]), [2, 7, 4, 7]
+    tokens, scores = beam_search(step, starts, 3, torch.tensor(limits), EOS, early_stopping=early_stopping,
+                                 num_return=3)
+    for item, (start, limit) in enumerate(zip(starts, limits)):
+        alone, alone_scores = beam_search(step, start.view(1), 3, limit, EOS, early_stopping=early_stopping,
+                                          num_return=3)
+        torch.testing.assert_close(scores[item], alone_scores[0])
+        for rank in range(3):
+            width = alone.shape[2]
+            assert tokens[item, rank, :width].tolist() == alone[0, rank].tolist()
+            assert (tokens[item, rank, width:] == EOS).all()  # padding (pad_id defaults to eos)
+    for decode in (greedy_search, lambda *args, **kw: sample(*args, top_k=1, **kw)):
+        rows, row_scores = decode(step, starts, limits, eos_id=EOS, pad_id=0)
+        for item, (start, limit) in enumerate(zip(starts, limits)):
+            alone, alone_scores = decode(step, start.view(1), limit, eos_id=EOS, pad_id=0)
+            assert rows[item, :alone.shape[1]].tolist() == alone[0].tolist()
+            assert (rows[item, alone.shape[1]:] == 0).all()
+            torch.testing.assert_close(row_scores[item], alone_scores[0])
+
+
 # -- arguments -----------------------------------------------------------------------------------------
 
 
@@ -369,6 +397,9 @@ def test_sampling_pads_after_eos():
     (lambda step: beam_search(step, torch.tensor([0]), 2, 3, EOS, num_return=3), "num_return"),
     (lambda step: greedy_search(step, torch.tensor([0.5]), 3), "start_tokens"),
     (lambda step: greedy_search(step, torch.tensor([0]), 0), "max_len"),
+    (lambda step: greedy_search(step, torch.tensor([0, 1]), torch.tensor([3])), r"one integer per batch item, shape \(2,\)"),
+    (lambda step: beam_search(step, torch.tensor([0, 1]), 2, [3, 0], EOS), "max_len"),
+    (lambda step: beam_search(step, torch.tensor([0, 1]), 2, torch.tensor([3.0, 2.0]), EOS), "max_len"),
 ])
 def test_invalid_arguments_are_reported(call, message):
     with pytest.raises(ValueError, match=message):

@@ -108,6 +108,21 @@ def test_padding_does_not_change_the_translation():
                                    atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["gru-bahdanau", "transformer"])
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_a_sentence_translates_the_same_alone_or_beside_a_longer_one(kind, beam_size):
+    """Each sentence's output is capped at 1.5 times its own length + 10 tokens, not its batch's longest:
+    a served translation does not depend on the requests batched with it."""
+    torch.manual_seed(0)
+    model = make_model(kind, source_vocab=20, target_vocab=30).eval()
+    short, long = torch.randint(4, 20, (1, 4)), torch.randint(4, 20, (1, 16))
+    batch = torch.cat([torch.cat([short, torch.zeros(1, 12, dtype=torch.long)], dim=1), long])  # 0: padding
+    alone, together = model.generate(short, beam_size), model.generate(batch, beam_size)
+    assert EOS not in alone[0].tolist() and alone.shape[1] == 4 * 3 // 2 + 10  # it ran into its own limit
+    assert together[0, :alone.shape[1]].tolist() == alone[0].tolist()
+    assert (together[0, alone.shape[1]:] == 0).all() and together.shape[1] > alone.shape[1]
+
+
 def test_learns_to_reverse_sequences(trained):
     kind, model, source, targets = trained
     greedy = exact_match(model.generate(source, beam_size=1), targets)

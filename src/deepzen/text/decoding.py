@@ -18,6 +18,8 @@ The decoders know nothing about the model. They call a **step function** once pe
 
 Every decoder returns the generated tokens (start tokens excluded), padded after ``eos_id`` with
 ``pad_id`` (default: ``eos_id``), and their scores (sums of the model's log-probabilities).
+``max_len`` is one limit for every row or one per row, a (B,) tensor or list: a row's output then
+does not depend on the other rows it is decoded with (a translator caps each sentence by its own length).
 
 Example:
     >>> import torch
@@ -109,7 +111,7 @@ def greedy_search(step_fn: StepFn, start_tokens: torch.Tensor, max_len: int, eos
     Args:
         step_fn: the model, see the module docstring.
         start_tokens: (B,) or (B, t0) long, e.g. the BOS token of each row.
-        max_len: maximum number of generated tokens.
+        max_len: maximum number of generated tokens: an int, or one per row ((B,) tensor or list).
         eos_id: a row ends after generating this token; decoding stops when all rows ended.
         state: initial state passed to the first ``step_fn`` call.
         pad_id: token after a row's eos (default: ``eos_id``).
@@ -163,7 +165,7 @@ def beam_search(step_fn: StepFn, start_tokens: torch.Tensor, beam_size: int, max
             ``beam_size`` hypotheses of batch item b in rows ``b * beam_size ...``.
         start_tokens: (B,) or (B, t0) long.
         beam_size: hypotheses kept per batch item.
-        max_len: maximum number of generated tokens.
+        max_len: maximum number of generated tokens: an int, or one per batch item ((B,) tensor or list).
         eos_id: the end token (None: every hypothesis runs to max_len).
         length_penalty: GNMT's alpha; 0 ranks by the raw sum of log-probabilities.
         early_stopping: True: a batch item is done once it has ``beam_size`` finished hypotheses
@@ -182,9 +184,10 @@ def beam_search(step_fn: StepFn, start_tokens: torch.Tensor, beam_size: int, max
         raise ValueError(f"Expected beam_size to be a positive integer. Received: beam_size={beam_size!r}")
     if not isinstance(num_return, int) or not 1 <= num_return <= beam_size:
         raise ValueError(f"Expected 1 <= num_return <= beam_size={beam_size}. Received: num_return={num_return!r}")
-    tokens = _start_tokens(start_tokens, max_len)
+    tokens = _start_tokens(start_tokens)
     batch_size, start_len = tokens.shape
     beams, device = beam_size, tokens.device
+    limits, longest = _limits(max_len, batch_size, device)
     pad = _pad_value(eos_id, pad_id)
 
     row_batch = torch.arange(batch_size, device=device).repeat_interleave(beams)    # (B*K,)
@@ -193,12 +196,12 @@ def beam_search(step_fn: StepFn, start_tokens: torch.Tensor, beam_size: int, max
     # Only the first copy of each item is live at first, so step 1 does not propose K identical beams.
     beam_scores = torch.full((batch_size, beams), -math.inf, device=device)
     beam_scores[:, 0] = 0.0                                                            # (B, K) raw sums
-    finished = _Finished(batch_size, beams, max_len, pad, device)
+    finished = _Finished(batch_size, beams, longest, pad, device)
     done = torch.zeros(batch_size, dtype=torch.bool, device=device)
     first_row = torch.arange(batch_size, device=device).unsqueeze(1) * beams          # (B, 1)
     within_beam = torch.arange(2 * beams, device=device) < beams                      # (2K,)
 
-    for step in range(max_len):
+    for step in range(longest):
         length = step + 1                                                              # tokens per hypothesis
         log_probs, state = step_fn(tokens, state)                                      # (B*K, V)
         vocab = log_probs.shape[-1]
@@ -218,8 +221,14 @@ def beam_search(step_fn: StepFn, start_tokens: torch.Tensor, beam_size: int, max
         rows = (first_row + source_beam.gather(1, alive)).reshape(-1)                  # (B*K,)
         tokens = torch.cat([tokens.index_select(0, rows), next_token.gather(1, alive).reshape(-1, 1)], dim=1)
         state = reorder_state(state, rows)
-        done = done | _batch_done(finished.scores, alive_scores[:, 0], length, max_len, length_penalty,
+        done = done | _batch_done(finished.scores, alive_scores[:, 0], length, limits, length_penalty,
                                   early_stopping)
+        at_limit = limits == length  # these items finish their live hypotheses now, as alone at this max_len
+        if length < longest and bool(at_limit.any()):  # (the longest finish after the loop)
+            live = tokens[:, start_len:].reshape(batch_size, beams, length)
+            ending = (done | ~at_limit).unsqueeze(1)
+            finished.add(live, alive_scores.masked_fill(ending, -math.inf) / gnmt_length_penalty(length, length_penalty))
+            done = done | at_limit
         beam_scores = alive_scores.masked_fill(done.unsqueeze(1), -math.inf)           # done items stay dead
         if bool(done.all()):  # host sync: once per generated token, ends the search early
             break
@@ -254,31 +263,32 @@ class _Finished:
         return self.tokens[:, :count, :length], self.scores[:, :count]
 
 
-def _batch_done(finished_scores: torch.Tensor, best_alive: torch.Tensor, length: int, max_len: int,
+def _batch_done(finished_scores: torch.Tensor, best_alive: torch.Tensor, length: int, limits: torch.Tensor,
                 alpha: float, early_stopping: bool) -> torch.Tensor:
-    """(B,) bool: which batch items need no more steps."""
+    """(B,) bool: which batch items need no more steps (``limits``: each item's max_len)."""
     full = finished_scores[:, -1] > -math.inf                       # K finished hypotheses
     no_live = best_alive == -math.inf
     if early_stopping:
         return full | no_live
-    if length >= max_len:  # the live hypotheses are finished after the last step
-        return no_live
     # A live hypothesis only loses log-probability (<= 0) as it grows; normalised by a length in
     # (length, max_len], its score is at most the best of the two extreme lengths (lp is monotone).
     bound = torch.maximum(best_alive / gnmt_length_penalty(length + 1, alpha),
-                          best_alive / gnmt_length_penalty(max_len, alpha))
-    return (full & (finished_scores[:, -1] >= bound)) | no_live
+                          best_alive / gnmt_length_penalty(limits, alpha))
+    # At its max_len an item's live hypotheses are finished after this step: only no_live matters there.
+    return torch.where(length >= limits, no_live, (full & (finished_scores[:, -1] >= bound)) | no_live)
 
 
 def _generate(step_fn: StepFn, start_tokens: torch.Tensor, max_len: int, eos_id: int | None,
               pad_id: int | None, state: Any, choose: Callable[[torch.Tensor], torch.Tensor]):
     """Token-by-token generation with ``choose(log_probs (B, V)) -> (B,)`` picking each next token."""
-    tokens = _start_tokens(start_tokens, max_len)
+    tokens = _start_tokens(start_tokens)
     start_len = tokens.shape[1]
+    limits, longest = _limits(max_len, tokens.shape[0], tokens.device)
+    stops_early = eos_id is not None or bool((limits < longest).any())
     pad = _pad_value(eos_id, pad_id)
     scores = torch.zeros(tokens.shape[0], device=tokens.device)
     ended = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
-    for _ in range(max_len):
+    for step in range(longest):
         log_probs, state = step_fn(tokens, state)                                  # (B, V)
         next_token = choose(log_probs)                                             # (B,)
         token_log_prob = log_probs.gather(1, next_token.unsqueeze(1)).squeeze(1)  # (B,)
@@ -287,14 +297,30 @@ def _generate(step_fn: StepFn, start_tokens: torch.Tensor, max_len: int, eos_id:
         tokens = torch.cat([tokens, next_token.unsqueeze(1)], dim=1)
         if eos_id is not None:
             ended = ended | (next_token == eos_id)
-            if bool(ended.all()):  # host sync: once per generated token, ends decoding early
-                break
+        ended = ended | (limits <= step + 1)
+        if stops_early and bool(ended.all()):  # host sync: once per generated token, ends decoding early
+            break
     return tokens[:, start_len:], scores
 
 
-def _start_tokens(start_tokens: torch.Tensor, max_len: int) -> torch.Tensor:
-    if not isinstance(max_len, int) or max_len < 1:
+def _limits(max_len: Any, batch_size: int, device: torch.device) -> tuple[torch.Tensor, int]:
+    """``max_len`` as (B,) long limits on ``device`` and the largest of them."""
+    if isinstance(max_len, int) and not isinstance(max_len, bool):
+        limits = torch.full((batch_size,), max_len, dtype=torch.long, device=device)
+    elif isinstance(max_len, (torch.Tensor, list, tuple)):
+        limits = torch.as_tensor(max_len, device=device)
+        if limits.shape != (batch_size,) or limits.is_floating_point() or limits.dtype == torch.bool:
+            raise ValueError(f"Expected max_len to be a positive integer or one integer per batch item, shape "
+                             f"({batch_size},). Received: max_len of shape {tuple(limits.shape)}, {limits.dtype}")
+        limits = limits.long()
+    else:
         raise ValueError(f"Expected max_len to be a positive integer. Received: max_len={max_len!r}")
+    if batch_size and int(limits.min()) < 1:
+        raise ValueError(f"Expected max_len to be a positive integer (each of them). Received: max_len={max_len!r}")
+    return limits, int(limits.max()) if batch_size else 1
+
+
+def _start_tokens(start_tokens: torch.Tensor) -> torch.Tensor:
     if not isinstance(start_tokens, torch.Tensor) or start_tokens.dim() not in (1, 2) \
             or start_tokens.is_floating_point():
         shown = tuple(start_tokens.shape) if isinstance(start_tokens, torch.Tensor) else type(start_tokens).__name__

@@ -158,7 +158,9 @@ class Seq2Seq(Model):
             source: (N, S) padded source ids.
             beam_size: 1 for greedy search, more for beam search.
             length_penalty: GNMT's alpha for beam search (ignored by greedy search).
-            max_len: longest output in tokens (default ``1.5 * S + 10``).
+            max_len: longest output in tokens: one for all, or one per row; default ``1.5 * S + 10`` for
+                each row with S its own source length (padding left out), so that a sentence's output
+                does not depend on the sentences it is batched with.
 
         Returns:
             (N, L) long target ids, each row ended by ``eos_index`` (unless cut at ``max_len``) and
@@ -169,7 +171,8 @@ class Seq2Seq(Model):
         try:
             state = self.encode(source)
             start = torch.full((source.shape[0],), self.bos_index, dtype=torch.long, device=source.device)
-            max_len = max_len or int(1.5 * source.shape[1]) + 10
+            if max_len is None:
+                max_len = (source != self.pad_index).sum(dim=1) * 3 // 2 + 10              # (N,) 1.5 * S + 10
             if beam_size == 1:
                 tokens, _ = greedy_search(self.step, start, max_len, self.eos_index, state=state,
                                           pad_id=self.pad_index)
@@ -193,7 +196,7 @@ class Seq2Seq(Model):
             beam_size: 1 for greedy search, more for beam search.
             length_penalty: GNMT's alpha for beam search.
             batch_size: sentences decoded together.
-            max_len: longest output in tokens (default ``1.5 * source length + 10``).
+            max_len: longest output in tokens (default ``1.5 * source length + 10``, for each sentence).
 
         Returns:
             The translations, detokenized by the target tokenizer.
@@ -209,7 +212,8 @@ class Seq2Seq(Model):
             source = pad_ids([ids[i] or [self.pad_index] for i in chosen], value=self.pad_index)
             output = self.generate(source.to(self.device), beam_size, length_penalty, max_len).cpu()
             for row, i in zip(output.tolist(), chosen):
-                end = row.index(self.eos_index) if self.eos_index in row else len(row)
+                # the output ends at eos, or at the padding after a row its max_len cut
+                end = next((k for k, token in enumerate(row) if token in (self.eos_index, self.pad_index)), len(row))
                 translations[i] = self.target_tokenizer.decode(row[:end])
         return translations
 
