@@ -101,6 +101,10 @@ def test_a_detector_answers_uploaded_images_as_its_predictor_answers_files(detec
     assert not_an_image.status_code == 422 and "Image 1: " in not_an_image.json()["error"]
     assert metadata["kind"] == "image predictor" and metadata["accepts_images"] is True
     assert not (detection_run / "predictions" / "image 1.png").exists()  # serving writes nothing
+    with serve(detection_run, max_image_pixels=40_000) as test_client:  # 150x200 + 90x120 = 40,800 pixels
+        too_many = test_client.post("/predict/image", files=files)
+        one = test_client.post("/predict/image", files=files[:1])
+    assert too_many.status_code == 413 and "40000 pixels" in too_many.json()["error"] and one.status_code == 200
 
 
 def test_a_segmenter_answers_each_image_with_its_mask(segmentation_run):

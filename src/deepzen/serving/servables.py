@@ -350,12 +350,17 @@ class ImagePredictorServable:
         if not images or len(images) > self.settings.max_samples:
             raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"Expected 1 to {self.settings.max_samples} images. "
                                f"Received: {len(images)}")
-        pictures = []
+        pictures, pixels = [], 0
         for number, data in enumerate(images, start=1):
             try:
                 pictures.append(open_picture(data))
             except ValueError as error:
                 raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"Image {number}: {error}") from None
+            pixels += pictures[-1].width * pictures[-1].height
+            if pixels > self.settings.max_image_pixels:
+                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"The images hold more than "
+                                   f"{self.settings.max_image_pixels} pixels (the limit per request) by image "
+                                   f"{number}: send smaller or fewer images")
         return pictures, len(pictures), None
 
     def run_batch(self, top: int | None, payloads: Sequence[list]) -> list:

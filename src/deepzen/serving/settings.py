@@ -27,6 +27,8 @@ class ServeSettings:
     max_abs_number: float = _setting(1e6, "largest magnitude of a number in a request")
     max_samples: int = _setting(64, "most samples (arrays, images, texts, user ids) per request")
     max_text_chars: int = _setting(2000, "most characters per text input or prompt")
+    max_image_pixels: int = _setting(4096 * 4096, "most decoded pixels in the images of one request to a detection "
+                                                  "or segmentation run (they are held until the model runs)")
     max_generation_tokens: int = _setting(500, "most tokens a language model generates for one request")
     max_temperature: float = _setting(2.0, "highest sampling temperature a request may ask for")
     max_top: int = _setting(100, "most classes / items (top, top_k) a request may ask for")
@@ -44,7 +46,7 @@ class ServeSettings:
 
     def __post_init__(self):
         positive = ("max_body_bytes", "max_json_depth", "max_abs_number", "max_samples", "max_text_chars",
-                    "max_generation_tokens", "max_temperature", "max_top", "max_connections",
+                    "max_image_pixels", "max_generation_tokens", "max_temperature", "max_top", "max_connections",
                     "request_timeout", "max_batch_size", "torch_threads")
         for name in positive:
             value = getattr(self, name)
@@ -61,7 +63,7 @@ class ServeSettings:
     def limits(self) -> dict[str, float]:
         """The limits a client must respect (``GET /metadata`` shows them)."""
         names = ("max_body_bytes", "max_json_depth", "max_abs_number", "max_samples", "max_text_chars",
-                 "max_generation_tokens", "max_temperature", "max_top", "max_connections", "request_timeout",
+                 "max_image_pixels", "max_generation_tokens", "max_temperature", "max_top", "max_connections", "request_timeout",
                  "max_batch_size")
         return {name: getattr(self, name) for name in names}
 
