@@ -244,6 +244,24 @@ def open_picture(source, mode: str = "RGB"):
         raise ValueError(f"Cannot read the image: {error}. Expected a PNG, JPEG, BMP or GIF file") from None
 
 
+def open_pictures(paths: Sequence[PathLike], mode: str = "RGB", reader: str = "this run") -> list:
+    """Image files as decoded Pillow images (:func:`open_picture`), all read before any is used.
+
+    Raises:
+        FileNotFoundError: a path is not a file (the message says ``reader`` predicts on image files).
+        ValueError: a file is not an image; the message names it.
+    """
+    pictures = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"No image at {path}: {reader} predicts on image files (.png, .jpg, ...)")
+        try:
+            pictures.append(open_picture(path, mode))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+    return pictures
+
+
 def read_image(source, shape: Sequence[int]) -> np.ndarray:
     """One image (a file path, or the bytes of a PNG/JPEG/... file) as a ``(C, H, W)`` float32 array in [0, 1],
     converted to ``C`` channels (1: grey, 3: RGB) and resized (bilinear) to the model's input ``shape``.

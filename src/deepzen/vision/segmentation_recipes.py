@@ -22,7 +22,7 @@ from PIL import Image
 import deepzen
 from deepzen.data.mask_scenes import CLASS_NAMES, NUM_CLASSES, load_mask_scenes
 from deepzen.metrics import MeanIoU
-from deepzen.data.images import open_picture
+from deepzen.data.images import open_pictures
 from deepzen.recipes import load_run_model, register_recipe, run_file, write_text
 from deepzen.vision.segmentation import encoder_classifier, overlay, unet
 
@@ -165,15 +165,7 @@ def predict_masks(run_dir: Path, inputs: list[str], top: int | None = None) -> l
         a one-line summary}]``; ``classes`` lists the ``top`` largest non-background classes (default 3).
     """
     model, class_names = load_segmenter(run_dir)
-    pictures = []
-    for name in inputs:
-        if not Path(name).is_file():
-            raise FileNotFoundError(f"No image at {name}: mnist-segmentation predicts on image files "
-                                    f"(.png, .jpg, ...)")
-        try:
-            pictures.append(open_picture(name, "L"))
-        except ValueError as error:
-            raise ValueError(f"{name}: {error}") from None
+    pictures = open_pictures(inputs, "L", reader="mnist-segmentation")
     out_dir = Path(run_dir) / "predictions"
     out_dir.mkdir(exist_ok=True)
     results = []

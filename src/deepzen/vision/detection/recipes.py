@@ -25,7 +25,7 @@ from safetensors.torch import save as safetensors_bytes
 
 import deepzen
 from deepzen.data.paths import dataset_folder
-from deepzen.data.images import open_picture
+from deepzen.data.images import open_pictures
 from deepzen.recipes import cached_load, register_recipe, run_file, write_text
 from deepzen.training.serialization import atomic_write
 from deepzen.vision.detection.augment import DetectionAugment
@@ -133,14 +133,7 @@ def predict_images(run_dir: Path, inputs: list[str], top: int | None) -> list[di
     Returns :func:`detect_pictures`'s results with the ``"input"`` and the drawing's path (``"image"``).
     """
     model, class_names = load_detector(run_dir)
-    pictures = []
-    for name in inputs:
-        if not Path(name).is_file():
-            raise FileNotFoundError(f"No image at {name}: a detection run predicts on image files")
-        try:
-            pictures.append(open_picture(name))
-        except ValueError as error:
-            raise ValueError(f"{name}: {error}") from None
+    pictures = open_pictures(inputs, reader="a detection run")
     out_folder = Path(run_dir) / PREDICTIONS_FOLDER
     out_folder.mkdir(exist_ok=True)
     results = []
