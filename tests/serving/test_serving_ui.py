@@ -130,6 +130,22 @@ def test_draw_for_an_image_predictor_and_read_the_class_shares(browser, tmp_path
     assert prediction == expected["output"] and shown == pytest.approx(expected["classes"], abs=1e-9)
 
 
+def test_a_detectors_objects_are_listed(browser, tmp_path):
+    from deepzen.serving.servables import ImagePredictorServable
+
+    def one_box_per_image(run_dir, pictures, top):
+        return [{"objects": [{"class": "7", "score": 0.875, "box": [1.0, 2.4, 30.6, 40.0]}], "output": "7 0.88"}
+                for _ in pictures]
+
+    with ThreadedServer(ImagePredictorServable(tmp_path, one_box_per_image, ServeSettings(port=0))) as server:
+        page, outside = open_ui(browser, server.server.url)
+        page.click("#predict")
+        page.wait_for_function("document.getElementById('prediction').textContent.length > 0", timeout=30_000)
+        prediction = page.inner_text("#prediction")
+        page.close()
+    assert not outside and prediction == "7 0.88 at [1, 2, 31, 40]"
+
+
 def test_the_api_docs_render_offline(browser, digits_run):
     with ThreadedServer(load_servable(digits_run, ServeSettings(port=0))) as server:
         page = browser.new_page()
