@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from deepzen.training import distributed
-from deepzen.training.callbacks import Callback
+from deepzen.training.callbacks import Callback, add_fit_callback_provider
 from deepzen.training.checkpoint import CheckpointError, TrainingCheckpoint, checkpoint_position
 from deepzen.training.serialization import ModelFileError, atomic_write
 from deepzen.training.tensorboard import TensorBoard
@@ -61,8 +61,15 @@ _active: "Run | None" = None
 
 
 def current_run() -> "Run | None":
-    """The run whose recipe is executing in this process, if any (``Model.fit`` asks)."""
+    """The run whose recipe is executing in this process, if any."""
     return _active
+
+
+def _active_run_callbacks() -> list[Callback]:
+    return _active.fit_callbacks() if _active is not None else []
+
+
+add_fit_callback_provider(_active_run_callbacks)  # Model.fit records and checkpoints in the active run
 
 
 @contextlib.contextmanager

@@ -128,6 +128,22 @@ class Callback:
         """``logs["outputs"]``: this batch's outputs (on the model's device)."""
 
 
+# Providers of callbacks that every fit also runs, asked at the start of each fit: deepzen.runs registers one,
+# so that a recipe's fits are recorded and checkpointed in its run folder without training knowing of runs.
+_FIT_CALLBACK_PROVIDERS: list[Callable[[], list[Callback]]] = []
+
+
+def add_fit_callback_provider(provider: Callable[[], list[Callback]]) -> None:
+    """Every fit will also run the callbacks ``provider()`` returns when the fit starts (most often none)."""
+    if provider not in _FIT_CALLBACK_PROVIDERS:
+        _FIT_CALLBACK_PROVIDERS.append(provider)
+
+
+def provided_fit_callbacks() -> list[Callback]:
+    """The callbacks the registered providers add to a fit starting now."""
+    return [callback for provider in _FIT_CALLBACK_PROVIDERS for callback in provider()]
+
+
 class CallbackError(RuntimeError):
     """An exception raised inside a callback, re-raised with the callback and the event named."""
 

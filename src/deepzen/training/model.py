@@ -28,7 +28,8 @@ from deepzen.layers.subclassing import CALLS, SubclassingAPI, current_losses, fo
 from deepzen.layers.symbolic import SymbolicTensor, call_symbolic, has_symbolic
 from deepzen.serializable import custom_object_scope, register_serializable
 from deepzen.training import distributed
-from deepzen.training.callbacks import Callback, CallbackList, FitState, History, OneCycleScheduler, ProgressBar
+from deepzen.training.callbacks import (Callback, CallbackList, FitState, History, OneCycleScheduler, ProgressBar,
+                                       provided_fit_callbacks)
 from deepzen.training.diagnostics import named_layer_errors
 from deepzen.training.engine import Engine, call_model, predict_batches, run_test_steps, run_train_steps
 from deepzen.training.lr_finder import LRFinderResult, lr_find
@@ -540,10 +541,7 @@ class Model(SubclassingAPI, nn.Module):
         verbose = 1 if verbose == "auto" else int(verbose)
         self.history = History()
         extra = [ProgressBar(verbose)] if verbose and distributed.is_rank_zero() else []
-        from deepzen.runs import current_run
-
-        run = current_run()  # inside `deepzen train`, the run folder records and checkpoints every fit
-        recorders = run.fit_callbacks() if run is not None else []
+        recorders = provided_fit_callbacks()  # inside `deepzen train`, the run folder records and checkpoints every fit
         listed = [*(callbacks or []), *extra, self.history, *recorders]  # History before the recorders
         # the callback that resumes a fit (a checkpoint) runs last at every event: it saves what the others did
         resumers = [cb for cb in listed if type(cb).resume_fit is not Callback.resume_fit]
