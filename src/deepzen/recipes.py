@@ -27,8 +27,8 @@ import json
 import re
 import textwrap
 import tokenize
-from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -174,28 +174,21 @@ def run_file(run_dir: str | Path, name: str, what: str) -> Path:
     return path
 
 
-_LOADED: OrderedDict = OrderedDict()  # (load, the files' identities) -> what load returned
-_LOADED_KEPT = 4
-
-
 def cached_load(load: Callable[..., Any], *paths: Path) -> Any:
     """``load(*paths)``, kept while the files are unchanged (same inode, size and modification time) for the
     next call with the same ``load`` (a module-level function): a predictor that loads its model on every
-    call costs one load per run, not one per served batch. The last few loads are kept."""
-    key = (load, *((str(Path(path).resolve()), *_identity(path)) for path in paths))
-    if key in _LOADED:
-        _LOADED.move_to_end(key)
-        return _LOADED[key]
-    value = load(*paths)
-    _LOADED[key] = value
-    while len(_LOADED) > _LOADED_KEPT:
-        _LOADED.popitem(last=False)
-    return value
+    call costs one load per run, not one per served batch. The last 4 loads are kept."""
+    return _load_unchanged(load, paths, tuple(_identity(path) for path in paths))
+
+
+@lru_cache(maxsize=4)
+def _load_unchanged(load: Callable[..., Any], paths: tuple[Path, ...], identities: tuple) -> Any:
+    return load(*paths)  # identities: part of the cache key only
 
 
 def forget_loaded() -> None:
     """Empties :func:`cached_load`'s store: the next loads read their files again (benchmarks, tests)."""
-    _LOADED.clear()
+    _load_unchanged.cache_clear()
 
 
 def load_run_model(run_dir: str | Path, name: str, what: str):
@@ -210,9 +203,9 @@ def _load_for_prediction(path: Path):
     return load_model(path, compile=False)
 
 
-def _identity(path: Path) -> tuple[int, int, int]:
+def _identity(path: Path) -> tuple[str, int, int, int]:
     stat = Path(path).stat()
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+    return str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -156,7 +156,7 @@ def create_app(servable: Servable) -> Any:
     async def predict(request: Request):
         return await predict_json(state, request.headers.get("content-type", ""), await request.body())
 
-    if getattr(servable, "accepts_images", False):
+    if servable.accepts_images:
         @app.post("/predict/image", response_model=servable.response_model, summary="Predict on image files")
         async def predict_image(images: list[UploadFile] = File(..., description="PNG or JPEG files")):
             if len(images) > settings.max_samples:

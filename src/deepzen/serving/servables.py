@@ -21,12 +21,11 @@ and turns one result into the JSON answer (``answer``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any, Callable, Hashable, Sequence, Union
-
-import base64
-import binascii
 
 import numpy as np
 import torch
@@ -252,6 +251,7 @@ class PredictorServable:
     """
 
     kind = "predictor"
+    accepts_images = False
     response_model = PredictorResponse
 
     def __init__(self, run_dir: Path, predictor, settings: ServeSettings, description: dict | None = None):
@@ -387,6 +387,7 @@ class GeneratorServable:
     """A language model's run: a prompt and sampling settings, bounded by the server's limits."""
 
     kind = "generator"
+    accepts_images = False
     response_model = GeneratorResponse
 
     def __init__(self, model: nn.Module, defaults: Any, settings: ServeSettings, description: dict | None = None):

@@ -63,8 +63,8 @@ class ServeSettings:
     def limits(self) -> dict[str, float]:
         """The limits a client must respect (``GET /metadata`` shows them)."""
         names = ("max_body_bytes", "max_json_depth", "max_abs_number", "max_samples", "max_text_chars",
-                 "max_image_pixels", "max_generation_tokens", "max_temperature", "max_top", "max_connections", "request_timeout",
-                 "max_batch_size")
+                 "max_image_pixels", "max_generation_tokens", "max_temperature", "max_top", "max_connections",
+                 "request_timeout", "max_batch_size")
         return {name: getattr(self, name) for name in names}
 
     def replace(self, **changes) -> "ServeSettings":

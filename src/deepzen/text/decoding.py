@@ -187,7 +187,8 @@ def beam_search(step_fn: StepFn, start_tokens: torch.Tensor, beam_size: int, max
     tokens = _start_tokens(start_tokens)
     batch_size, start_len = tokens.shape
     beams, device = beam_size, tokens.device
-    limits, longest = _limits(max_len, batch_size, device)
+    limits, ends = _limits(max_len, batch_size, device)
+    longest = max(ends)
     pad = _pad_value(eos_id, pad_id)
 
     row_batch = torch.arange(batch_size, device=device).repeat_interleave(beams)    # (B*K,)
@@ -223,8 +224,8 @@ def beam_search(step_fn: StepFn, start_tokens: torch.Tensor, beam_size: int, max
         state = reorder_state(state, rows)
         done = done | _batch_done(finished.scores, alive_scores[:, 0], length, limits, length_penalty,
                                   early_stopping)
-        at_limit = limits == length  # these items finish their live hypotheses now, as alone at this max_len
-        if length < longest and bool(at_limit.any()):  # (the longest finish after the loop)
+        if length in ends and length < longest:  # items at their max_len (the longest finish after the loop)
+            at_limit = limits == length  # they finish their live hypotheses now, as they would alone
             live = tokens[:, start_len:].reshape(batch_size, beams, length)
             ending = (done | ~at_limit).unsqueeze(1)
             finished.add(live, alive_scores.masked_fill(ending, -math.inf) / gnmt_length_penalty(length, length_penalty))
@@ -283,8 +284,9 @@ def _generate(step_fn: StepFn, start_tokens: torch.Tensor, max_len: int, eos_id:
     """Token-by-token generation with ``choose(log_probs (B, V)) -> (B,)`` picking each next token."""
     tokens = _start_tokens(start_tokens)
     start_len = tokens.shape[1]
-    limits, longest = _limits(max_len, tokens.shape[0], tokens.device)
-    stops_early = eos_id is not None or bool((limits < longest).any())
+    limits, ends = _limits(max_len, tokens.shape[0], tokens.device)
+    longest = max(ends)
+    stops_early = eos_id is not None or len(ends) > 1
     pad = _pad_value(eos_id, pad_id)
     scores = torch.zeros(tokens.shape[0], device=tokens.device)
     ended = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
@@ -303,8 +305,9 @@ def _generate(step_fn: StepFn, start_tokens: torch.Tensor, max_len: int, eos_id:
     return tokens[:, start_len:], scores
 
 
-def _limits(max_len: Any, batch_size: int, device: torch.device) -> tuple[torch.Tensor, int]:
-    """``max_len`` as (B,) long limits on ``device`` and the largest of them."""
+def _limits(max_len: Any, batch_size: int, device: torch.device) -> tuple[torch.Tensor, set[int]]:
+    """``max_len`` as (B,) long limits on ``device``, and the set of their values (read once, so that the
+    decoding loop needs no host sync to know which step ends which items)."""
     if isinstance(max_len, int) and not isinstance(max_len, bool):
         limits = torch.full((batch_size,), max_len, dtype=torch.long, device=device)
     elif isinstance(max_len, (torch.Tensor, list, tuple)):
@@ -315,9 +318,10 @@ def _limits(max_len: Any, batch_size: int, device: torch.device) -> tuple[torch.
         limits = limits.long()
     else:
         raise ValueError(f"Expected max_len to be a positive integer. Received: max_len={max_len!r}")
-    if batch_size and int(limits.min()) < 1:
+    ends = set(limits.tolist()) or {1}  # an empty batch: one step decodes nothing
+    if min(ends) < 1:
         raise ValueError(f"Expected max_len to be a positive integer (each of them). Received: max_len={max_len!r}")
-    return limits, int(limits.max()) if batch_size else 1
+    return limits, ends
 
 
 def _start_tokens(start_tokens: torch.Tensor) -> torch.Tensor:

@@ -213,7 +213,8 @@ class Seq2Seq(Model):
             output = self.generate(source.to(self.device), beam_size, length_penalty, max_len).cpu()
             for row, i in zip(output.tolist(), chosen):
                 # the output ends at eos, or at the padding after a row its max_len cut
-                end = next((k for k, token in enumerate(row) if token in (self.eos_index, self.pad_index)), len(row))
+                end = min((row.index(token) for token in (self.eos_index, self.pad_index) if token in row),
+                          default=len(row))
                 translations[i] = self.target_tokenizer.decode(row[:end])
         return translations
 

@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 
 import deepzen
+from deepzen.data.images import open_pictures
 from deepzen.data.mask_scenes import CLASS_NAMES, NUM_CLASSES, load_mask_scenes
 from deepzen.metrics import MeanIoU
-from deepzen.data.images import open_pictures
 from deepzen.recipes import load_run_model, register_recipe, run_file, write_text
 from deepzen.vision.segmentation import encoder_classifier, overlay, unet
 
@@ -184,8 +184,8 @@ def _masks(model, pictures: list[Image.Image]) -> list[np.ndarray]:
         return []
     channels, height, width = model.input_spec.shape
     grey = [picture.convert("L") for picture in pictures]
-    x = np.stack([np.asarray(g.resize((width, height), Image.BILINEAR), np.float32) for g in grey])[:, None]
-    masks = model.predict(np.repeat(x, channels, axis=1), verbose=0).argmax(-1).astype(np.uint8)  # pixels 0..255
+    x = np.stack([np.asarray(g.resize((width, height), Image.BILINEAR), np.float32) for g in grey])[:, None]  # 0..255
+    masks = model.predict(np.repeat(x, channels, axis=1), verbose=0).argmax(-1).astype(np.uint8)  # (N, H, W)
     return [np.asarray(Image.fromarray(mask).resize(g.size, Image.NEAREST)) for mask, g in zip(masks, grey)]
 
 
